@@ -1,0 +1,116 @@
+"""Corpus settings: a pydantic model, read from ``corpus.toml`` and overridable on the command line.
+
+``init`` writes every default out, each with its description as a comment, so a user can see and edit
+all knobs in one file without reading the code. Unknown keys are refused rather than ignored: a typo in
+``corpus.toml`` must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from photocorpus.errors import ConfigError
+
+CONFIG_FILE = "corpus.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LayoutSettings(_Section):
+    """Where and how files are stored."""
+
+    files_per_dir: int = Field(
+        1000, ge=1, le=100_000, description="Most images per folder (im2gps used 1000)."
+    )
+
+
+class ImportSettings(_Section):
+    """Folder import (``photocorpus import``)."""
+
+    link: bool = Field(False, description="Hard-link (or symlink across devices) instead of copying files.")
+    max_image_pixels: int = Field(
+        178_956_970,
+        ge=1,
+        description="Refuse images with more pixels than this as decompression bombs (Pillow's default).",
+    )
+    batch_size: int = Field(256, ge=1, le=100_000, description="Photos per catalog transaction.")
+    workers: int = Field(0, ge=0, description="Worker processes for validation; 0 means one per CPU core.")
+
+
+class Settings(_Section):
+    """All settings of one corpus. Each section is a table in ``corpus.toml``."""
+
+    layout: LayoutSettings = Field(default_factory=LayoutSettings)
+    import_: ImportSettings = Field(default_factory=ImportSettings, alias="import")
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+def load_settings(corpus_dir: Path) -> Settings:
+    """Read ``corpus.toml``; a missing file means all defaults."""
+    path = corpus_dir / CONFIG_FILE
+    if not path.exists():
+        return Settings()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}. Fix the file or delete it to use defaults."
+        ) from exc
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path} has invalid settings:\n{exc}") from exc
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def render_settings(settings: Settings) -> str:
+    """Render settings as commented TOML: every value written out, every field described."""
+    lines = [
+        "# photocorpus corpus settings. Every value below is written out; edit and re-run a stage.",
+        "# Command-line options override these for one run.",
+        "",
+    ]
+    for name, field in Settings.model_fields.items():
+        section: BaseModel = getattr(settings, name)
+        table = field.alias or name
+        doc = (type(section).__doc__ or "").strip()
+        if doc:
+            lines.append(f"# {doc}")
+        lines.append(f"[{table}]")
+        for key, sub in type(section).model_fields.items():
+            value = getattr(section, key)
+            if value is None:
+                lines.append(f"# {key} =  # {sub.description or ''}".rstrip())
+                continue
+            comment = f"  # {sub.description}" if sub.description else ""
+            lines.append(f"{key} = {_toml_value(value)}{comment}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_settings(corpus_dir: Path, settings: Settings) -> Path:
+    """Write ``corpus.toml`` atomically."""
+    path = corpus_dir / CONFIG_FILE
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(render_settings(settings), encoding="utf-8")
+    tmp.replace(path)
+    return path

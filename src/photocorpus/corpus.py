@@ -1,0 +1,731 @@
+"""The corpus: a directory with one SQLite catalog that every stage reads and writes.
+
+Why SQLite in WAL mode: readers (``status``, the report) never block the writer, a kill -9 can only lose
+the transaction in flight, and anyone can inspect the catalog with ``sqlite3``. Stages write in batched
+transactions (``with corpus.transaction():``), so a million photos cost thousands of commits, not a
+million.
+
+Files and rows are kept consistent with *file intents*: before a stage renames a file into
+``images/``, it commits an intent naming that path; after the rename it commits the ``files`` row and
+drops the intent in the same transaction. Whatever is killed in between, the next writer that opens
+the corpus finds the dangling intents and deletes their files, so there are never orphan files and
+never rows without files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from photocorpus import layout
+from photocorpus.config import Settings, load_settings, write_settings
+from photocorpus.errors import CorpusBusyError, CorpusExistsError, CorpusNotFoundError, SchemaVersionError
+from photocorpus.records import ImageURL, PhotoRecord, utc_now
+
+CATALOG_FILE = "catalog.sqlite"
+BUSY_TIMEOUT_S = 30.0
+
+STAGE_STATUSES = ("pending", "done", "failed", "skipped")
+
+# Forward migrations: MIGRATIONS[i] takes a catalog from user_version i to i + 1. Never edit a published
+# entry; append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE photos (
+        id            INTEGER PRIMARY KEY,
+        source        TEXT NOT NULL,
+        source_id     TEXT NOT NULL,
+        primary_label TEXT NOT NULL,          -- the first label seen; picks the image folder
+        label_seq     INTEGER NOT NULL,       -- n-th photo of primary_label; picks the chunk folder
+        title         TEXT,
+        caption       TEXT,                   -- raw caption / description as the source gave it
+        tags          TEXT NOT NULL DEFAULT '[]',      -- JSON list
+        hashtags      TEXT NOT NULL DEFAULT '[]',      -- JSON list
+        owner         TEXT,
+        owner_id      TEXT,
+        lat           REAL,
+        lon           REAL,
+        geo_accuracy  INTEGER,
+        license       TEXT,
+        taken_at      TEXT,                   -- UTC ISO-8601
+        uploaded_at   TEXT,                   -- UTC ISO-8601
+        page_url      TEXT,
+        extra         TEXT NOT NULL DEFAULT '{}',      -- JSON: source-specific fields
+        harvested_at  TEXT NOT NULL,
+        UNIQUE (source, source_id)
+    );
+    CREATE INDEX photos_by_label ON photos (primary_label, label_seq);
+
+    CREATE TABLE photo_labels (
+        photo_id INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        label    TEXT NOT NULL,
+        PRIMARY KEY (photo_id, label)
+    ) WITHOUT ROWID;
+    CREATE INDEX photo_labels_by_label ON photo_labels (label);
+
+    CREATE TABLE label_counters (
+        label    TEXT PRIMARY KEY,
+        next_seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE image_urls (
+        photo_id     INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        size_key     TEXT NOT NULL,
+        url          TEXT NOT NULL,
+        width        INTEGER,
+        height       INTEGER,
+        harvested_at TEXT NOT NULL,
+        PRIMARY KEY (photo_id, size_key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE stages (
+        photo_id   INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        stage      TEXT NOT NULL,
+        status     TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed', 'skipped')),
+        reason     TEXT,                      -- short stable code, e.g. http_404, not_an_image
+        detail     TEXT,
+        attempts   INTEGER NOT NULL DEFAULT 1,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (photo_id, stage)
+    ) WITHOUT ROWID;
+    CREATE INDEX stages_by_status ON stages (stage, status, reason);
+
+    CREATE TABLE files (
+        photo_id        INTEGER PRIMARY KEY REFERENCES photos (id) ON DELETE CASCADE,
+        path            TEXT NOT NULL UNIQUE, -- relative to the corpus, POSIX separators
+        sha256          TEXT NOT NULL,        -- of the original bytes, before any re-encode
+        width           INTEGER NOT NULL,
+        height          INTEGER NOT NULL,
+        bytes           INTEGER NOT NULL,
+        format          TEXT NOT NULL,
+        original_width  INTEGER,
+        original_height INTEGER,
+        original_bytes  INTEGER,
+        origin          TEXT,                 -- URL or source file it came from
+        http_status     INTEGER,
+        frame_removed   INTEGER NOT NULL DEFAULT 0,
+        stored_at       TEXT NOT NULL
+    );
+    CREATE INDEX files_by_sha256 ON files (sha256);
+
+    CREATE TABLE file_intents (
+        path       TEXT PRIMARY KEY,
+        photo_id   INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE harvest_log (
+        id           INTEGER PRIMARY KEY,
+        source       TEXT NOT NULL,
+        query        TEXT NOT NULL,
+        window_start TEXT NOT NULL DEFAULT '',
+        window_end   TEXT NOT NULL DEFAULT '',
+        page         INTEGER NOT NULL,
+        result_count INTEGER NOT NULL,
+        total        INTEGER,
+        state        TEXT,                    -- JSON: resumable iterator state where a source has one
+        created_at   TEXT NOT NULL,
+        UNIQUE (source, query, window_start, window_end, page)
+    );
+
+    CREATE TABLE feature_sets (
+        name       TEXT PRIMARY KEY,
+        model_id   TEXT NOT NULL,
+        dims       INTEGER NOT NULL,
+        dtype      TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        rows       INTEGER NOT NULL DEFAULT 0,
+        params     TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE counters (
+        stage TEXT NOT NULL,
+        name  TEXT NOT NULL,
+        value INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (stage, name)
+    ) WITHOUT ROWID;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """What a stage stored for one photo: the file and how it came to be."""
+
+    path: str  # relative to the corpus
+    sha256: str  # of the original bytes
+    width: int
+    height: int
+    bytes: int
+    format: str
+    original_width: int | None = None
+    original_height: int | None = None
+    original_bytes: int | None = None
+    origin: str | None = None
+    http_status: int | None = None
+    frame_removed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Result of :meth:`Corpus.verify`: the invariants a kill -9 must never break."""
+
+    integrity: str
+    orphan_files: list[str]
+    missing_files: list[str]
+    dangling_intents: int
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.integrity == "ok"
+            and not self.orphan_files
+            and not self.missing_files
+            and self.dangling_intents == 0
+        )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL is durable against process crashes in WAL mode; only a power cut may lose the last commit.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class Corpus:
+    """A photocorpus directory: settings, catalog and the files it points to.
+
+    Open one with :meth:`open` or create one with :meth:`create`. All writes go through
+    :meth:`transaction`; all stages talk to each other only through this object.
+    """
+
+    def __init__(self, root: Path, conn: sqlite3.Connection, settings: Settings) -> None:
+        self.root = root
+        self.conn = conn
+        self.settings = settings
+        self._in_transaction = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], settings: Settings | None = None) -> Corpus:
+        """Create a new corpus directory (it may exist, but must not hold a catalog yet)."""
+        root = Path(path).expanduser().absolute()
+        if (root / CATALOG_FILE).exists():
+            raise CorpusExistsError(f"{root} already holds a corpus; open it instead of creating it")
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in layout.CORPUS_SUBDIRS:
+            (root / sub).mkdir(exist_ok=True)
+        write_settings(root, settings or Settings())
+        corpus = cls(root, _connect(root / CATALOG_FILE), settings or Settings())
+        corpus._migrate()
+        return corpus
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Corpus:
+        """Open an existing corpus, migrating its catalog forward if it is older than this code."""
+        root = Path(path).expanduser().absolute()
+        catalog = root / CATALOG_FILE
+        if not catalog.exists():
+            if create:
+                return cls.create(root)
+            raise CorpusNotFoundError(
+                f"{root} is not a photocorpus corpus (no {CATALOG_FILE}). "
+                f"Create one with `photocorpus init {root}` or pass --corpus DIR."
+            )
+        settings = load_settings(root)
+        conn = _connect(catalog)
+        corpus = cls(root, conn, settings)
+        corpus._migrate()
+        return corpus
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Corpus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.root} was written by a newer photocorpus (schema {version} > {SCHEMA_VERSION}); "
+                "upgrade photocorpus to open it"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            version = self.schema_version
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _split_sql(MIGRATIONS[step]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {step + 1}")
+
+    # ------------------------------------------------------------------ transactions
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): all or nothing, even under kill -9.
+
+        Nested use joins the outer transaction. A second process that holds the write lock for longer
+        than ``BUSY_TIMEOUT_S`` makes this raise :class:`CorpusBusyError` instead of hanging forever.
+        """
+        if self._in_transaction:
+            yield self.conn
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise CorpusBusyError(
+                    f"another photocorpus process is writing to {self.root}; wait for it to finish "
+                    "(read-only commands such as `status` work meanwhile)"
+                ) from exc
+            raise
+        self._in_transaction = True
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._in_transaction = False
+
+    # ------------------------------------------------------------------ photos
+    def add_photos(self, records: Sequence[PhotoRecord]) -> list[int]:
+        """Insert or merge photo records; return their catalog ids in the same order.
+
+        A photo already in the catalog (same source and source_id) keeps its metadata and gains any new
+        labels; new candidate URLs replace old ones of the same size key (Instagram URLs expire). The
+        first label of a new photo becomes its primary label and fixes its folder for good.
+        """
+        now = utc_now()
+        ids: list[int] = []
+        with self.transaction() as conn:
+            for rec in records:
+                row = conn.execute(
+                    "SELECT id FROM photos WHERE source = ? AND source_id = ?", (rec.source, rec.source_id)
+                ).fetchone()
+                if row is None:
+                    label = rec.labels[0]
+                    seq = self._next_label_seq(label)
+                    cur = conn.execute(
+                        """INSERT INTO photos (source, source_id, primary_label, label_seq, title, caption,
+                               tags, hashtags, owner, owner_id, lat, lon, geo_accuracy, license, taken_at,
+                               uploaded_at, page_url, extra, harvested_at)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                        (
+                            rec.source,
+                            rec.source_id,
+                            label,
+                            seq,
+                            rec.title,
+                            rec.caption,
+                            json.dumps(rec.tags, ensure_ascii=False),
+                            json.dumps(rec.hashtags, ensure_ascii=False),
+                            rec.owner,
+                            rec.owner_id,
+                            rec.lat,
+                            rec.lon,
+                            rec.geo_accuracy,
+                            rec.license,
+                            rec.taken_at,
+                            rec.uploaded_at,
+                            rec.page_url,
+                            json.dumps(rec.extra, ensure_ascii=False, sort_keys=True, default=str),
+                            now,
+                        ),
+                    )
+                    photo_id = int(cur.lastrowid)  # type: ignore[arg-type]
+                else:
+                    photo_id = int(row["id"])
+                conn.executemany(
+                    "INSERT OR IGNORE INTO photo_labels (photo_id, label) VALUES (?, ?)",
+                    [(photo_id, label) for label in dict.fromkeys(rec.labels)],
+                )
+                if rec.urls:
+                    self._put_urls(photo_id, rec.urls, now)
+                ids.append(photo_id)
+        return ids
+
+    def _next_label_seq(self, label: str) -> int:
+        row = self.conn.execute("SELECT next_seq FROM label_counters WHERE label = ?", (label,)).fetchone()
+        seq = int(row["next_seq"]) if row else 0
+        self.conn.execute(
+            "INSERT INTO label_counters (label, next_seq) VALUES (?, ?) "
+            "ON CONFLICT (label) DO UPDATE SET next_seq = excluded.next_seq",
+            (label, seq + 1),
+        )
+        return seq
+
+    def _put_urls(self, photo_id: int, urls: Iterable[ImageURL], now: str) -> None:
+        self.conn.executemany(
+            """INSERT INTO image_urls (photo_id, size_key, url, width, height, harvested_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (photo_id, size_key) DO UPDATE SET url = excluded.url, width = excluded.width,
+                   height = excluded.height, harvested_at = excluded.harvested_at""",
+            [(photo_id, u.size_key, u.url, u.width, u.height, now) for u in urls],
+        )
+
+    def photo_ids(self, source: str, source_ids: Sequence[str]) -> dict[str, int]:
+        """Map source ids to catalog ids for those already in the catalog (batched lookup)."""
+        found: dict[str, int] = {}
+        for start in range(0, len(source_ids), 500):
+            chunk = list(source_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                f"SELECT source_id, id FROM photos WHERE source = ? AND source_id IN ({marks})",
+                (source, *chunk),
+            ):
+                found[row["source_id"]] = int(row["id"])
+        return found
+
+    def photo(self, photo_id: int) -> dict[str, Any] | None:
+        """One photo as a dict, with its labels, URLs, stages and file decoded."""
+        row = self.conn.execute("SELECT * FROM photos WHERE id = ?", (photo_id,)).fetchone()
+        if row is None:
+            return None
+        out = dict(row)
+        out["tags"] = json.loads(out["tags"])
+        out["hashtags"] = json.loads(out["hashtags"])
+        out["extra"] = json.loads(out["extra"])
+        out["labels"] = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT label FROM photo_labels WHERE photo_id = ? ORDER BY label", (photo_id,)
+            )
+        ]
+        out["urls"] = [
+            dict(r)
+            for r in self.conn.execute(
+                "SELECT size_key, url, width, height, harvested_at FROM image_urls WHERE photo_id = ?",
+                (photo_id,),
+            )
+        ]
+        out["stages"] = {
+            r["stage"]: {"status": r["status"], "reason": r["reason"], "detail": r["detail"]}
+            for r in self.conn.execute(
+                "SELECT stage, status, reason, detail FROM stages WHERE photo_id = ?", (photo_id,)
+            )
+        }
+        file_row = self.conn.execute("SELECT * FROM files WHERE photo_id = ?", (photo_id,)).fetchone()
+        out["file"] = dict(file_row) if file_row else None
+        return out
+
+    def count_photos(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0])
+
+    # ------------------------------------------------------------------ stages
+    def set_stage(
+        self,
+        photo_id: int,
+        stage: str,
+        status: str,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Record a photo's status for one stage; repeated attempts are counted."""
+        if status not in STAGE_STATUSES:
+            raise ValueError(f"unknown stage status {status!r}; expected one of {STAGE_STATUSES}")
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT INTO stages (photo_id, stage, status, reason, detail, attempts, updated_at)
+                   VALUES (?, ?, ?, ?, ?, 1, ?)
+                   ON CONFLICT (photo_id, stage) DO UPDATE SET status = excluded.status,
+                       reason = excluded.reason, detail = excluded.detail,
+                       attempts = stages.attempts + 1, updated_at = excluded.updated_at""",
+                (photo_id, stage, status, reason, (detail or None) and detail[:2000], utc_now()),
+            )
+
+    def stage_status(self, photo_ids: Sequence[int], stage: str) -> dict[int, str]:
+        """The status of ``stage`` for each photo that has one (batched lookup)."""
+        found: dict[int, str] = {}
+        for start in range(0, len(photo_ids), 500):
+            chunk = list(photo_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                f"SELECT photo_id, status FROM stages WHERE stage = ? AND photo_id IN ({marks})",
+                (stage, *chunk),
+            ):
+                found[int(row["photo_id"])] = row["status"]
+        return found
+
+    def bump_counter(self, stage: str, name: str, by: int = 1) -> None:
+        """Add to a named counter (retries, skipped videos...) that ``status`` shows."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO counters (stage, name, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (stage, name) DO UPDATE SET value = counters.value + excluded.value",
+                (stage, name, by),
+            )
+
+    # ------------------------------------------------------------------ files
+    def plan_image_path(self, photo_id: int, fmt: str) -> str:
+        """Decide (and reserve, with an intent) where a photo's image goes.
+
+        The path is a pure function of the photo's primary label, its label sequence number and its
+        source id, so a re-run after a crash picks the same path. If another photo already owns that
+        path (two sources with the same id under one label), the catalog id is appended.
+        """
+        row = self.conn.execute(
+            "SELECT source_id, primary_label, label_seq FROM photos WHERE id = ?", (photo_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no photo with id {photo_id}")
+        per_dir = self.settings.layout.files_per_dir
+        path = layout.image_relpath(row["primary_label"], row["label_seq"], row["source_id"], fmt, per_dir)
+        with self.transaction() as conn:
+            owner = conn.execute(
+                "SELECT photo_id FROM files WHERE path = ? UNION ALL "
+                "SELECT photo_id FROM file_intents WHERE path = ?",
+                (path, path),
+            ).fetchone()
+            if owner is not None and int(owner[0]) != photo_id:
+                key = f"{row['source_id']}-p{photo_id}"
+                path = layout.image_relpath(row["primary_label"], row["label_seq"], key, fmt, per_dir)
+            conn.execute(
+                "INSERT OR REPLACE INTO file_intents (path, photo_id, created_at) VALUES (?, ?, ?)",
+                (path, photo_id, utc_now()),
+            )
+        return path
+
+    def commit_file(self, photo_id: int, stored: StoredFile, stage: str = "fetch") -> None:
+        """Record a file that is already in place, mark the stage done and drop its intent."""
+        with self.transaction() as conn:
+            old = conn.execute("SELECT path FROM files WHERE photo_id = ?", (photo_id,)).fetchone()
+            conn.execute(
+                """INSERT OR REPLACE INTO files (photo_id, path, sha256, width, height, bytes, format,
+                       original_width, original_height, original_bytes, origin, http_status,
+                       frame_removed, stored_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    photo_id,
+                    stored.path,
+                    stored.sha256,
+                    stored.width,
+                    stored.height,
+                    stored.bytes,
+                    stored.format,
+                    stored.original_width,
+                    stored.original_height,
+                    stored.original_bytes,
+                    stored.origin,
+                    stored.http_status,
+                    int(stored.frame_removed),
+                    utc_now(),
+                ),
+            )
+            conn.execute("DELETE FROM file_intents WHERE path = ?", (stored.path,))
+            self.set_stage(photo_id, stage, "done")
+            if old is not None and old["path"] != stored.path:
+                # The old file is unreferenced from now on; an intent makes sure it is removed.
+                conn.execute(
+                    "INSERT OR REPLACE INTO file_intents (path, photo_id, created_at) VALUES (?, ?, ?)",
+                    (old["path"], photo_id, utc_now()),
+                )
+
+    def abs_path(self, relpath: str) -> Path:
+        """The absolute path of a corpus-relative path, refusing anything outside the corpus."""
+        return layout.resolve_inside(self.root, relpath)
+
+    def resolve_dangling_intents(self) -> int:
+        """Delete files left behind by a crash between rename and commit; return how many intents.
+
+        Called by every stage that stores files, before it starts. Safe to call at any time: an intent
+        whose path is owned by a committed ``files`` row is simply dropped.
+        """
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT i.path FROM file_intents i LEFT JOIN files f ON f.path = i.path WHERE f.path IS NULL"
+            ).fetchall()
+            for row in rows:
+                with contextlib.suppress(FileNotFoundError):
+                    self.abs_path(row["path"]).unlink()
+            conn.execute("DELETE FROM file_intents")
+        return len(rows)
+
+    def tmp_dir(self) -> Path:
+        """A private scratch folder for this process, on the same file system as ``images/``.
+
+        Files are written here, fsynced, then renamed into place, so a reader never sees half a file.
+        Folders of dead processes are swept.
+        """
+        base = self.root / layout.TMP_DIR
+        base.mkdir(exist_ok=True)
+        for stale in base.iterdir():
+            pid = stale.name.split("-")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                _rmtree(stale)
+        mine = base / f"{os.getpid()}-{id(self):x}"
+        mine.mkdir(exist_ok=True)
+        return mine
+
+    # ------------------------------------------------------------------ harvest log
+    def log_harvest_page(
+        self,
+        source: str,
+        query: str,
+        page: int,
+        result_count: int,
+        *,
+        window_start: str = "",
+        window_end: str = "",
+        total: int | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        """Mark one (query, window, page) as complete, inside the caller's transaction if any."""
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT INTO harvest_log (source, query, window_start, window_end, page, result_count,
+                       total, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (source, query, window_start, window_end, page) DO UPDATE SET
+                       result_count = excluded.result_count, total = excluded.total,
+                       state = excluded.state""",
+                (
+                    source,
+                    query,
+                    window_start,
+                    window_end,
+                    page,
+                    result_count,
+                    total,
+                    json.dumps(state) if state is not None else None,
+                    utc_now(),
+                ),
+            )
+
+    def harvest_pages(self, source: str, query: str) -> list[dict[str, Any]]:
+        """All logged pages of one query, oldest first."""
+        return [
+            dict(r)
+            for r in self.conn.execute(
+                "SELECT * FROM harvest_log WHERE source = ? AND query = ? ORDER BY id", (source, query)
+            )
+        ]
+
+    # ------------------------------------------------------------------ feature sets
+    def register_feature_set(
+        self, name: str, model_id: str, dims: int, dtype: str, path: str, rows: int, params: dict[str, Any]
+    ) -> None:
+        """Create or update a feature set's registry entry."""
+        now = utc_now()
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT INTO feature_sets (name, model_id, dims, dtype, path, rows, params, created_at,
+                       updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (name) DO UPDATE SET model_id = excluded.model_id, dims = excluded.dims,
+                       dtype = excluded.dtype, path = excluded.path, rows = excluded.rows,
+                       params = excluded.params, updated_at = excluded.updated_at""",
+                (name, model_id, dims, dtype, path, rows, json.dumps(params, sort_keys=True), now, now),
+            )
+
+    def feature_sets(self) -> list[dict[str, Any]]:
+        out = []
+        for r in self.conn.execute("SELECT * FROM feature_sets ORDER BY name"):
+            d = dict(r)
+            d["params"] = json.loads(d["params"])
+            out.append(d)
+        return out
+
+    # ------------------------------------------------------------------ status and checks
+    def status_summary(self) -> dict[str, Any]:
+        """Counts for ``photocorpus status``: photos, labels, per-stage statuses, failure reasons."""
+        conn = self.conn
+        labels = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT label, COUNT(*) FROM photo_labels GROUP BY label ORDER BY COUNT(*) DESC, label"
+            )
+        }
+        stages: dict[str, dict[str, int]] = {}
+        for r in conn.execute("SELECT stage, status, COUNT(*) FROM stages GROUP BY stage, status"):
+            stages.setdefault(r[0], {})[r[1]] = r[2]
+        failures: dict[str, int] = {}
+        failures_by_stage: dict[str, dict[str, int]] = {}
+        for r in conn.execute(
+            "SELECT stage, reason, COUNT(*) FROM stages WHERE status = 'failed' GROUP BY stage, reason"
+        ):
+            reason = r[1] or "unknown"
+            failures[reason] = failures.get(reason, 0) + r[2]
+            failures_by_stage.setdefault(r[0], {})[reason] = r[2]
+        counters: dict[str, dict[str, int]] = {}
+        for r in conn.execute("SELECT stage, name, value FROM counters ORDER BY stage, name"):
+            counters.setdefault(r[0], {})[r[1]] = r[2]
+        files = conn.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM files").fetchone()
+        sources = {r[0]: r[1] for r in conn.execute("SELECT source, COUNT(*) FROM photos GROUP BY source")}
+        return {
+            "corpus": str(self.root),
+            "schema_version": self.schema_version,
+            "photos": self.count_photos(),
+            "sources": sources,
+            "labels": labels,
+            "stages": stages,
+            "failures": dict(sorted(failures.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "failures_by_stage": failures_by_stage,
+            "counters": counters,
+            "files": {"count": files[0], "bytes": files[1]},
+            "feature_sets": [
+                {"name": f["name"], "model_id": f["model_id"], "dims": f["dims"], "rows": f["rows"]}
+                for f in self.feature_sets()
+            ],
+        }
+
+    def verify(self) -> VerifyReport:
+        """Check the invariants: SQLite integrity, every file row has its file, no file lacks a row."""
+        integrity = self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        known = {r[0] for r in self.conn.execute("SELECT path FROM files")}
+        images = self.root / layout.IMAGES_DIR
+        on_disk = set()
+        if images.exists():
+            for dirpath, _dirnames, filenames in os.walk(images):
+                for name in filenames:
+                    on_disk.add(Path(dirpath, name).relative_to(self.root).as_posix())
+        dangling = int(self.conn.execute("SELECT COUNT(*) FROM file_intents").fetchone()[0])
+        return VerifyReport(
+            integrity=integrity,
+            orphan_files=sorted(on_disk - known),
+            missing_files=sorted(p for p in known if not (self.root / p).exists()),
+            dangling_intents=dangling,
+        )
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements: comments first, then on ';' (no literal holds one)."""
+    code = "\n".join(line.split("--", 1)[0].rstrip() for line in script.splitlines())
+    return [stmt.strip() for stmt in code.split(";") if stmt.strip()]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

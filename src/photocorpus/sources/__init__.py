@@ -1,0 +1,1 @@
+"""Photo sources: each turns a query or a folder into PhotoRecords."""

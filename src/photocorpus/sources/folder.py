@@ -1,0 +1,266 @@
+"""Local folders and dataset exports as a photo source.
+
+Recognised layouts (checked in this order):
+
+* ``instacities``: InstaCities1M / InstaNY100K, ``img*/[...]/<city>/<id>.jpg`` with captions at the
+  same relative place under ``captions*/`` as ``<id>.txt``. Label = city, source = ``instagram``.
+* ``mirflickr``: MIRFLICKR-25K/1M, ``im<N>.jpg`` with optional ``meta/tags/tags<N>.txt`` (raw tags,
+  one per line). Source = ``mirflickr``, source id = ``N``.
+* ``plain``: any folder tree of images with optional sidecars ``<name>.txt`` (the caption) and
+  ``<name>.json`` (metadata). Label = parent folder name unless ``--label`` is given; source id = the
+  file's path relative to the import root, without extension.
+
+Listing happens in the driver and yields lightweight :class:`LocalCandidate` values in a sorted,
+deterministic order; reading sidecars and images happens in workers (:func:`read_candidate`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from photocorpus.curate.text import extract_hashtags
+from photocorpus.errors import ImportSourceError
+from photocorpus.records import PhotoRecord, utc_iso
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"})
+_MIRFLICKR_NAME = re.compile(r"^im(\d+)\.jpe?g$", re.IGNORECASE)
+MAX_SIDECAR_BYTES = 4 * 1024 * 1024  # a caption or metadata file larger than this is not a sidecar
+
+LAYOUTS = ("instacities", "mirflickr", "plain")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalCandidate:
+    """One image file to import and what the listing already knows about it."""
+
+    path: str  # absolute path of the image
+    source: str
+    source_id: str
+    label: str
+    caption_path: str | None = None
+    json_path: str | None = None
+    tags_path: str | None = None
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")
+
+
+def detect_layout(root: Path) -> str:
+    """Name the layout of ``root`` (see the module docstring)."""
+    if not root.is_dir():
+        raise ImportSourceError(f"{root} is not a folder; pass the folder that holds the photos")
+    subdirs = [p for p in root.iterdir() if p.is_dir()]
+    if any(p.name.lower().startswith("img") for p in subdirs) and any(
+        p.name.lower().startswith("captions") for p in subdirs
+    ):
+        return "instacities"
+    top_images = [name for name in os.listdir(root) if is_image_name(name)]
+    if top_images and all(_MIRFLICKR_NAME.match(n) for n in top_images):
+        return "mirflickr"
+    return "plain"
+
+
+def iter_candidates(root: Path, layout: str, label: str | None = None) -> Iterator[LocalCandidate]:
+    """List the images of ``root`` in a stable order (sorted paths)."""
+    root = root.absolute()
+    if layout == "instacities":
+        yield from _iter_instacities(root, label)
+    elif layout == "mirflickr":
+        yield from _iter_mirflickr(root, label)
+    elif layout == "plain":
+        yield from _iter_plain(root, label)
+    else:
+        raise ImportSourceError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+
+
+def _walk_sorted(root: Path) -> Iterator[tuple[Path, list[str]]]:
+    """os.walk with sorted folders and files, skipping hidden folders, following no symlinked folders."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        yield Path(dirpath), sorted(filenames)
+
+
+def _iter_instacities(root: Path, label: str | None) -> Iterator[LocalCandidate]:
+    img_dirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.lower().startswith("img"))
+    caption_dirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.lower().startswith("captions"))
+    for img_dir in img_dirs:
+        # img_resized <-> captions_resized; a lone captions folder serves every image folder.
+        suffix = img_dir.name[3:]
+        match = [c for c in caption_dirs if c.name[len("captions") :] == suffix] or caption_dirs[:1]
+        cap_dir = match[0] if match else None
+        for dirpath, filenames in _walk_sorted(img_dir):
+            rel_dir = dirpath.relative_to(img_dir)
+            for name in filenames:
+                if not is_image_name(name):
+                    continue
+                stem = os.path.splitext(name)[0]
+                caption = cap_dir / rel_dir / f"{stem}.txt" if cap_dir else None
+                yield LocalCandidate(
+                    path=str(dirpath / name),
+                    source="instagram",
+                    source_id=stem,
+                    label=label or (dirpath.name if dirpath != img_dir else img_dir.name),
+                    caption_path=str(caption) if caption is not None and caption.is_file() else None,
+                )
+
+
+def _iter_mirflickr(root: Path, label: str | None) -> Iterator[LocalCandidate]:
+    tag_dirs = [root / "meta" / "tags", root.parent / "meta" / "tags"]
+    tag_dir = next((d for d in tag_dirs if d.is_dir()), None)
+    names = [n for n in os.listdir(root) if _MIRFLICKR_NAME.match(n)]
+    for name in sorted(names, key=lambda n: int(_MIRFLICKR_NAME.match(n).group(1))):  # type: ignore[union-attr]
+        number = _MIRFLICKR_NAME.match(name).group(1)  # type: ignore[union-attr]
+        tags = tag_dir / f"tags{number}.txt" if tag_dir else None
+        yield LocalCandidate(
+            path=str(root / name),
+            source="mirflickr",
+            source_id=str(int(number)),
+            label=label or "mirflickr",
+            tags_path=str(tags) if tags is not None and tags.is_file() else None,
+        )
+
+
+def _iter_plain(root: Path, label: str | None) -> Iterator[LocalCandidate]:
+    for dirpath, filenames in _walk_sorted(root):
+        present = set(filenames)
+        seen_stems: set[str] = set()
+        for name in filenames:
+            if not is_image_name(name):
+                continue
+            stem = os.path.splitext(name)[0]
+            rel = (dirpath / stem).relative_to(root).as_posix()
+            # Two images with one stem (a.jpg, a.png) keep apart by extension for the later one.
+            source_id = rel if stem not in seen_stems else (dirpath / name).relative_to(root).as_posix()
+            seen_stems.add(stem)
+            yield LocalCandidate(
+                path=str(dirpath / name),
+                source="folder",
+                source_id=source_id,
+                label=label or dirpath.name or "unlabelled",
+                caption_path=str(dirpath / f"{stem}.txt") if f"{stem}.txt" in present else None,
+                json_path=str(dirpath / f"{stem}.json") if f"{stem}.json" in present else None,
+            )
+
+
+# ---------------------------------------------------------------------------------------------- records
+def _read_text(path: str | None) -> str | None:
+    if path is None:
+        return None
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_SIDECAR_BYTES + 1)
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise ValueError(f"sidecar {os.path.basename(path)} is larger than {MAX_SIDECAR_BYTES} bytes")
+    return data.decode("utf-8", errors="replace").replace("\r\n", "\n").strip("\ufeff").strip()
+
+
+def _first(meta: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = meta.get(key)
+        if value not in (None, "", []):
+            return value
+    return None
+
+
+def _as_tags(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [t for t in re.split(r"[\s,]+", value) if t]
+    if isinstance(value, list):
+        return [str(t).strip() for t in value if str(t).strip()]
+    return []
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def build_record(cand: LocalCandidate) -> tuple[PhotoRecord, list[str]]:
+    """Read a candidate's sidecars into a record. Returns the record and sidecar warnings.
+
+    A broken sidecar never rejects the photo: the photo is still worth having, and the warning is kept
+    in the record's ``extra`` so the user can see what was ignored.
+    """
+    warnings: list[str] = []
+    meta: dict[str, Any] = {}
+    caption: str | None = None
+    tags: list[str] = []
+    try:
+        caption = _read_text(cand.caption_path)
+    except (OSError, ValueError) as exc:
+        warnings.append(f"caption: {exc}")
+    if cand.json_path:
+        try:
+            loaded = json.loads(_read_text(cand.json_path) or "{}")
+            if isinstance(loaded, dict):
+                meta = loaded
+            else:
+                warnings.append("json sidecar is not an object")
+        except (OSError, ValueError) as exc:
+            warnings.append(f"json sidecar: {exc}"[:300])
+    if cand.tags_path:
+        try:
+            tags = [t for t in (_read_text(cand.tags_path) or "").splitlines() if t.strip()]
+        except (OSError, ValueError) as exc:
+            warnings.append(f"tags: {exc}")
+
+    caption = caption or _as_text(_first(meta, "caption", "description", "text"))
+    tags = tags or _as_tags(_first(meta, "tags"))
+    hashtags = [h.lstrip("#").casefold() for h in _as_tags(_first(meta, "hashtags"))] or extract_hashtags(
+        caption
+    )
+    extra: dict[str, Any] = {"file": os.path.basename(cand.path)}
+    if warnings:
+        extra["sidecar_warnings"] = warnings
+    known = {
+        "title", "caption", "description", "text", "tags", "hashtags", "owner", "username", "owner_name",
+        "owner_id", "lat", "latitude", "lon", "lng", "longitude", "accuracy", "geo_accuracy", "license",
+        "licence", "taken_at", "date_taken", "datetaken", "uploaded_at", "date_upload", "dateupload",
+        "url", "page_url",
+    }  # fmt: skip
+    leftovers = {k: v for k, v in meta.items() if k not in known}
+    if leftovers:
+        extra["metadata"] = leftovers
+    record = PhotoRecord(
+        source=cand.source,
+        source_id=cand.source_id,
+        labels=[cand.label],
+        title=_as_text(_first(meta, "title")),
+        caption=caption,
+        tags=tags,
+        hashtags=hashtags,
+        owner=_as_text(_first(meta, "owner", "username", "owner_name")),
+        owner_id=_as_text(_first(meta, "owner_id")),
+        lat=_as_float(_first(meta, "lat", "latitude")),
+        lon=_as_float(_first(meta, "lon", "lng", "longitude")),
+        geo_accuracy=_as_int(_first(meta, "accuracy", "geo_accuracy")),
+        license=_as_text(_first(meta, "license", "licence")),
+        taken_at=utc_iso(_first(meta, "taken_at", "date_taken", "datetaken")),
+        uploaded_at=utc_iso(_first(meta, "uploaded_at", "date_upload", "dateupload")),
+        page_url=_as_text(_first(meta, "page_url", "url")),
+        extra=extra,
+    )
+    return record, warnings
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
