@@ -53,11 +53,14 @@ def safe_component(text: str, max_len: int = MAX_COMPONENT_LEN) -> str:
     folded = folded.encode("ascii", "ignore").decode("ascii").lower()
     cleaned = _UNSAFE.sub("_", folded).strip("._-")
     cleaned = re.sub(r"_{2,}", "_", cleaned)
-    altered = cleaned != text or cleaned.split(".")[0] in _WINDOWS_DEVICES or len(cleaned) > max_len
+    is_device = cleaned.split(".")[0] in _WINDOWS_DEVICES
+    altered = not cleaned or cleaned != text or is_device or len(cleaned) > max_len
     if not altered:
         return cleaned
     keep = max(0, max_len - 9)
     head = cleaned[:keep].rstrip("._-")
+    if is_device:  # Windows reserves "nul" even as "nul.txt": keep no dot after a device name
+        head = head.replace(".", "_")
     return f"{head}-{_digest(str(text))}" if head else f"x-{_digest(str(text))}"
 
 
@@ -80,7 +83,7 @@ def image_relpath(label: str, sequence: int, photo_key: str, fmt: str, files_per
 def resolve_inside(root: Path, relpath: str) -> Path:
     """Join ``relpath`` to ``root`` and refuse anything that would land outside ``root``."""
     rel = PurePosixPath(relpath)
-    if rel.is_absolute() or any(part in ("..", "") for part in rel.parts):
+    if not rel.parts or rel.is_absolute() or any(part in ("..", "") for part in rel.parts):
         raise UnsafePathError(f"refusing path {relpath!r}: it must be relative and stay inside the corpus")
     root_resolved = root.resolve()
     full = (root_resolved / rel).resolve()

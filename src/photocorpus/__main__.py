@@ -1,0 +1,5 @@
+"""``python -m photocorpus`` runs the CLI."""
+
+from photocorpus.cli import main
+
+main()

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real test data in ../shared/data and helpers to run the CLI for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_data(relpath: str) -> Path:
+    """Path to real test data; skip when absent, unless CI demands it (PHOTOCORPUS_REQUIRE_DATA=1)."""
+    path = SHARED_DATA / relpath
+    if not path.exists():
+        if os.environ.get("PHOTOCORPUS_REQUIRE_DATA") == "1":
+            pytest.fail(f"required test data missing: {path}")
+        pytest.skip(f"test data not present: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def instany_images() -> Path:
+    """3,007 real InstaNY100K photos (300x300 JPEGs named <instagram media id>.jpg)."""
+    return shared_data("instany100k/images")
+
+
+@pytest.fixture(scope="session")
+def mirflickr_images() -> Path:
+    """5,000 real MIRFLICKR-25K photos (128x128, im<N>.jpg)."""
+    return shared_data("mirflickr25k/images")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600):
+    """Run ``python -m photocorpus ARGS`` in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "photocorpus", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"photocorpus {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
+    return proc

@@ -1,0 +1,42 @@
+"""Helpers shared by tests: comparable dumps of a corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+
+def catalog_dump(corpus_dir: Path) -> dict[str, list[tuple]]:
+    """The catalog's content without wall-clock columns, for equality between two runs."""
+    conn = sqlite3.connect(corpus_dir / "catalog.sqlite")
+    try:
+        return {
+            "photos": conn.execute(
+                "SELECT id, source, source_id, primary_label, label_seq, title, caption, tags, hashtags, owner,"
+                " owner_id, lat, lon, geo_accuracy, license, taken_at, uploaded_at, page_url, extra"
+                " FROM photos ORDER BY id"
+            ).fetchall(),
+            "labels": conn.execute("SELECT photo_id, label FROM photo_labels ORDER BY 1, 2").fetchall(),
+            "stages": conn.execute(
+                "SELECT photo_id, stage, status, reason FROM stages ORDER BY 1, 2"
+            ).fetchall(),
+            "files": conn.execute(
+                "SELECT photo_id, path, sha256, width, height, bytes, format, origin FROM files ORDER BY 1"
+            ).fetchall(),
+            "intents": conn.execute("SELECT path FROM file_intents").fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+def files_on_disk(corpus_dir: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under images/."""
+    out = {}
+    images = corpus_dir / "images"
+    for dirpath, _dirs, names in os.walk(images):
+        for name in names:
+            path = Path(dirpath, name)
+            out[path.relative_to(corpus_dir).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out

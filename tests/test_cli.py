@@ -1,0 +1,76 @@
+"""The command line as a user meets it: init, import, status --json, verify, demo, lazy imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+
+def test_init_import_status_json(tmp_path: Path, instany_images: Path) -> None:
+    corpus = tmp_path / "c"
+    out = run_cli("init", str(corpus))
+    assert "Created corpus" in out.stdout
+    src = tmp_path / "src" / "nyc"
+    src.mkdir(parents=True)
+    for p in sorted(instany_images.glob("*.jpg"))[:25]:
+        (src / p.name).write_bytes(p.read_bytes())
+    (src / "broken.jpg").write_bytes(b"")
+    out = run_cli("import", str(src), "--corpus", str(corpus), "--quiet")
+    assert "25 imported" in out.stdout and "1 failed" in out.stdout
+    status = json.loads(run_cli("status", "--json", "--corpus", str(corpus)).stdout)
+    assert status["photos"] == 26
+    assert status["labels"] == {"nyc": 26}
+    assert status["stages"] == {"fetch": {"done": 25, "failed": 1}}
+    assert status["failures"] == {"empty_file": 1}
+    # $PHOTOCORPUS_CORPUS is the default corpus
+    env_status = json.loads(run_cli("status", "--json", env={"PHOTOCORPUS_CORPUS": str(corpus)}).stdout)
+    assert env_status["photos"] == 26
+    table = run_cli("status", "--corpus", str(corpus)).stdout
+    assert "nyc" in table and "empty_file" in table
+    assert "integrity_check: ok" in run_cli("verify", "--corpus", str(corpus)).stdout
+
+
+def test_errors_are_one_clear_line(tmp_path: Path) -> None:
+    proc = run_cli("status", "--corpus", str(tmp_path / "nope"), check=False)
+    assert proc.returncode == 2
+    assert "is not a photocorpus corpus" in proc.stderr and "photocorpus init" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    run_cli("init", str(tmp_path / "c"))
+    proc = run_cli("init", str(tmp_path / "c"), check=False)
+    assert proc.returncode == 2 and "already holds a corpus" in proc.stderr
+    proc = run_cli("import", str(tmp_path / "missing"), "--corpus", str(tmp_path / "c"), check=False)
+    assert proc.returncode == 2 and "is not a folder" in proc.stderr
+
+
+def test_fast_commands_do_not_import_heavy_libraries(tmp_path: Path) -> None:
+    run_cli("init", str(tmp_path / "c"))
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from photocorpus.cli import app\n"
+        "r = CliRunner()\n"
+        f"assert r.invoke(app, ['--help']).exit_code == 0\n"
+        f"assert r.invoke(app, ['status', '--corpus', {str(tmp_path / 'c')!r}]).exit_code == 0\n"
+        "heavy = {'torch', 'onnxruntime', 'faiss', 'ray', 'sentence_transformers', 'sklearn', 'skimage'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_demo_builds_a_corpus_that_status_describes(tmp_path: Path) -> None:
+    demo_dir = tmp_path / "demo"
+    out = run_cli("demo", str(demo_dir), "--quiet")
+    assert "Done." in out.stdout
+    status = json.loads(run_cli("status", "--json", "--corpus", str(demo_dir)).stdout)
+    assert status["photos"] >= 50
+    assert {"food", "animals", "space", "street", "textures", "science"} <= set(status["labels"])
+    assert status["failures"] == {"corrupt_image": 1, "empty_file": 1, "not_an_image": 1}
+    assert status["stages"]["fetch"]["done"] == status["photos"] - 3
+    # Running the demo again resumes instead of duplicating.
+    run_cli("demo", str(demo_dir), "--quiet")
+    assert json.loads(run_cli("status", "--json", "--corpus", str(demo_dir)).stdout)["photos"] == status["photos"]
