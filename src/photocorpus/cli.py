@@ -1,221 +1,27 @@
-"""The ``photocorpus`` command line: thin wrappers that open a corpus and call a stage function.
-
-Kept import-light on purpose (``--help`` and ``status`` must answer in well under a second): heavy
-libraries are imported inside the commands that need them.
-"""
+"""The ``photocorpus`` console script: registers every command module, runs the app, and turns our
+errors into one clear line and a non-zero exit code."""
 
 from __future__ import annotations
 
-import json
-import os
+import importlib
+import pkgutil
 import sys
-from pathlib import Path
-from typing import Annotated, Any
 
 import typer
 
-from photocorpus import __version__
+from photocorpus import commands
+from photocorpus.cli_app import app
 from photocorpus.errors import PhotocorpusError
 
-app = typer.Typer(
-    name="photocorpus",
-    help="Turn social photo sites and local folders into research-grade image datasets.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 
-CorpusOption = Annotated[
-    Path,
-    typer.Option(
-        "--corpus",
-        "-C",
-        envvar="PHOTOCORPUS_CORPUS",
-        help="Corpus directory (default: the current directory, or $PHOTOCORPUS_CORPUS).",
-        show_default=False,
-    ),
-]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+def _register_commands() -> None:
+    # Each module under photocorpus.commands adds its commands to ``app`` when imported. They import
+    # only typer at module level, so this stays fast.
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{commands.__name__}.{info.name}")
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"photocorpus {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    """photocorpus: harvest, fetch, curate, featurize, explore and search photo corpora."""
-
-
-def _open(corpus: Path):
-    from photocorpus.corpus import Corpus
-
-    return Corpus.open(corpus)
-
-
-@app.command()
-def init(
-    directory: Annotated[Path, typer.Argument(help="Directory to create the corpus in.")],
-) -> None:
-    """Create a new, empty corpus: corpus.toml, catalog.sqlite, images/, features/, reports/, exports/."""
-    from photocorpus.corpus import Corpus
-
-    with Corpus.create(directory) as corpus:
-        typer.echo(f"Created corpus at {corpus.root}")
-        typer.echo(f"Settings: {corpus.root / 'corpus.toml'}")
-
-
-@app.command("import")
-def import_(
-    directory: Annotated[Path, typer.Argument(help="Folder to import (InstaCities1M, MIRFLICKR or plain).")],
-    corpus: CorpusOption = Path("."),
-    label: Annotated[
-        str | None, typer.Option(help="Label for every photo (default: from the layout).")
-    ] = None,
-    link: Annotated[
-        bool | None, typer.Option("--link/--copy", help="Hard-link (or symlink) instead of copying.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
-    quiet: QuietOption = False,
-) -> None:
-    """Import images (and .txt/.json sidecars) from a local folder. Re-running adds nothing new."""
-    from photocorpus.importing import import_folder
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
-    from photocorpus.sources.folder import detect_layout, iter_candidates
-
-    with _open(corpus) as c:
-        root = directory.expanduser()
-        layout = detect_layout(root)
-        total = sum(1 for _ in iter_candidates(root, layout, label))
-        with (
-            graceful_interrupt() as stop,
-            progress_bar(f"import ({layout})", total, enabled=not quiet) as adv,
-        ):
-            report = import_folder(c, root, label=label, link=link, workers=workers, stop=stop, advance=adv)
-    failures = ", ".join(f"{k}={v}" for k, v in sorted(report.failures.items())) or "none"
-    typer.echo(
-        f"{report.layout}: {report.seen} seen, {report.imported} imported, "
-        f"{report.skipped_existing} already in the corpus, {report.failed} failed ({failures})"
-    )
-    if report.interrupted:
-        typer.echo("Interrupted: re-run the same command to resume.", err=True)
-        raise typer.Exit(130)
-
-
-@app.command()
-def status(
-    corpus: CorpusOption = Path("."),
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
-) -> None:
-    """Counts per stage and label, and failures by reason."""
-    with _open(corpus) as c:
-        summary = c.status_summary()
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
-        return
-    _print_status(summary)
-
-
-def _print_status(summary: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    files = summary["files"]
-    console.print(
-        f"[bold]{summary['corpus']}[/bold]: {summary['photos']:,} photos, {files['count']:,} files "
-        f"({files['bytes'] / 1e6:,.1f} MB)"
-    )
-    stages = Table(title="Stages", title_justify="left")
-    stages.add_column("stage")
-    statuses = ["done", "pending", "failed", "skipped"]
-    for s in statuses:
-        stages.add_column(s, justify="right")
-    for stage, counts in sorted(summary["stages"].items()):
-        stages.add_row(stage, *(f"{counts.get(s, 0):,}" for s in statuses))
-    console.print(stages)
-    labels = Table(title="Labels", title_justify="left")
-    labels.add_column("label")
-    labels.add_column("photos", justify="right")
-    for label, count in list(summary["labels"].items())[:50]:
-        labels.add_row(label, f"{count:,}")
-    if len(summary["labels"]) > 50:
-        labels.add_row(f"... {len(summary['labels']) - 50} more", "")
-    console.print(labels)
-    if summary["failures_by_stage"]:
-        failures = Table(title="Failures", title_justify="left")
-        failures.add_column("stage")
-        failures.add_column("reason")
-        failures.add_column("photos", justify="right")
-        for stage, reasons in sorted(summary["failures_by_stage"].items()):
-            for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
-                failures.add_row(stage, reason, f"{count:,}")
-        console.print(failures)
-    if summary["counters"]:
-        counters = Table(title="Counters", title_justify="left")
-        counters.add_column("stage")
-        counters.add_column("counter")
-        counters.add_column("value", justify="right")
-        for stage, values in summary["counters"].items():
-            for name, value in values.items():
-                counters.add_row(stage, name, f"{value:,}")
-        console.print(counters)
-
-
-@app.command()
-def verify(corpus: CorpusOption = Path(".")) -> None:
-    """Check the catalog's integrity and that files and rows match (no orphans, nothing missing)."""
-    with _open(corpus) as c:
-        report = c.verify()
-    typer.echo(f"integrity_check: {report.integrity}")
-    typer.echo(f"orphan files: {len(report.orphan_files)}")
-    for path in report.orphan_files[:20]:
-        typer.echo(f"  {path}")
-    typer.echo(f"rows without files: {len(report.missing_files)}")
-    for path in report.missing_files[:20]:
-        typer.echo(f"  {path}")
-    typer.echo(f"dangling file intents: {report.dangling_intents} (cleaned by the next writing stage)")
-    if not report.ok:
-        raise typer.Exit(1)
-
-
-@app.command()
-def demo(
-    directory: Annotated[Path, typer.Argument(help="Where to build the demo corpus.")] = Path(
-        "photocorpus-demo"
-    ),
-    quiet: QuietOption = False,
-) -> None:
-    """Build a demo corpus offline from real sample photos plus generated reposts and broken files."""
-    from photocorpus.corpus import Corpus
-    from photocorpus.demo import build_demo_source
-    from photocorpus.importing import import_folder
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
-
-    corpus = Corpus.open(directory, create=True)
-    with corpus:
-        source = corpus.root / "sources" / "demo"
-        counts = build_demo_source(source)
-        typer.echo(
-            f"Demo photos: {counts['originals']} originals, {counts['reposts']} reposts, "
-            f"{counts['broken']} broken files in {source}"
-        )
-        total = sum(1 for p in source.rglob("*") if p.suffix == ".jpg")
-        with graceful_interrupt() as stop, progress_bar("import", total, enabled=not quiet) as adv:
-            report = import_folder(corpus, source, stop=stop, advance=adv)
-        typer.echo(
-            f"Imported {report.imported}, failed {report.failed}, already present {report.skipped_existing}"
-        )
-        _print_status(corpus.status_summary())
-    typer.echo(f"\nDone. Explore it with: photocorpus status --corpus {directory}")
+_register_commands()
 
 
 def main() -> None:
@@ -231,5 +37,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

@@ -1,0 +1,1 @@
+"""CLI commands, one module per stage; each registers its commands on ``photocorpus.cli_app.app``."""
