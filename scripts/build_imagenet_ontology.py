@@ -110,37 +110,16 @@ def closure(wnid: str, synsets: dict[str, Synset]) -> set[str]:
     return seen
 
 
-# --- anchors: WordNet 3.0 synsets (lemma in the comment) -------------------------------------------
-PERSON = "n00007846"  # person, individual
-DOG = "n02084071"  # dog, domestic dog
-DOMESTIC_CAT = "n02121808"  # domestic cat, house cat
-ANIMAL = "n00015388"  # animal
-PLANT = "n00017222"  # plant, flora (the organism)
-FUNGUS = "n12992868"  # fungus
-PLANT_PART = "n13086908"  # plant part (acorn, hip, ear, buckeye, rapeseed...)
-BEVERAGE = "n07881800"  # beverage, drink
-ALCOHOL = "n07884567"  # alcohol, alcoholic beverage
-COFFEE = "n07929519"  # coffee (the beverage)
-FOOD = "n00021265"  # food, nutrient (substances, incl. dishes)
-SOLID_FOOD = "n07555863"  # food, solid food (produce, baked goods...)
-BICYCLE = "n02834778"  # bicycle
-CONVEYANCE = "n03100490"  # conveyance, transport (vehicles, craft, ...)
-WATERCRAFT = "n04530566"  # vessel, watercraft
-BODY_OF_WATER = "n09225146"  # body of water
-SHORE = "n09433442"  # shore (lakeside, seashore)
-GEOLOGICAL_FORMATION = "n09287968"  # geological formation (alp, cliff, valley, volcano, ...)
-STRUCTURE = "n04341686"  # structure, construction (buildings, bridges, shops, ...)
-FURNITURE = "n03405725"  # furniture
-CLOTHING = "n03051540"  # clothing
-FOOTWEAR = "n03380867"  # footwear (covering) -- shoes are not all under clothing
-HEADDRESS = "n03502509"  # headdress, headgear
-DEVICE = "n03183080"  # device
-EQUIPMENT = "n03294048"  # equipment
-
-# --- ImageNet classes used as explicit anchors ------------------------------------------------------
-# Registered with their expected first lemma; main() checks each is one of the 1000 classes and that
-# the lemma matches, so a mistyped offset fails loudly instead of silently matching nothing.
+# --- anchors: WordNet 3.0 synsets, registered with their expected first lemma -----------------------
+# main() checks every anchor against WordNet (and explicit classes against the 1000 ImageNet classes),
+# so a mistyped offset fails loudly instead of silently matching nothing.
+WORDNET_ANCHORS: dict[str, str] = {}
 IMAGENET_ANCHORS: dict[str, str] = {}
+
+
+def _syn(wnid: str, first_lemma: str) -> str:
+    WORDNET_ANCHORS[wnid] = first_lemma
+    return wnid
 
 
 def _cls(wnid: str, first_lemma: str) -> str:
@@ -148,6 +127,34 @@ def _cls(wnid: str, first_lemma: str) -> str:
     return wnid
 
 
+PERSON = _syn("n00007846", "person")
+DOG = _syn("n02084071", "dog")
+DOMESTIC_CAT = _syn("n02121808", "domestic cat")
+ANIMAL = _syn("n00015388", "animal")
+PLANT = _syn("n00017222", "plant")  # the organism, not the factory
+FUNGUS = _syn("n12992868", "fungus")
+PLANT_PART = _syn("n13086908", "plant part")  # acorn, hip, ear, buckeye, rapeseed...
+BEVERAGE = _syn("n07881800", "beverage")
+ALCOHOL = _syn("n07884567", "alcohol")
+COFFEE = _syn("n07929519", "coffee")  # the beverage, not the bean or tree
+FOOD = _syn("n00021265", "food")  # any nutrient, incl. dishes and beverages
+SOLID_FOOD = _syn("n07555863", "food")  # solid food: produce, baked goods...
+BICYCLE = _syn("n02834778", "bicycle")
+CONVEYANCE = _syn("n03100490", "conveyance")  # vehicles, craft (boats, aircraft), ...
+WATERCRAFT = _syn("n04530566", "vessel")  # watercraft, not the container
+BODY_OF_WATER = _syn("n09225146", "body of water")
+SHORE = _syn("n09433442", "shore")  # lakeside, seashore
+GEOLOGICAL_FORMATION = _syn("n09287968", "geological formation")  # alp, cliff, valley, volcano, ...
+STRUCTURE = _syn("n04341686", "structure")  # buildings, bridges, shops, ...
+ROOF = _syn("n04105068", "roof")  # dome, vault, thatch: a covering, not a structure, in WordNet
+FURNITURE = _syn("n03405725", "furniture")
+CLOTHING = _syn("n03051540", "clothing")
+FOOTWEAR = _syn("n03380867", "footwear")  # the covering sense: not all shoes are under clothing
+HEADDRESS = _syn("n03502509", "headdress")
+DEVICE = _syn("n03183080", "device")
+EQUIPMENT = _syn("n03294048", "equipment")
+
+# --- ImageNet classes used as explicit anchors ------------------------------------------------------
 UNICYCLE = _cls("n04509417", "unicycle")
 TRICYCLE = _cls("n04482393", "tricycle")
 LIBRARY = _cls("n03661043", "library")  # WordNet: a building housing a collection of books
@@ -183,6 +190,11 @@ BAKERY = _cls("n02776631", "bakery")
 BUTCHER_SHOP = _cls("n02927161", "butcher shop")
 CONFECTIONERY = _cls("n03089624", "confectionery")
 GROCERY_STORE = _cls("n03461385", "grocery store")
+BELL_COTE = _cls("n02825657", "bell cote")  # WordNet: shelter
+WATER_TOWER = _cls("n04562935", "water tower")  # WordNet: reservoir
+PIER = _cls("n03933933", "pier")  # WordNet: a bridge support (device); photos: piers over the sea
+SPIDER_WEB = _cls("n04275548", "spider web")  # WordNet: web (an artifact)
+
 COARSE_CATEGORIES = (
     "person",
     "dog",
@@ -232,7 +244,12 @@ COARSE_RULES: tuple[Rule, ...] = (
         "Drinking vessels and brewing gear: WordNet files them under container/device, but the "
         "photos are of drinks.",
     ),
-    Rule("hay", "landscape/nature", (HAY,), "WordNet: fodder (food); photos: fields and bales."),
+    Rule(
+        "nature-explicit",
+        "landscape/nature",
+        (HAY, SPIDER_WEB),
+        "hay is fodder (food) and spider web an artifact in WordNet; photos are fields and nature close-ups.",
+    ),
     Rule("person", "person", (PERSON,), "scuba diver, groom, ballplayer."),
     Rule("dog", "dog", (DOG,), "Domestic dogs only; wolves, foxes, etc. stay 'animal'."),
     Rule("animal", "animal", (ANIMAL,), "All other animals."),
@@ -249,12 +266,17 @@ COARSE_RULES: tuple[Rule, ...] = (
     Rule(
         "water",
         "water",
-        (BODY_OF_WATER, SHORE, SANDBAR, CORAL_REEF),
+        (BODY_OF_WATER, SHORE, SANDBAR, CORAL_REEF, PIER),
         "Scenes defined by water: lakeside and seashore are 'shore' in WordNet (a geological "
         "formation), so this rule must precede landscape/nature. lakeside -> water.",
     ),
     Rule("landscape", "landscape/nature", (GEOLOGICAL_FORMATION,), "alp, cliff, valley, volcano, geyser..."),
-    Rule("structure", "building/architecture", (STRUCTURE,), "Buildings, bridges, shops, monuments."),
+    Rule(
+        "structure",
+        "building/architecture",
+        (STRUCTURE, ROOF, BELL_COTE, WATER_TOWER),
+        "Buildings, bridges, shops, monuments, plus roofs (dome, vault, thatch) and towers.",
+    ),
     Rule("furniture", "furniture", (FURNITURE,), "Chairs, tables, beds, cabinets."),
     Rule("clothing", "clothing", (CLOTHING, FOOTWEAR, HEADDRESS), "Garments, shoes and hats."),
     Rule("device", "device", (DEVICE, EQUIPMENT), "Tools, instruments, machines, electronics."),
@@ -283,7 +305,17 @@ SEED004_RULES: tuple[Rule, ...] = (
     Rule(
         "wine-beer",
         "Wine/Beer",
-        (ALCOHOL, RED_WINE, BEER_BOTTLE, BEER_GLASS, WINE_BOTTLE, WHISKEY_JUG, GOBLET, CORKSCREW, COCKTAIL_SHAKER),
+        (
+            ALCOHOL,
+            RED_WINE,
+            BEER_BOTTLE,
+            BEER_GLASS,
+            WINE_BOTTLE,
+            WHISKEY_JUG,
+            GOBLET,
+            CORKSCREW,
+            COCKTAIL_SHAKER,
+        ),
         "Alcoholic drinks (incl. eggnog, which WordNet files as a mixed drink) and their vessels.",
     ),
     Rule(
@@ -292,7 +324,12 @@ SEED004_RULES: tuple[Rule, ...] = (
         (LIBRARY, BOOKSHOP, BOOKCASE, BOOK_JACKET, COMIC_BOOK),
         "library -> Books (not Architecture): the ImageNet class shows shelves of books indoors.",
     ),
-    Rule("hay", "Nature", (HAY,), "WordNet: fodder (food); photos: fields and bales."),
+    Rule(
+        "nature-explicit",
+        "Nature",
+        (HAY, SPIDER_WEB),
+        "hay is fodder (food) and spider web an artifact in WordNet; photos are fields and nature close-ups.",
+    ),
     Rule(
         "food-shops",
         "Food",
@@ -309,7 +346,7 @@ SEED004_RULES: tuple[Rule, ...] = (
     Rule(
         "water",
         "Waterbodies",
-        (BODY_OF_WATER, SHORE, SANDBAR, CORAL_REEF, BREAKWATER, DOCK, BOATHOUSE, WATERCRAFT),
+        (BODY_OF_WATER, SHORE, SANDBAR, CORAL_REEF, BREAKWATER, DOCK, BOATHOUSE, PIER, WATERCRAFT),
         "Water scenes; boats are included because this preset has no vehicle category and boat "
         "photos are water photos. lakeside/seashore are 'shore' (a geological formation), so this "
         "precedes Nature.",
@@ -326,7 +363,12 @@ SEED004_RULES: tuple[Rule, ...] = (
         (ANIMAL, PLANT, FUNGUS, PLANT_PART, GEOLOGICAL_FORMATION),
         "Wildlife, plants, fungi and landforms.",
     ),
-    Rule("architecture", "Architecture", (STRUCTURE,), "Buildings, bridges, monuments, shops."),
+    Rule(
+        "architecture",
+        "Architecture",
+        (STRUCTURE, ROOF, BELL_COTE, WATER_TOWER),
+        "Buildings, bridges, monuments, shops, roofs and towers.",
+    ),
 )
 SEED004_DEFAULT = "Misc"
 
@@ -367,7 +409,11 @@ def class_names(wnids: list[str], synsets: dict[str, Synset]) -> list[str]:
 
 
 def assign(
-    wnids: list[str], synsets: dict[str, Synset], categories: tuple[str, ...], rules: tuple[Rule, ...], default: str
+    wnids: list[str],
+    synsets: dict[str, Synset],
+    categories: tuple[str, ...],
+    rules: tuple[Rule, ...],
+    default: str,
 ) -> list[tuple[str, str]]:
     for rule in rules:
         if rule.category not in categories:
@@ -392,8 +438,21 @@ def assign(
     return result
 
 
+def to_json(value: object, indent: str = "") -> str:
+    """JSON with one list item per line: readable, and a rule change shows up as a small diff."""
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(k)}: {to_json(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list) and value:
+        items = [inner + json.dumps(v, ensure_ascii=False) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + indent + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def write_json(path: Path, payload: object) -> None:
-    text = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
+    text = to_json(payload) + "\n"
+    assert json.loads(text) == payload
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
@@ -410,7 +469,9 @@ def default_wordnet_dir() -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--synsets", type=Path, required=True, help="imagenet_synsets.txt (1000 wnids)")
-    parser.add_argument("--wordnet-dir", type=Path, default=default_wordnet_dir(), help="WordNet 3.0 dict dir")
+    parser.add_argument(
+        "--wordnet-dir", type=Path, default=default_wordnet_dir(), help="WordNet 3.0 dict dir"
+    )
     parser.add_argument("--out", type=Path, default=DATA_DIR, help="output folder")
     parser.add_argument("--report", action="store_true", help="print each category's classes")
     args = parser.parse_args(argv)
@@ -424,11 +485,21 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"wnids not found in WordNet 3.0 nouns: {missing[:5]}")
     wrong = [
         f"{w} is {synsets[w].lemmas[0] if w in synsets else 'missing'!r}, expected {lemma!r}"
+        for w, lemma in WORDNET_ANCHORS.items()
+        if w not in synsets or synsets[w].lemmas[0] != lemma
+    ]
+    wrong += [
+        f"{w} ({lemma!r}) is not one of the 1000 ImageNet classes"
         for w, lemma in IMAGENET_ANCHORS.items()
-        if w not in wnids or synsets[w].lemmas[0] != lemma
+        if w not in wnids
+    ]
+    wrong += [
+        f"{w} is {synsets[w].lemmas[0]!r}, expected {lemma!r}"
+        for w, lemma in IMAGENET_ANCHORS.items()
+        if w in synsets and synsets[w].lemmas[0] != lemma
     ]
     if wrong:
-        raise SystemExit("explicit class anchors are not the intended ImageNet classes: " + "; ".join(wrong))
+        raise SystemExit("rule anchors are not the intended synsets: " + "; ".join(wrong))
     names = class_names(wnids, synsets)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(
@@ -443,7 +514,15 @@ def main(argv: list[str] | None = None) -> int:
             "generator": "scripts/build_imagenet_ontology.py (WordNet 3.0 hypernym closure, ordered rules)",
             "categories": list(categories),
             "default": default,
-            "rules": [{"name": r.name, "category": r.category, "anchors": list(r.anchors), "why": r.why} for r in rules],
+            "rules": [
+                {
+                    "name": r.name,
+                    "category": r.category,
+                    "anchors": [f"{a} {synsets[a].lemmas[0]}" for a in r.anchors],
+                    "why": r.why,
+                }
+                for r in rules
+            ],
             "classes": [
                 {"index": i, "wnid": w, "name": n, "category": c, "rule": r}
                 for i, (w, n, (c, r)) in enumerate(zip(wnids, names, assigned, strict=True))

