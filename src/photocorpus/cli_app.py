@@ -49,8 +49,14 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what happens (retries, backoff, skips) to stderr.")
+    ] = False,
 ) -> None:
     """photocorpus: harvest, fetch, curate, featurize, explore and search photo corpora."""
+    from photocorpus.logs import setup_logging
+
+    setup_logging(verbose)
 
 
 def open_corpus(corpus: Path) -> Corpus:

@@ -43,11 +43,36 @@ class ImportSettings(_Section):
     workers: int = Field(0, ge=0, description="Worker processes for validation; 0 means one per CPU core.")
 
 
+class FlickrSettings(_Section):
+    """Flickr harvest (``photocorpus harvest flickr``). Prefer $FLICKR_API_KEY to writing the key here."""
+
+    api_key: str | None = Field(None, description="Flickr API key; $FLICKR_API_KEY takes precedence.")
+    api_url: str = Field(
+        "https://api.flickr.com/services/rest/",
+        description="REST endpoint; $PHOTOCORPUS_FLICKR_API_URL or --api-url override it.",
+    )
+    calls_per_hour: float = Field(
+        3600, gt=0, description="Process-wide call budget per key (Flickr's limit)."
+    )
+    per_page: int = Field(500, ge=1, le=500, description="Results per search page (Flickr allows 500).")
+    window_target: int = Field(
+        3000, ge=1, le=4000, description="Photos a time window is sized to hold (the hard cap is 4000)."
+    )
+    max_retries: int = Field(8, ge=0, description="Retries of one call on 429/5xx/timeouts/soft errors.")
+    backoff_base_s: float = Field(
+        1.0, ge=0, description="First backoff step; doubles per retry, with jitter."
+    )
+    backoff_cap_s: float = Field(120.0, ge=0, description="Longest single backoff wait.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="TCP connect timeout.")
+    read_timeout_s: float = Field(30.0, gt=0, description="Read timeout (Flickr's big searches can be slow).")
+
+
 class Settings(_Section):
     """All settings of one corpus. Each section is a table in ``corpus.toml``."""
 
     layout: LayoutSettings = Field(default_factory=LayoutSettings)
     import_: ImportSettings = Field(default_factory=ImportSettings, alias="import")
+    flickr: FlickrSettings = Field(default_factory=FlickrSettings)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

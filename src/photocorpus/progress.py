@@ -16,6 +16,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -42,13 +43,28 @@ class RateColumn(ProgressColumn):
 Advance = Callable[[int], None]
 
 
+class ProgressHandle:
+    """What ``progress_bar`` yields: call it to advance; ``set_total`` once the total becomes known."""
+
+    def __init__(self, bar: Progress | None = None, task: TaskID | None = None) -> None:
+        self._bar, self._task = bar, task
+
+    def __call__(self, n: int = 1) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.advance(self._task, n)
+
+    def set_total(self, total: int | None) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, total=total)
+
+
 @contextlib.contextmanager
 def progress_bar(
     description: str, total: int | None, unit: str = "photos", enabled: bool = True
-) -> Iterator[Advance]:
-    """Show a bar while the block runs; yields ``advance(n)``. ``enabled=False`` makes it silent."""
+) -> Iterator[ProgressHandle]:
+    """Show a bar while the block runs; yields a handle: ``advance(n)``. ``enabled=False`` is silent."""
     if not enabled:
-        yield lambda n=1: None
+        yield ProgressHandle()
         return
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -60,5 +76,4 @@ def progress_bar(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=stderr_console, transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+        yield ProgressHandle(bar, bar.add_task(description, total=total))

@@ -143,6 +143,10 @@ def demo(
     directory: Annotated[Path, typer.Argument(help="Where to build the demo corpus.")] = Path(
         "photocorpus-demo"
     ),
+    flickr: Annotated[
+        bool,
+        typer.Option("--flickr", help="Also harvest real Flickr photos for three cities ($FLICKR_API_KEY)."),
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Build a demo corpus offline from real sample photos plus generated reposts and broken files."""
@@ -166,5 +170,36 @@ def demo(
         typer.echo(
             f"Imported {report.imported}, failed {report.failed}, already present {report.skipped_existing}"
         )
+        if flickr:
+            _demo_flickr(corpus, quiet)
         _print_status(corpus.status_summary())
     typer.echo(f"\nDone. Explore it with: photocorpus status --corpus {directory}")
+
+
+DEMO_CITIES = ("london", "newyork", "sydney")
+
+
+def _demo_flickr(corpus: Any, quiet: bool) -> None:
+    """Harvest a few hundred real, Creative Commons Flickr photos for three InstaCities1M cities."""
+    import os
+
+    from photocorpus.errors import ConfigError
+    from photocorpus.interrupt import graceful_interrupt
+    from photocorpus.progress import progress_bar
+    from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters, parse_licenses
+    from photocorpus.sources.flickr_api import FlickrClient
+
+    api_key = os.environ.get("FLICKR_API_KEY") or corpus.settings.flickr.api_key
+    if not api_key:
+        raise ConfigError("demo --flickr needs a Flickr API key in $FLICKR_API_KEY (see the README)")
+    settings = corpus.settings.flickr
+    filters = SearchFilters(licenses=parse_licenses(["cc"]), sort="interestingness-desc", per_page=100)
+    api_url = os.environ.get("PHOTOCORPUS_FLICKR_API_URL") or settings.api_url
+    with (
+        FlickrClient(api_key, api_url=api_url, calls_per_hour=settings.calls_per_hour) as client,
+        graceful_interrupt() as stop,
+        progress_bar("harvest flickr", len(DEMO_CITIES) * 100, enabled=not quiet) as bar,
+    ):
+        harvester = FlickrHarvester(corpus, client, filters, per_query=100, stop=stop, progress=bar)
+        report = harvester.run([HarvestQuery(city, city) for city in DEMO_CITIES])
+    typer.echo(f"Flickr: {report.photos_new} new photo records for {', '.join(DEMO_CITIES)}")

@@ -1,0 +1,117 @@
+"""``photocorpus harvest flickr``: keyword search in dynamic upload-date windows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from photocorpus.cli_app import CorpusOption, QuietOption, open_corpus
+from photocorpus.commands.harvest import harvest_app
+
+
+@harvest_app.command("flickr")
+def harvest_flickr(
+    query: Annotated[
+        list[str] | None, typer.Option("--query", "-q", help="Search text (repeatable).")
+    ] = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option(help="im2gps-style query file: one query per line, '-term' lines are negatives."),
+    ] = None,
+    min_upload: Annotated[
+        str | None, typer.Option(help="Earliest upload date (YYYY-MM-DD or epoch).")
+    ] = None,
+    max_upload: Annotated[str | None, typer.Option(help="Latest upload date (default: now).")] = None,
+    min_taken: Annotated[str | None, typer.Option(help="Earliest taken date (YYYY-MM-DD).")] = None,
+    max_taken: Annotated[str | None, typer.Option(help="Latest taken date (YYYY-MM-DD).")] = None,
+    geo: Annotated[bool, typer.Option("--geo", help="Only geotagged photos (has_geo).")] = False,
+    accuracy: Annotated[int | None, typer.Option(help="Minimum geo accuracy (1 world .. 16 street).")] = None,
+    bbox: Annotated[str | None, typer.Option(help="min_lon,min_lat,max_lon,max_lat")] = None,
+    license: Annotated[
+        list[str] | None, typer.Option("--license", help="Licence ids or names; 'cc' = all Creative Commons.")
+    ] = None,
+    sort: Annotated[str, typer.Option(help="Flickr sort, e.g. date-posted-asc, interestingness-desc.")] = (
+        "date-posted-asc"
+    ),
+    per_query: Annotated[int | None, typer.Option(help="Stop each query after this many photos.")] = None,
+    search_by: Annotated[str, typer.Option(help="Match the query as 'text' or as 'tags'.")] = "text",
+    tags_mode: Annotated[str, typer.Option(help="With --search-by tags: 'any' or 'all' tags.")] = "all",
+    api_url: Annotated[
+        str | None, typer.Option(envvar="PHOTOCORPUS_FLICKR_API_URL", help="REST endpoint override.")
+    ] = None,
+    refresh: Annotated[
+        bool, typer.Option(help="Also walk from the last harvested upload time to now.")
+    ] = False,
+    corpus: CorpusOption = Path("."),
+    quiet: QuietOption = False,
+) -> None:
+    """Search Flickr and record photos (ids, owners, captions, tags, geo, licences, dates, image URLs)."""
+    from photocorpus.errors import ConfigError
+    from photocorpus.interrupt import graceful_interrupt
+    from photocorpus.progress import progress_bar
+    from photocorpus.sources.flickr import (
+        FlickrHarvester,
+        HarvestQuery,
+        SearchFilters,
+        parse_date,
+        parse_licenses,
+        read_query_file,
+    )
+    from photocorpus.sources.flickr_api import FlickrClient
+
+    if search_by not in ("text", "tags") or tags_mode not in ("any", "all"):
+        raise ConfigError("--search-by takes 'text' or 'tags'; --tags-mode takes 'any' or 'all'")
+    todo = read_query_file(queries) if queries else []
+    todo += [HarvestQuery(q, q) for q in query or []]
+    if not todo:
+        raise ConfigError("give at least one --query TEXT or a --queries FILE")
+    with open_corpus(corpus) as c:
+        settings = c.settings.flickr
+        per_page = settings.per_page
+        filters = SearchFilters(
+            min_upload=parse_date(min_upload),
+            max_upload=parse_date(max_upload),
+            min_taken=min_taken,
+            max_taken=max_taken,
+            has_geo=geo,
+            accuracy=accuracy,
+            bbox=bbox,
+            licenses=parse_licenses(license or []),
+            sort=sort,
+            search_by=search_by,
+            tags_mode=tags_mode,
+            per_page=per_page,
+        )
+        api_key = os.environ.get("FLICKR_API_KEY") or settings.api_key or ""
+        client = FlickrClient(
+            api_key,
+            api_url=api_url or settings.api_url,
+            calls_per_hour=settings.calls_per_hour,
+            max_retries=settings.max_retries,
+            backoff_base_s=settings.backoff_base_s,
+            backoff_cap_s=settings.backoff_cap_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+        )
+        with (
+            client,
+            graceful_interrupt() as stop,
+            progress_bar("harvest flickr", None, enabled=not quiet) as bar,
+        ):
+            harvester = FlickrHarvester(
+                c, client, filters, window_target=settings.window_target, per_query=per_query, stop=stop,
+                progress=bar,
+            )  # fmt: skip
+            report = harvester.run(todo, refresh=refresh)
+    for label, count in report.per_query.items():
+        typer.echo(f"{label}: {count} photos logged")
+    typer.echo(
+        f"{report.photos_new} new photos, {report.pages} pages, {report.api_calls} API calls, "
+        f"{report.retries} retries"
+    )
+    if report.interrupted:
+        typer.echo("Interrupted: re-run the same command to resume.", err=True)
+        raise typer.Exit(130)
