@@ -1,0 +1,75 @@
+"""Rate limiting, backoff and secret redaction: the politeness and hygiene primitives."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from photocorpus.logs import REDACTED, RedactingFilter, redact, register_secret
+from photocorpus.ratelimit import TokenBucket, backoff_delay, parse_retry_after
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_token_bucket_holds_the_hourly_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(3600, burst=1, clock=clock, sleep=clock.sleep)
+    for _ in range(11):
+        bucket.acquire()
+    assert clock.now == pytest.approx(10.0)  # 3,600 per hour = one per second after the first
+
+
+def test_token_bucket_allows_a_burst_then_paces() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(360, burst=5, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        assert bucket.acquire() == 0.0
+    bucket.acquire()
+    assert clock.now == pytest.approx(10.0)  # 360 per hour = one per 10 s once the burst is spent
+
+
+def test_backoff_is_jittered_exponential_and_capped() -> None:
+    rng = random.Random(1)
+    delays = [backoff_delay(a, 1.0, 30.0, rng) for a in range(8) for _ in range(50)]
+    assert max(delays) <= 30.0 and min(delays) >= 0.0
+    first = [backoff_delay(0, 1.0, 30.0, rng) for _ in range(200)]
+    fifth = [backoff_delay(4, 1.0, 30.0, rng) for _ in range(200)]
+    assert max(first) <= 1.0 < max(fifth) <= 16.0
+    assert len(set(first)) > 150  # jittered, not a fixed schedule
+
+
+def test_retry_after_header_forms() -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("99999", cap_s=60) == 60.0
+    future = datetime.now(UTC) + timedelta(seconds=30)
+    assert 25 <= parse_retry_after(format_datetime(future, usegmt=True)) <= 31
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_registered_secrets_are_redacted_from_any_logger() -> None:
+    secret = "abcdef0123456789secret"
+    register_secret(secret)
+    assert redact(f"GET /rest?api_key={secret}&x=1") == f"GET /rest?api_key={REDACTED}&x=1"
+    logger = logging.getLogger("httpx")
+    handler_filter = RedactingFilter()
+    record = logger.makeRecord(
+        "httpx", logging.INFO, __file__, 1, "HTTP Request: %s", (f"?api_key={secret}",), None
+    )
+    handler_filter.filter(record)
+    assert secret not in record.getMessage() and REDACTED in record.getMessage()
