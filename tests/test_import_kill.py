@@ -76,3 +76,31 @@ def test_sigkill_mid_import_then_resume_equals_uninterrupted(instany_images: Pat
         assert report.orphan_files == [] and report.missing_files == [] and report.dangling_intents == 0
         assert corpus.count_photos() == 3007
     assert not any((chaos / ".tmp").glob("*/*.part"))
+
+
+def test_ctrl_c_stops_after_the_batch_and_the_next_run_resumes(instany_images: Path, tmp_path: Path) -> None:
+    corpus_dir = tmp_path / "c"
+    Corpus.create(corpus_dir, Settings(import_=ImportSettings(batch_size=64))).close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "photocorpus", "import", str(instany_images), "-C", str(corpus_dir), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and _committed_photos(corpus_dir) < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "re-run the same command to resume" in err
+    assert "Traceback" not in err
+    done = _committed_photos(corpus_dir)
+    assert 200 <= done < 3007
+    with Corpus.open(corpus_dir) as corpus:
+        assert corpus.verify().ok  # a clean stop leaves no dangling files or intents
+    run_cli("import", str(instany_images), "-C", str(corpus_dir), "-q")
+    with Corpus.open(corpus_dir) as corpus:
+        assert corpus.count_photos() == 3007
+        assert corpus.verify().ok
