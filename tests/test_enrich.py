@@ -1,0 +1,329 @@
+"""Enrichment (MIRFLICKR-1M s16a kinds) against the Flickr-compatible server, EXIF from files,
+and provenance embedded in JPEGs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from photocorpus.config import FlickrSettings, Settings
+from photocorpus.corpus import Corpus
+from photocorpus.enrich.exif import fields_from_bytes, store_exif
+from photocorpus.enrich.flickr import METHODS, EnrichPlan, FlickrEnricher, parse_kinds, pending_calls
+from photocorpus.enrich.provenance import NotAJpegError, Provenance, embed_provenance
+from photocorpus.errors import ConfigError
+from photocorpus.importing import import_folder
+from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters
+from photocorpus.sources.flickr_api import FlickrClient
+from tests.conftest import run_cli
+from tests.fixtures.flickr_server import FlickrTestServer, ServerConfig, add_enrichment_truth, make_population
+
+START = datetime(2016, 1, 1, tzinfo=UTC)
+MIN_UPLOAD = int(datetime(2015, 12, 1, tzinfo=UTC).timestamp())
+MAX_UPLOAD = int(datetime(2018, 1, 1, tzinfo=UTC).timestamp())
+
+
+def _population(n: int, seed: int) -> list:
+    photos = make_population(n, years=1, seed=seed, start=START, bursty=False)
+    add_enrichment_truth(photos, seed=seed)
+    return photos
+
+
+def _client(server: FlickrTestServer, key: str | None = None) -> FlickrClient:
+    return FlickrClient(key or server.config.api_key, api_url=server.api_url, calls_per_hour=3.6e9)
+
+
+def _harvest(corpus: Corpus, server: FlickrTestServer) -> None:
+    with _client(server) as client:
+        filters = SearchFilters(min_upload=MIN_UPLOAD, max_upload=MAX_UPLOAD)
+        FlickrHarvester(corpus, client, filters).run([HarvestQuery("cat", "cat")])
+
+
+def _truth_coverage(photos: list) -> dict[str, int]:
+    return {
+        "title": sum(1 for p in photos if p.title),
+        "description": sum(1 for p in photos if p.description),
+        "tags": sum(1 for p in photos if p.tags),
+        "exif": sum(1 for p in photos if p.exif),
+        "geo": sum(1 for p in photos if p.accuracy),
+        "albums": sum(1 for p in photos if any(not private for _, _, private in p.albums)),
+        "comments": sum(1 for p in photos if p.comments),
+        "notes": sum(1 for p in photos if p.notes),
+        "groups": sum(1 for p in photos if p.groups),
+    }
+
+
+def test_enriching_1000_photos_matches_the_server_truth(tmp_path: Path) -> None:
+    photos = _population(1000, seed=3)
+    corpus = Corpus.create(tmp_path / "c")
+    with FlickrTestServer(photos) as server:
+        _harvest(corpus, server)
+        with _client(server) as client:
+            report = FlickrEnricher(corpus, [client]).run()
+        assert report.calls == 4000
+        assert pending_calls(corpus, parse_kinds(None)) == []
+        with _client(server) as client:  # a second run has nothing left to ask
+            again = FlickrEnricher(corpus, [client]).run()
+        assert again.calls == 0
+    assert corpus.metadata_coverage() == _truth_coverage(photos)
+    assert corpus.status_summary()["coverage"] == _truth_coverage(photos)
+    by_id = {p.id: p for p in photos}
+    rows = corpus.conn.execute(
+        "SELECT p.source_id, e.kind, e.status, e.reason FROM enrichment e JOIN photos p ON p.id = e.photo_id"
+    ).fetchall()
+    assert len(rows) == 4000
+    for source_id, kind, status, reason in rows:
+        truth = by_id[source_id]
+        if kind == "exif":
+            expected = "unavailable" if truth.exif is None else "ok" if truth.exif else "empty"
+            assert status == expected
+            if expected == "unavailable":
+                assert reason == "flickr_2"  # the owner hides EXIF: recorded, never asked again
+        if kind == "comments":
+            assert status == ("ok" if truth.comments else "empty")
+    sample = next(p for p in photos if p.exif)
+    exif = corpus.conn.execute(
+        "SELECT x.make, x.model, x.iso, x.exposure_s, x.f_number, x.focal_length_mm, x.sources"
+        " FROM photo_exif x JOIN photos p ON p.id = x.photo_id WHERE p.source_id = ?",
+        (sample.id,),
+    ).fetchone()
+    num, den = [*sample.exif["ExposureTime"].split("/"), "1"][:2]
+    assert exif[:3] == (sample.exif["Make"], sample.exif["Model"], int(sample.exif["ISO"]))
+    assert exif[3] == pytest.approx(float(num) / float(den))
+    assert exif[4] == pytest.approx(float(sample.exif["FNumber"]))
+    assert exif[5] == pytest.approx(float(sample.exif["FocalLength"].split()[0]))
+    assert set(json.loads(exif[6]).values()) == {"api"}
+    commented = next(p for p in photos if p.comments)
+    texts = [r[0] for r in corpus.conn.execute(
+        "SELECT c.text FROM photo_comments c JOIN photos p ON p.id = c.photo_id WHERE p.source_id = ?"
+        " ORDER BY c.comment_id", (commented.id,))]  # fmt: skip
+    assert texts == [text for _, text in commented.comments]
+    corpus.close()
+
+
+def test_plan_states_the_cost_up_front() -> None:
+    plan = EnrichPlan(photos=1_000_000, calls=4_000_000, keys=1, calls_per_hour=3600)
+    assert plan.hours == pytest.approx(4_000_000 / 3600)
+    assert "46.3 days" in plan.describe()
+    assert "23.1 days" in EnrichPlan(1_000_000, 4_000_000, 2, 3600).describe()
+    with pytest.raises(ConfigError, match="unknown enrichment kind"):
+        parse_kinds("exif,likes")
+
+
+def test_several_keys_share_the_work(tmp_path: Path) -> None:
+    photos = _population(60, seed=5)
+    config = ServerConfig(extra_keys=("second-key-aaaabbbbcccc",))
+    corpus = Corpus.create(tmp_path / "c")
+    with FlickrTestServer(photos, config) as server:
+        _harvest(corpus, server)
+        mark = len(server.state.requests)
+        clients = [_client(server), _client(server, "second-key-aaaabbbbcccc")]
+        FlickrEnricher(corpus, clients, ("exif", "contexts")).run()
+        requests = server.state.requests[mark:]
+    by_key: dict[int, set[str]] = {}
+    for r in requests:
+        by_key.setdefault(r["key"], set()).add(r["params"]["photo_id"])
+    assert set(by_key) == {0, 1}
+    assert not (by_key[0] & by_key[1])
+    assert len(by_key[0] | by_key[1]) == 60
+    assert corpus.conn.execute("SELECT COUNT(*) FROM enrichment").fetchone()[0] == 120
+    corpus.close()
+
+
+def _enrichment_rows(corpus_dir: Path) -> list[tuple]:
+    conn = sqlite3.connect(corpus_dir / "catalog.sqlite")
+    try:
+        return (
+            conn.execute(
+                "SELECT p.source_id, e.kind, e.status, e.reason, e.raw FROM enrichment e"
+                " JOIN photos p ON p.id = e.photo_id ORDER BY 1, 2"
+            ).fetchall()
+            + conn.execute(
+                "SELECT p.source_id, x.make, x.model, x.iso, x.sources, s.comment_count, s.note_count"
+                " FROM photos p LEFT JOIN photo_exif x ON x.photo_id = p.id LEFT JOIN photo_social s"
+                " ON s.photo_id = p.id ORDER BY 1"
+            ).fetchall()
+        )
+    finally:
+        conn.close()
+
+
+def _stored_calls(corpus_dir: Path) -> set[tuple[str, str]]:
+    methods = METHODS
+    try:
+        conn = sqlite3.connect(f"file:{corpus_dir / 'catalog.sqlite'}?mode=ro", uri=True, timeout=2)
+        try:
+            rows = conn.execute(
+                "SELECT e.kind, p.source_id FROM enrichment e JOIN photos p ON p.id = e.photo_id"
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return set()
+    return {(methods[k], sid) for k, sid in rows}
+
+
+def test_sigkill_twice_then_resume_repeats_no_stored_call(tmp_path: Path) -> None:
+    seed = int(os.environ.get("PHOTOCORPUS_CHAOS_SEED", random.randrange(1 << 30)))
+    print(f"chaos seed {seed}")
+    rng = random.Random(seed)
+    photos = _population(150, seed=8)
+    settings = Settings(flickr=FlickrSettings(calls_per_hour=3.6e9))
+    with FlickrTestServer(photos, ServerConfig(latency_s=0.004)) as server:
+        env = {"FLICKR_API_KEY": server.config.api_key, "PHOTOCORPUS_FLICKR_API_URL": server.api_url}
+        dirs = {}
+        for name in ("reference", "chaos"):
+            dirs[name] = tmp_path / name
+            Corpus.create(dirs[name], settings).close()
+            with Corpus.open(dirs[name]) as corpus:
+                _harvest(corpus, server)
+        run_cli("enrich", "flickr", "-C", str(dirs["reference"]), "-q", env=env)
+        chaos = dirs["chaos"]
+        for kill_at in sorted(rng.sample(range(20, 560), 2)):
+            stored = _stored_calls(chaos)
+            mark = len(server.state.requests)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "photocorpus", "enrich", "flickr", "-C", str(chaos), "-q"],
+                env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and len(_stored_calls(chaos)) < kill_at and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert proc.poll() is None, f"finished before the kill (seed {seed})"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            _assert_not_repeated(server, mark, stored)
+        stored = _stored_calls(chaos)
+        mark = len(server.state.requests)
+        out = run_cli("enrich", "flickr", "-C", str(chaos), "-q", env=env)
+        assert f"{600 - len(stored):,} API calls" in out.stdout  # the up-front plan counts only what is left
+        _assert_not_repeated(server, mark, stored)
+    assert _enrichment_rows(chaos) == _enrichment_rows(dirs["reference"])
+
+
+def _assert_not_repeated(server: FlickrTestServer, mark: int, stored: set[tuple[str, str]]) -> None:
+    with server.state.lock:
+        later = server.state.requests[mark:]
+    for r in later:
+        key = (r["params"].get("method"), r["params"].get("photo_id"))
+        assert key not in stored, f"{key} was asked again after it was stored"
+
+
+def test_api_key_never_reaches_enrichment_output_or_catalog(tmp_path: Path) -> None:
+    photos = _population(30, seed=12)
+    config = ServerConfig(api_key="ENRICH-secret-9d8c7b6a5f", fault_rate=0.2, retry_after="0", seed=2)
+    corpus_dir = tmp_path / "c"
+    Corpus.create(
+        corpus_dir, Settings(flickr=FlickrSettings(calls_per_hour=3.6e9, backoff_base_s=0.01))
+    ).close()
+    with FlickrTestServer(photos, config) as server:
+        with Corpus.open(corpus_dir) as corpus:
+            server.config.fault_rate = 0.0
+            _harvest(corpus, server)
+            server.config.fault_rate = 0.2
+        env = {"FLICKR_API_KEY": config.api_key, "PHOTOCORPUS_FLICKR_API_URL": server.api_url}
+        out = run_cli("--verbose", "enrich", "flickr", "-C", str(corpus_dir), env=env)
+        assert "retrying" in out.stderr
+        status = run_cli("status", "-C", str(corpus_dir))
+    assert "albums" in status.stdout and "Metadata coverage" in status.stdout
+    for text in (out.stdout, out.stderr, status.stdout):
+        assert config.api_key not in text
+    for path in corpus_dir.rglob("*"):
+        if path.is_file():
+            assert config.api_key.encode() not in path.read_bytes(), path
+
+
+# ------------------------------------------------------------------------------------------ EXIF from files
+def _jpeg_with_exif(base: Path) -> bytes:
+    im = Image.open(base).convert("RGB")
+    exif = Image.Exif()
+    exif[0x010F] = "FUJIFILM"
+    exif[0x0110] = "X100V"
+    sub = exif.get_ifd(0x8769)
+    sub[0x829A] = 1 / 250
+    sub[0x829D] = 5.6
+    sub[0x8827] = 640
+    sub[0x920A] = 23.0
+    sub[0x9003] = "2019:07:14 18:30:05"
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90, exif=exif)
+    return buf.getvalue()
+
+
+def test_exif_read_from_files_and_merged_with_api_values(tmp_path: Path, instany_images: Path) -> None:
+    data = _jpeg_with_exif(sorted(instany_images.glob("*.jpg"))[0])
+    fields = fields_from_bytes(data)
+    assert fields["make"] == "FUJIFILM" and fields["model"] == "X100V" and fields["iso"] == 640
+    assert fields["exposure_s"] == pytest.approx(1 / 250) and fields["f_number"] == pytest.approx(5.6)
+    assert fields["taken_at"] == "2019-07-14T18:30:05Z"
+    assert fields_from_bytes((instany_images / sorted(os.listdir(instany_images))[1]).read_bytes()) == {}
+
+    src = tmp_path / "src" / "x"
+    src.mkdir(parents=True)
+    (src / "withexif.jpg").write_bytes(data)
+    corpus = Corpus.create(tmp_path / "c")
+    import_folder(corpus, src.parent, workers=1)
+    pid = corpus.conn.execute("SELECT id FROM photos").fetchone()[0]
+    store_exif(corpus, pid, {"make": "Other", "lens": "23mm F2"}, "api")  # file values win; gaps filled
+    row = corpus.conn.execute(
+        "SELECT make, lens, iso, sources FROM photo_exif WHERE photo_id = ?", (pid,)
+    ).fetchone()
+    assert row[:3] == ("FUJIFILM", "23mm F2", 640)
+    sources = json.loads(row[3])
+    assert sources["make"] == "file" and sources["iso"] == "file" and sources["lens"] == "api"
+    assert corpus.metadata_coverage()["exif"] == 1
+    corpus.close()
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+XSS = "<script>alert('x')</script> & \"quotes\" ]]> 😀"
+
+
+def test_embedded_provenance_round_trips_with_an_independent_reader(instany_images: Path) -> None:
+    original = sorted(instany_images.glob("*.jpg"))[2].read_bytes()
+    prov = Provenance(
+        source_url="https://www.flickr.com/photos/me/123",
+        owner=XSS,
+        title="Bridge at night " + "x" * 200_000,  # a 200 kB title must still fit the 64 kB segments
+        license="CC BY 2.0",
+        tags=["bridge", "night", XSS],
+        source="flickr",
+        source_id="123",
+    )
+    stamped = embed_provenance(original, prov)
+    with Image.open(io.BytesIO(stamped)) as im, Image.open(io.BytesIO(original)) as orig:
+        np.testing.assert_array_equal(np.asarray(im), np.asarray(orig))  # no re-encode
+        comment = json.loads(im.info["comment"])
+        xmp = im.info["xmp"]
+    assert comment["source_url"] == prov.source_url and comment["owner"] == XSS
+    assert comment["tags"] == ["bridge", "night", XSS]
+    root = ET.fromstring(xmp.decode("utf-8").split("?>", 1)[1].rsplit("<?xpacket", 1)[0])
+    ns = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#"}
+    desc = root.find(".//rdf:Description", ns)
+    assert desc.find("dc:source", ns).text == prov.source_url
+    assert desc.find("dc:creator/rdf:Seq/rdf:li", ns).text == XSS
+    assert desc.find("dc:rights/rdf:Alt/rdf:li", ns).text == "CC BY 2.0"
+    assert [li.text for li in desc.findall("dc:subject/rdf:Bag/rdf:li", ns)] == ["bridge", "night", XSS]
+    assert desc.find("dc:title/rdf:Alt/rdf:li", ns).text.startswith("Bridge at night")
+    # Stamping again replaces the stamp instead of stacking a second one.
+    twice = embed_provenance(stamped, Provenance(source_url="https://example.org/2"))
+    assert twice.count(b"http://ns.adobe.com/xap/1.0/\x00") == 1
+    with Image.open(io.BytesIO(twice)) as im:
+        assert json.loads(im.info["comment"])["source_url"] == "https://example.org/2"
+    with pytest.raises(NotAJpegError):
+        embed_provenance(b"\x89PNG\r\n\x1a\n....", prov)
