@@ -46,19 +46,7 @@ def enrich_flickr(
             raise ConfigError("no Flickr API key: set FLICKR_API_KEY (see the README)")
         todo = plan(c, wanted, len(keys), settings.calls_per_hour, max_photos)
         typer.echo(f"Enrichment: {todo.describe()}.")
-        clients = [
-            FlickrClient(
-                key,
-                api_url=api_url or settings.api_url,
-                calls_per_hour=settings.calls_per_hour,
-                max_retries=settings.max_retries,
-                backoff_base_s=settings.backoff_base_s,
-                backoff_cap_s=settings.backoff_cap_s,
-                connect_timeout_s=settings.connect_timeout_s,
-                read_timeout_s=settings.read_timeout_s,
-            )
-            for key in keys
-        ]
+        clients = [FlickrClient.from_settings(key, settings, api_url) for key in keys]
         try:
             with graceful_interrupt() as stop, progress_bar("enrich", todo.calls, "calls", not quiet) as bar:
                 report = FlickrEnricher(c, clients, wanted, stop=stop, progress=bar).run(max_photos)

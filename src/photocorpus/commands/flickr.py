@@ -86,16 +86,7 @@ def harvest_flickr(
             per_page=per_page,
         )
         api_key = os.environ.get("FLICKR_API_KEY") or settings.api_key or ""
-        client = FlickrClient(
-            api_key,
-            api_url=api_url or settings.api_url,
-            calls_per_hour=settings.calls_per_hour,
-            max_retries=settings.max_retries,
-            backoff_base_s=settings.backoff_base_s,
-            backoff_cap_s=settings.backoff_cap_s,
-            connect_timeout_s=settings.connect_timeout_s,
-            read_timeout_s=settings.read_timeout_s,
-        )
+        client = FlickrClient.from_settings(api_key, settings, api_url)
         with (
             client,
             graceful_interrupt() as stop,

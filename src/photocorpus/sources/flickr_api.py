@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -24,6 +24,9 @@ from photocorpus import USER_AGENT
 from photocorpus.errors import PhotocorpusError
 from photocorpus.logs import register_secret
 from photocorpus.ratelimit import backoff_delay, parse_retry_after, shared_limiter
+
+if TYPE_CHECKING:
+    from photocorpus.config import FlickrSettings
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,22 @@ class FlickrClient:
             headers={"User-Agent": USER_AGENT},
             transport=transport,
             follow_redirects=False,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, api_key: str, settings: FlickrSettings, api_url: str | None = None
+    ) -> FlickrClient:
+        """A client with every politeness knob taken from the corpus's ``[flickr]`` settings."""
+        return cls(
+            api_key,
+            api_url=api_url or settings.api_url,
+            calls_per_hour=settings.calls_per_hour,
+            max_retries=settings.max_retries,
+            backoff_base_s=settings.backoff_base_s,
+            backoff_cap_s=settings.backoff_cap_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
         )
 
     def close(self) -> None:
