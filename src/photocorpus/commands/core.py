@@ -110,6 +110,14 @@ def _print_status(summary: dict[str, Any]) -> None:
             for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
                 failures.add_row(stage, reason, f"{count:,}")
         console.print(failures)
+    coverage = summary.get("coverage") or {}
+    if any(coverage.values()):
+        table = Table(title="Metadata coverage (as MIRFLICKR-1M s16a counts it)", title_justify="left")
+        table.add_column("kind")
+        table.add_column("photos", justify="right")
+        for kind, count in coverage.items():
+            table.add_row(kind, f"{count:,}")
+        console.print(table)
     if summary["counters"]:
         counters = Table(title="Counters", title_justify="left")
         counters.add_column("stage")
@@ -194,9 +202,9 @@ def _demo_flickr(corpus: Any, quiet: bool) -> None:
         raise ConfigError("demo --flickr needs a Flickr API key in $FLICKR_API_KEY (see the README)")
     settings = corpus.settings.flickr
     filters = SearchFilters(licenses=parse_licenses(["cc"]), sort="interestingness-desc", per_page=100)
-    api_url = os.environ.get("PHOTOCORPUS_FLICKR_API_URL") or settings.api_url
+    api_url = os.environ.get("PHOTOCORPUS_FLICKR_API_URL")
     with (
-        FlickrClient(api_key, api_url=api_url, calls_per_hour=settings.calls_per_hour) as client,
+        FlickrClient.from_settings(api_key, settings, api_url) as client,
         graceful_interrupt() as stop,
         progress_bar("harvest flickr", len(DEMO_CITIES) * 100, enabled=not quiet) as bar,
     ):
