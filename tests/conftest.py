@@ -46,5 +46,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True, t
         timeout=timeout,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"photocorpus {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
+        raise AssertionError(
+            f"photocorpus {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
+        )
     return proc

@@ -14,8 +14,8 @@ def catalog_dump(corpus_dir: Path) -> dict[str, list[tuple]]:
     try:
         return {
             "photos": conn.execute(
-                "SELECT id, source, source_id, primary_label, label_seq, title, caption, tags, hashtags, owner,"
-                " owner_id, lat, lon, geo_accuracy, license, taken_at, uploaded_at, page_url, extra"
+                "SELECT id, source, source_id, primary_label, label_seq, title, caption, tags, hashtags,"
+                " owner, owner_id, lat, lon, geo_accuracy, license, taken_at, uploaded_at, page_url, extra"
                 " FROM photos ORDER BY id"
             ).fetchall(),
             "labels": conn.execute("SELECT photo_id, label FROM photo_labels ORDER BY 1, 2").fetchall(),

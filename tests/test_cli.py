@@ -73,4 +73,7 @@ def test_demo_builds_a_corpus_that_status_describes(tmp_path: Path) -> None:
     assert status["stages"]["fetch"]["done"] == status["photos"] - 3
     # Running the demo again resumes instead of duplicating.
     run_cli("demo", str(demo_dir), "--quiet")
-    assert json.loads(run_cli("status", "--json", "--corpus", str(demo_dir)).stdout)["photos"] == status["photos"]
+    assert (
+        json.loads(run_cli("status", "--json", "--corpus", str(demo_dir)).stdout)["photos"]
+        == status["photos"]
+    )

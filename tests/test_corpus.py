@@ -54,7 +54,15 @@ def test_an_empty_catalog_is_migrated_forward(tmp_path: Path) -> None:
     corpus = Corpus.open(root)
     assert corpus.schema_version == SCHEMA_VERSION
     tables = {r[0] for r in corpus.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"photos", "photo_labels", "image_urls", "stages", "files", "harvest_log", "feature_sets"} <= tables
+    assert {
+        "photos",
+        "photo_labels",
+        "image_urls",
+        "stages",
+        "files",
+        "harvest_log",
+        "feature_sets",
+    } <= tables
     corpus.close()
 
 
@@ -101,8 +109,12 @@ def test_label_sequence_numbers_are_dense_per_label(tmp_path: Path) -> None:
     corpus = Corpus.create(tmp_path / "c")
     ids = corpus.add_photos([PhotoRecord("folder", str(i), ["a" if i % 3 else "b"]) for i in range(9)])
     seqs = {
-        label: [r[0] for r in corpus.conn.execute(
-            "SELECT label_seq FROM photos WHERE primary_label = ? ORDER BY id", (label,))]
+        label: [
+            r[0]
+            for r in corpus.conn.execute(
+                "SELECT label_seq FROM photos WHERE primary_label = ? ORDER BY id", (label,)
+            )
+        ]
         for label in ("a", "b")
     }
     assert seqs == {"a": list(range(6)), "b": list(range(3))}
@@ -166,9 +178,12 @@ def test_busy_catalog_gives_a_clear_error(tmp_path: Path) -> None:
     a = Corpus.create(tmp_path / "c")
     b = Corpus.open(tmp_path / "c")
     b.conn.execute("PRAGMA busy_timeout = 100")
-    with a.transaction():
-        with pytest.raises(CorpusBusyError, match="another photocorpus process"), b.transaction():
-            pass
+    with (
+        a.transaction(),
+        pytest.raises(CorpusBusyError, match="another photocorpus process"),
+        b.transaction(),
+    ):
+        pass
     # Once the first writer is done, the second one proceeds.
     with b.transaction():
         b.add_photos([PhotoRecord("folder", "1", ["a"])])

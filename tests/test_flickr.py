@@ -104,7 +104,9 @@ def test_12000_bursty_photos_are_all_found_within_twice_the_minimum_calls(tmp_pa
     assert len(truth) == 12_000
     corpus = Corpus.create(tmp_path / "c")
     with FlickrTestServer(photos) as server, client_for(server) as client:
-        filters = SearchFilters(min_upload=int(datetime(2014, 12, 1, tzinfo=UTC).timestamp()), max_upload=T_END)
+        filters = SearchFilters(
+            min_upload=int(datetime(2014, 12, 1, tzinfo=UTC).timestamp()), max_upload=T_END
+        )
         report = FlickrHarvester(corpus, client, filters).run([HarvestQuery("cat", "cat")])
         requests = server.ok_requests()
     assert harvested_ids(corpus) == truth
@@ -171,8 +173,8 @@ def test_faults_do_not_change_the_result_and_retries_are_counted(tmp_path: Path)
     config = ServerConfig(fault_rate=0.10, slow_s=1.0, seed=5, retry_after="0")
     corpus = Corpus.create(tmp_path / "c")
     with FlickrTestServer(photos, config) as server, client_for(server, read_timeout_s=0.3) as client:
-        filters = SearchFilters(min_upload=int(datetime(2014, 12, 1, tzinfo=UTC).timestamp()), max_upload=T_END,
-                                per_page=25)  # fmt: skip
+        start = int(datetime(2014, 12, 1, tzinfo=UTC).timestamp())
+        filters = SearchFilters(min_upload=start, max_upload=T_END, per_page=25)
         report = FlickrHarvester(corpus, client, filters).run([HarvestQuery("cat", "cat")])
         faults = [r["fault"] for r in server.state.requests if r["fault"]]
     assert harvested_ids(corpus) == truth

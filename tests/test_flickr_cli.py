@@ -48,7 +48,9 @@ def _logged_pages(corpus: Path) -> set[tuple[str, str, int]]:
         try:
             return {
                 (r[0], r[1], r[2])
-                for r in conn.execute("SELECT window_start, window_end, page FROM harvest_log WHERE source='flickr'")
+                for r in conn.execute(
+                    "SELECT window_start, window_end, page FROM harvest_log WHERE source='flickr'"
+                )
             }
         finally:
             conn.close()
@@ -117,7 +119,9 @@ def test_sigkill_five_times_then_resume_equals_uninterrupted(tmp_path: Path) -> 
         assert dupes == 0
 
 
-def _assert_no_logged_page_refetched(server: FlickrTestServer, mark: int, logged: set[tuple[str, str, int]]) -> None:
+def _assert_no_logged_page_refetched(
+    server: FlickrTestServer, mark: int, logged: set[tuple[str, str, int]]
+) -> None:
     with server.state.lock:
         later = server.state.requests[mark:]
     for req in later:
@@ -128,7 +132,9 @@ def _assert_no_logged_page_refetched(server: FlickrTestServer, mark: int, logged
 
 def test_api_key_never_reaches_output_logs_catalog_or_files(tmp_path: Path) -> None:
     photos = make_population(400, years=1, seed=4, start=datetime(2016, 1, 1, tzinfo=UTC))
-    config = ServerConfig(api_key="SECRET-key-5f3a9c0d1e2b", fault_rate=0.3, slow_s=0.5, retry_after="0", seed=9)
+    config = ServerConfig(
+        api_key="SECRET-key-5f3a9c0d1e2b", fault_rate=0.3, slow_s=0.5, retry_after="0", seed=9
+    )
     with FlickrTestServer(photos, config) as server:
         corpus = _corpus(tmp_path / "c", per_page=20, read_timeout_s=0.2)
         outputs = []
@@ -140,13 +146,17 @@ def test_api_key_never_reaches_output_logs_catalog_or_files(tmp_path: Path) -> N
             (corpus / "corpus.toml").read_text().replace("max_retries = 8", "max_retries = 0")
         )
         server.config.fault_rate = 1.0
-        failed = run_cli("--verbose", *_harvest_args(server, corpus, "--query", "night"), env=_env(server), check=False)
+        failed = run_cli(
+            "--verbose", *_harvest_args(server, corpus, "--query", "night"), env=_env(server), check=False
+        )
         outputs += [failed.stdout, failed.stderr]
         assert failed.returncode == 2 and "kept failing" in failed.stderr
         # A refused key: the message says what to do, and shows neither key.
         server.config.fault_rate = 0.0
         wrong = "WRONG-key-77aa88bb99cc"
-        bad = run_cli(*_harvest_args(server, corpus, "--query", "night"), env={"FLICKR_API_KEY": wrong}, check=False)
+        bad = run_cli(
+            *_harvest_args(server, corpus, "--query", "night"), env={"FLICKR_API_KEY": wrong}, check=False
+        )
         outputs += [bad.stdout, bad.stderr]
         assert bad.returncode == 2 and "FLICKR_API_KEY" in bad.stderr
         status = run_cli("status", "--json", "--corpus", str(corpus))
@@ -175,10 +185,14 @@ def test_demo_flickr_harvests_three_cities(tmp_path: Path) -> None:
     with FlickrTestServer(photos) as server:
         env = {**_env(server), "PHOTOCORPUS_FLICKR_API_URL": server.api_url}
         run_cli("demo", str(tmp_path / "demo"), "--flickr", "--quiet", env=env)
-        assert {r["params"]["license"] for r in server.ok_requests()} == {"1,2,3,4,5,6,9,10,11,12,13,14,15,16"}
+        assert {r["params"]["license"] for r in server.ok_requests()} == {
+            "1,2,3,4,5,6,9,10,11,12,13,14,15,16"
+        }
     with Corpus.open(tmp_path / "demo") as corpus:
         labels = corpus.status_summary()["labels"]
         assert labels["london"] == labels["newyork"] == labels["sydney"] == 100
         assert corpus.status_summary()["sources"]["flickr"] == 300
-    no_key = run_cli("demo", str(tmp_path / "demo2"), "--flickr", "--quiet", env={"FLICKR_API_KEY": ""}, check=False)
+    no_key = run_cli(
+        "demo", str(tmp_path / "demo2"), "--flickr", "--quiet", env={"FLICKR_API_KEY": ""}, check=False
+    )
     assert no_key.returncode == 2 and "FLICKR_API_KEY" in no_key.stderr

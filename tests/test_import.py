@@ -23,7 +23,9 @@ def corpus(tmp_path: Path):
     c.close()
 
 
-def test_instany100k_imports_3007_photos_and_reimport_changes_nothing(corpus: Corpus, instany_images: Path) -> None:
+def test_instany100k_imports_3007_photos_and_reimport_changes_nothing(
+    corpus: Corpus, instany_images: Path
+) -> None:
     expected = sorted(p.stem for p in instany_images.glob("*.jpg"))
     report = import_folder(corpus, instany_images, workers=2)
     assert report.imported == len(expected) == 3007
@@ -79,7 +81,9 @@ def _build_instacities(root: Path, photos: list[Path], cities: list[str]) -> dic
     return truth
 
 
-def test_instacities_layout_records_city_and_caption(corpus: Corpus, instany_images: Path, tmp_path: Path) -> None:
+def test_instacities_layout_records_city_and_caption(
+    corpus: Corpus, instany_images: Path, tmp_path: Path
+) -> None:
     photos = sorted(instany_images.glob("*.jpg"))[:60]
     cities = ["london", "newyork", "sydney"]
     src = tmp_path / "InstaCities1M"
@@ -112,13 +116,17 @@ def test_mirflickr_layout_reads_tags(corpus: Corpus, mirflickr_images: Path, tmp
     (src / "meta" / "tags" / "tags2.txt").write_text("sky\r\nclouds\r\n", encoding="utf-8")
     assert detect_layout(src) == "mirflickr"
     import_folder(corpus, src, workers=1)
-    rows = dict(corpus.conn.execute("SELECT source_id, tags FROM photos WHERE source = 'mirflickr'").fetchall())
+    rows = dict(
+        corpus.conn.execute("SELECT source_id, tags FROM photos WHERE source = 'mirflickr'").fetchall()
+    )
     assert set(rows) == {"1", "2", "10"}
     assert json.loads(rows["2"]) == ["sky", "clouds"]
     assert json.loads(rows["1"]) == []
 
 
-def test_bad_files_are_recorded_with_distinct_reasons(corpus: Corpus, instany_images: Path, tmp_path: Path) -> None:
+def test_bad_files_are_recorded_with_distinct_reasons(
+    corpus: Corpus, instany_images: Path, tmp_path: Path
+) -> None:
     src = tmp_path / "mixed"
     src.mkdir()
     good = sorted(instany_images.glob("*.jpg"))[:5]
@@ -135,7 +143,8 @@ def test_bad_files_are_recorded_with_distinct_reasons(corpus: Corpus, instany_im
     reasons = {
         r[0]: r[1]
         for r in corpus.conn.execute(
-            "SELECT p.source_id, s.reason FROM stages s JOIN photos p ON p.id = s.photo_id WHERE s.status = 'failed'"
+            "SELECT p.source_id, s.reason FROM stages s JOIN photos p ON p.id = s.photo_id"
+            " WHERE s.status = 'failed'"
         )
     }
     expected = {"corrupt": "corrupt_image", "zero": "empty_file", "text": "not_an_image"}
@@ -151,7 +160,9 @@ def test_bad_files_are_recorded_with_distinct_reasons(corpus: Corpus, instany_im
     assert corpus.verify().ok
 
 
-def test_plain_folder_sidecars_and_label_override(corpus: Corpus, instany_images: Path, tmp_path: Path) -> None:
+def test_plain_folder_sidecars_and_label_override(
+    corpus: Corpus, instany_images: Path, tmp_path: Path
+) -> None:
     src = tmp_path / "mine" / "beach"
     src.mkdir(parents=True)
     photos = sorted(instany_images.glob("*.jpg"))[:3]
@@ -159,8 +170,16 @@ def test_plain_folder_sidecars_and_label_override(corpus: Corpus, instany_images
         shutil.copy(p, src / p.name)
     first = photos[0].stem
     (src / f"{first}.txt").write_text("Sunset at the beach #Sunset #beach", encoding="utf-8")
-    meta = {"title": "<b>Sunset</b>", "owner": "alice", "lat": "40.5", "lon": -73.9, "tags": ["sea", "sun"],
-            "taken_at": "2016-08-01 18:30:00", "license": "CC BY 2.0", "camera": "X100"}
+    meta = {
+        "title": "<b>Sunset</b>",
+        "owner": "alice",
+        "lat": "40.5",
+        "lon": -73.9,
+        "tags": ["sea", "sun"],
+        "taken_at": "2016-08-01 18:30:00",
+        "license": "CC BY 2.0",
+        "camera": "X100",
+    }
     (src / f"{first}.json").write_text(json.dumps(meta), encoding="utf-8")
     (src / f"{photos[1].stem}.json").write_text("{not json", encoding="utf-8")
     import_folder(corpus, src.parent, workers=1)

@@ -31,7 +31,18 @@ def _committed_photos(corpus_dir: Path) -> int:
 def _import_and_kill(src: Path, corpus_dir: Path, kill_after: int, rng: random.Random) -> bool:
     """Start an import, SIGKILL its whole process group once ``kill_after`` photos are committed."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "photocorpus", "import", str(src), "-C", str(corpus_dir), "-q", "--workers", "2"],
+        [
+            sys.executable,
+            "-m",
+            "photocorpus",
+            "import",
+            str(src),
+            "-C",
+            str(corpus_dir),
+            "-q",
+            "--workers",
+            "2",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -92,7 +103,7 @@ def test_ctrl_c_stops_after_the_batch_and_the_next_run_resumes(instany_images: P
     while proc.poll() is None and _committed_photos(corpus_dir) < 200 and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "re-run the same command to resume" in err
     assert "Traceback" not in err

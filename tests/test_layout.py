@@ -102,16 +102,22 @@ def test_hostile_records_get_paths_inside_the_corpus(tmp_path: Path) -> None:
         full.parent.mkdir(parents=True, exist_ok=True)
         full.write_bytes(b"x")
     created = {p.relative_to(root).parts[0] for p in root.rglob("*")}
-    assert created <= {"images", "features", "reports", "exports", "corpus.toml", "catalog.sqlite",
-                       "catalog.sqlite-wal", "catalog.sqlite-shm"}
+    assert created <= {
+        "images",
+        "features",
+        "reports",
+        "exports",
+        "corpus.toml",
+        "catalog.sqlite",
+        "catalog.sqlite-wal",
+        "catalog.sqlite-shm",
+    }
     corpus.close()
 
 
 def test_same_id_from_two_sources_under_one_label_gets_two_paths(tmp_path: Path) -> None:
     corpus = Corpus.create(tmp_path / "c")
-    a, b = corpus.add_photos(
-        [PhotoRecord("flickr", "123", ["x"]), PhotoRecord("folder", "123", ["x"])]
-    )
+    a, b = corpus.add_photos([PhotoRecord("flickr", "123", ["x"]), PhotoRecord("folder", "123", ["x"])])
     # Same label, same chunk folder, same sanitized id: the second owner must not overwrite the first.
     pa = corpus.plan_image_path(a, "JPEG")
     pb = corpus.plan_image_path(b, "JPEG")
