@@ -65,6 +65,28 @@ class FlickrSettings(_Section):
     backoff_cap_s: float = Field(120.0, ge=0, description="Longest single backoff wait.")
     connect_timeout_s: float = Field(10.0, gt=0, description="TCP connect timeout.")
     read_timeout_s: float = Field(30.0, gt=0, description="Read timeout (Flickr's big searches can be slow).")
+    extra_api_keys: list[str] = Field(
+        [], description="More keys of yours to share `enrich` calls (one rate limit per key)."
+    )
+
+
+class InstagramSettings(_Section):
+    """Instagram harvest (``photocorpus harvest instagram``) through instaloader, which owns rate control."""
+
+    commit_every_posts: int = Field(
+        12, ge=1, le=10_000, description="Posts per catalog transaction; a kill -9 loses at most these."
+    )
+    commit_interval_s: float = Field(
+        15.0, gt=0, description="Also commit when this long has passed since the last commit."
+    )
+    owner_names: bool = Field(
+        True,
+        description="Look up a post's owner username when the listing lacks it (one request per post).",
+    )
+    max_connection_attempts: int = Field(
+        3, ge=1, le=20, description="instaloader's attempts per request before the harvest stops."
+    )
+    request_timeout_s: float = Field(300.0, gt=0, description="instaloader's per-request timeout.")
 
 
 class Settings(_Section):
@@ -73,6 +95,7 @@ class Settings(_Section):
     layout: LayoutSettings = Field(default_factory=LayoutSettings)
     import_: ImportSettings = Field(default_factory=ImportSettings, alias="import")
     flickr: FlickrSettings = Field(default_factory=FlickrSettings)
+    instagram: InstagramSettings = Field(default_factory=InstagramSettings)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

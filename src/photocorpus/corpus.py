@@ -153,6 +153,190 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (stage, name)
     ) WITHOUT ROWID;
     """,
+    # 2: media a stage skipped on purpose (videos...), remembered once each so their counter is exact
+    # across re-runs, resumes and overlapping queries.
+    """
+    CREATE TABLE skipped_media (
+        stage      TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        source_id  TEXT NOT NULL,
+        reason     TEXT NOT NULL,             -- e.g. video
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (stage, source, source_id)
+    ) WITHOUT ROWID;
+    """,
+    # 3: the last download of each photo, failed or not: which URL, what the server answered, how
+    # many retries. (A stored file's row has the same facts; this also covers the failures.)
+    """
+    CREATE TABLE fetch_log (
+        photo_id    INTEGER PRIMARY KEY REFERENCES photos (id) ON DELETE CASCADE,
+        size_key    TEXT,
+        url         TEXT,                     -- the URL finally requested (after redirects)
+        http_status INTEGER,
+        bytes       INTEGER,                  -- bytes received
+        sha256      TEXT,                     -- of the bytes received
+        retries     INTEGER NOT NULL DEFAULT 0,
+        elapsed_ms  INTEGER,
+        updated_at  TEXT NOT NULL
+    );
+    """,
+    # enrichment (MIRFLICKR-1M s16a): one row per (photo, kind) asked, available or not, with the raw
+    # answer; structured EXIF with the origin of each value; albums and groups; comment and note counts.
+    """
+    CREATE TABLE enrichment (
+        photo_id   INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        kind       TEXT NOT NULL,            -- exif, info, comments, contexts
+        status     TEXT NOT NULL CHECK (status IN ('ok', 'empty', 'unavailable')),
+        reason     TEXT,                     -- why unavailable, e.g. flickr_2 (permission denied)
+        raw        TEXT,                     -- the API answer, JSON
+        fetched_at TEXT NOT NULL,
+        PRIMARY KEY (photo_id, kind)
+    ) WITHOUT ROWID;
+    CREATE INDEX enrichment_by_kind ON enrichment (kind, status);
+
+    CREATE TABLE photo_exif (
+        photo_id        INTEGER PRIMARY KEY REFERENCES photos (id) ON DELETE CASCADE,
+        make            TEXT,
+        model           TEXT,
+        lens            TEXT,
+        focal_length_mm REAL,
+        exposure_s      REAL,
+        f_number        REAL,
+        iso             INTEGER,
+        taken_at        TEXT,                -- DateTimeOriginal, as UTC ISO-8601 (naive camera time)
+        sources         TEXT NOT NULL DEFAULT '{}'   -- JSON {column: "api" | "file"}
+    );
+
+    CREATE TABLE photo_social (
+        photo_id      INTEGER PRIMARY KEY REFERENCES photos (id) ON DELETE CASCADE,
+        comment_count INTEGER,
+        note_count    INTEGER,
+        views         INTEGER
+    );
+
+    CREATE TABLE photo_contexts (
+        photo_id   INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        kind       TEXT NOT NULL CHECK (kind IN ('album', 'group')),
+        context_id TEXT NOT NULL,
+        title      TEXT,
+        PRIMARY KEY (photo_id, kind, context_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE photo_comments (
+        photo_id   INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        comment_id TEXT NOT NULL,
+        author     TEXT,
+        authorname TEXT,
+        created_at TEXT,
+        text       TEXT,
+        PRIMARY KEY (photo_id, comment_id)
+    ) WITHOUT ROWID;
+    """,
+    # featurize: each photo's top-5 ImageNet classes per classifier, and the ontology category of its
+    # top-1 class (seed 004's rule) per ontology. See photocorpus.features.pipeline.
+    """
+    CREATE TABLE image_labels (
+        photo_id    INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        model       TEXT NOT NULL,           -- feature set of the classifier, e.g. efficientnet-lite0
+        rank        INTEGER NOT NULL,        -- 1 = most probable
+        class_index INTEGER NOT NULL,        -- ImageNet-1k index, 0..999
+        wnid        TEXT NOT NULL,           -- WordNet 3.0 id, e.g. n07920052
+        class_name  TEXT NOT NULL,           -- human-readable, e.g. espresso
+        prob        REAL NOT NULL,           -- softmax probability
+        PRIMARY KEY (photo_id, model, rank)
+    ) WITHOUT ROWID;
+    CREATE INDEX image_labels_by_class ON image_labels (model, class_index, rank);
+
+    CREATE TABLE image_categories (
+        photo_id INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        model    TEXT NOT NULL,
+        ontology TEXT NOT NULL,              -- preset (coarse, seed004) or a user mapping's name
+        category TEXT NOT NULL,              -- category of the top-1 class
+        mass     REAL NOT NULL,              -- summed softmax probability of all classes in it
+        PRIMARY KEY (photo_id, model, ontology)
+    ) WITHOUT ROWID;
+    CREATE INDEX image_categories_by_category ON image_categories (model, ontology, category);
+    """,
+    # curate: one row per curated photo: perceptual hashes, duplicate group, bot flag, quality, clean
+    # caption and language, split. Hashes are 64-bit codes stored as signed int64 (the same bits).
+    """
+    CREATE TABLE curation (
+        photo_id        INTEGER PRIMARY KEY REFERENCES photos (id) ON DELETE CASCADE,
+        hashed_sha256   TEXT,                 -- sha256 of the file the hashes were computed from
+        phash           INTEGER,              -- 64-bit DCT pHash
+        dhash           INTEGER,              -- 64-bit difference hash
+        phash_deframed  INTEGER,              -- pHash after cropping a detected frame (= phash if none)
+        dhash_deframed  INTEGER,
+        frame           TEXT,                 -- JSON [top, bottom, left, right] border, per mille
+        hash_degenerate INTEGER NOT NULL DEFAULT 0,  -- too little contrast for a meaningful pHash
+        dup_group       INTEGER,              -- photo id of the group's representative (NULL: unique)
+        duplicate_of    INTEGER,              -- representative's photo id; NULL for representatives
+        dup_method      TEXT,                 -- exact, phash or semantic: the strongest link found
+        bot             INTEGER NOT NULL DEFAULT 0,
+        bot_reason      TEXT,                 -- repeated_caption, owner_reposts
+        quality_sha256  TEXT,                 -- sha256 of the file the scores were computed from
+        quality_scores  TEXT,                 -- JSON {metric: value}
+        quality_flags   TEXT,                 -- JSON list of flag names
+        caption_clean   TEXT,                 -- title + description + hashtags, cleaned
+        language        TEXT,                 -- ISO 639-1 by py3langid, NULL when too short to tell
+        language_score  REAL,
+        split_position  REAL,                 -- stable hash of (source, source_id) in [0, 1)
+        split_assigned  TEXT,                 -- sticky: the split this photo got, kept for good
+        split           TEXT CHECK (split IN ('train', 'val', 'test')),  -- NULL when excluded
+        exclusion       TEXT,                 -- why not in a split: duplicate, bot, quality:<flag>...
+        updated_at      TEXT NOT NULL
+    );
+    CREATE INDEX curation_by_group ON curation (dup_group);
+    CREATE INDEX curation_by_split ON curation (split);
+    """,
+    # learn: trained models (weak-label classifiers, semantic image -> text-space maps) saved under
+    # models/<name>/, and the labels a classifier predicted for corpus photos. See photocorpus.learn.
+    """
+    CREATE TABLE models (
+        name        TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,           -- classifier, semantic
+        path        TEXT NOT NULL,           -- corpus-relative folder, e.g. models/semantic-minilm
+        feature_set TEXT NOT NULL,           -- image features it reads, e.g. efficientnet-lite0
+        settings    TEXT NOT NULL DEFAULT '{}',   -- JSON: everything the training run was given
+        metrics     TEXT NOT NULL DEFAULT '{}',   -- JSON: val/test results
+        created_at  TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE model_predictions (
+        photo_id   INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        model      TEXT NOT NULL,
+        rank       INTEGER NOT NULL,         -- 1 = most probable
+        label      TEXT NOT NULL,
+        score      REAL NOT NULL,            -- softmax (multi-class) or sigmoid (multi-label) probability
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (photo_id, model, rank)
+    ) WITHOUT ROWID;
+    CREATE INDEX model_predictions_by_label ON model_predictions (model, label, rank);
+    """,
+    # explore: k-means runs over a feature set, and each photo's cluster in a run with its distance to
+    # the centroid (which orders the cluster's gallery). See photocorpus.explore.cluster.
+    """
+    CREATE TABLE cluster_runs (
+        run         TEXT PRIMARY KEY,        -- e.g. efficientnet-lite0/k10
+        feature_set TEXT NOT NULL,
+        k           INTEGER NOT NULL,
+        method      TEXT NOT NULL,           -- faiss-kmeans or minibatch-kmeans
+        seed        INTEGER NOT NULL,
+        photos      INTEGER NOT NULL,
+        params      TEXT NOT NULL DEFAULT '{}',  -- JSON: PCA dims, k choice with silhouettes, inertia
+        created_at  TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE clusters (
+        run      TEXT NOT NULL REFERENCES cluster_runs (run) ON DELETE CASCADE,
+        photo_id INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        cluster  INTEGER NOT NULL,           -- 0 .. k-1
+        distance REAL NOT NULL,              -- to the cluster's centroid, in the clustered space
+        PRIMARY KEY (run, photo_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX clusters_by_cluster ON clusters (run, cluster, distance);
+    CREATE INDEX clusters_by_photo ON clusters (photo_id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -479,6 +663,27 @@ class Corpus:
                 (stage, name, by),
             )
 
+    def record_skipped_media(self, stage: str, reason: str, keys: Iterable[tuple[str, str]]) -> int:
+        """Remember media that ``stage`` skipped on purpose (``reason`` e.g. ``video``); return how many
+        were new, and add exactly that to the ``skipped_<reason>s`` counter.
+
+        Keyed on (stage, source, source_id), so re-runs, resumes and a video seen under two hashtags
+        never count twice.
+        """
+        now = utc_now()
+        added = 0
+        with self.transaction() as conn:
+            for source, source_id in keys:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO skipped_media (stage, source, source_id, reason, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (stage, source, str(source_id), reason, now),
+                )
+                added += cur.rowcount
+            if added:
+                self.bump_counter(stage, f"skipped_{reason}s", added)
+        return added
+
     # ------------------------------------------------------------------ files
     def plan_image_path(self, photo_id: int, fmt: str) -> str:
         """Decide (and reserve, with an intent) where a photo's image goes.
@@ -639,6 +844,11 @@ class Corpus:
                 (name, model_id, dims, dtype, path, rows, json.dumps(params, sort_keys=True), now, now),
             )
 
+    def unregister_feature_set(self, name: str) -> bool:
+        """Drop a feature set's registry entry (its files are the caller's to delete, after commit)."""
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM feature_sets WHERE name = ?", (name,)).rowcount > 0
+
     def feature_sets(self) -> list[dict[str, Any]]:
         out = []
         for r in self.conn.execute("SELECT * FROM feature_sets ORDER BY name"):
@@ -684,11 +894,27 @@ class Corpus:
             "failures_by_stage": failures_by_stage,
             "counters": counters,
             "files": {"count": files[0], "bytes": files[1]},
+            "coverage": self.metadata_coverage(),
             "feature_sets": [
                 {"name": f["name"], "model_id": f["model_id"], "dims": f["dims"], "rows": f["rows"]}
                 for f in self.feature_sets()
             ],
         }
+
+    def metadata_coverage(self) -> dict[str, int]:
+        """How many photos have each kind of metadata, as MIRFLICKR-1M s16a published it."""
+        queries = {
+            "title": "SELECT COUNT(*) FROM photos WHERE COALESCE(title, '') != ''",
+            "description": "SELECT COUNT(*) FROM photos WHERE COALESCE(caption, '') != ''",
+            "tags": "SELECT COUNT(*) FROM photos WHERE tags NOT IN ('[]', '')",
+            "exif": "SELECT COUNT(*) FROM photo_exif",
+            "geo": "SELECT COUNT(*) FROM photos WHERE lat IS NOT NULL AND lon IS NOT NULL",
+            "albums": "SELECT COUNT(DISTINCT photo_id) FROM photo_contexts WHERE kind = 'album'",
+            "comments": "SELECT COUNT(*) FROM photo_social WHERE comment_count > 0",
+            "notes": "SELECT COUNT(*) FROM photo_social WHERE note_count > 0",
+            "groups": "SELECT COUNT(DISTINCT photo_id) FROM photo_contexts WHERE kind = 'group'",
+        }
+        return {kind: int(self.conn.execute(sql).fetchone()[0]) for kind, sql in queries.items()}
 
     def verify(self) -> VerifyReport:
         """Check the invariants: SQLite integrity, every file row has its file, no file lacks a row."""

@@ -18,9 +18,11 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from photocorpus import reasons, storage
 from photocorpus.corpus import Corpus, StoredFile
+from photocorpus.enrich.exif import fields_from_bytes, store_exif
 from photocorpus.executors import LocalExecutor
 from photocorpus.fetch.imaging import ImageProbe, probe_image
 from photocorpus.interrupt import StopFlag
@@ -29,6 +31,7 @@ from photocorpus.records import PhotoRecord
 from photocorpus.sources.folder import LocalCandidate, build_record, detect_layout, iter_candidates
 
 STAGE = "fetch"  # an imported photo has its image, exactly like a fetched one
+STAGE_COUNTERS = "import"  # counters of the import itself (e.g. skipped_videos)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,7 @@ class _Prepared:
     record: PhotoRecord
     probe: ImageProbe
     tmp_file: str | None  # validated copy waiting in the scratch folder (copy mode)
+    exif: dict[str, Any] = field(default_factory=dict)  # structured EXIF read from the file itself
 
 
 @dataclass(slots=True)
@@ -58,6 +62,7 @@ class ImportReport:
     skipped_existing: int = 0
     interrupted: bool = False
     failures: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # media a layout lists but never imports, by reason
 
 
 def _prepare(task: _ImportTask) -> _Prepared:
@@ -74,7 +79,8 @@ def _prepare(task: _ImportTask) -> _Prepared:
     tmp_file = None
     if probe.ok and not task.link:
         tmp_file = str(storage.write_tmp(Path(task.tmp_dir), data))
-    return _Prepared(cand, record, probe, tmp_file)
+    exif = fields_from_bytes(data) if probe.ok and probe.format in ("JPEG", "TIFF", "WEBP") else {}
+    return _Prepared(cand, record, probe, tmp_file, exif)
 
 
 def _batched(items: Iterator[LocalCandidate], size: int) -> Iterator[list[LocalCandidate]]:
@@ -103,6 +109,12 @@ def import_folder(
 
     def pending_batches() -> Iterator[list[_ImportTask]]:
         for batch in _batched(iter_candidates(root, layout, label), settings.batch_size):
+            skipped = [c for c in batch if c.skip_reason]
+            if skipped:
+                batch = [c for c in batch if not c.skip_reason]
+                _record_skipped(corpus, skipped, report)
+                if advance:
+                    advance(len(skipped))
             report.seen += len(batch)
             todo = _not_yet_done(corpus, batch)
             report.skipped_existing += len(batch) - len(todo)
@@ -113,16 +125,30 @@ def import_folder(
             if stop:
                 return
 
-    with LocalExecutor(settings.workers if workers is None else workers) as pool:
-        for _tasks, prepared in pool.map_batches(_prepare, pending_batches()):
-            _commit_batch(corpus, prepared, link, tmp_dir, report)
-            if advance:
-                advance(len(prepared))
-            if stop:
-                report.interrupted = True
-                break
-    _cleanup_tmp(tmp_dir)
+    try:
+        with LocalExecutor(settings.workers if workers is None else workers) as pool:
+            for _tasks, prepared in pool.map_batches(_prepare, pending_batches()):
+                _commit_batch(corpus, prepared, link, tmp_dir, report)
+                if advance:
+                    advance(len(prepared))
+                if stop:
+                    report.interrupted = True
+                    break
+    finally:  # also on a disk-full stop: staged copies of uncommitted photos are dropped
+        _cleanup_tmp(tmp_dir)
     return report
+
+
+def _record_skipped(corpus: Corpus, skipped: list[LocalCandidate], report: ImportReport) -> None:
+    """Count media a layout skips on purpose (videos); the catalog remembers each once, so the
+    ``import`` counters stay exact across re-imports and resumes."""
+    by_reason: dict[str, list[tuple[str, str]]] = {}
+    for cand in skipped:
+        by_reason.setdefault(cand.skip_reason or "unknown", []).append((cand.source, cand.source_id))
+    with corpus.transaction():
+        for reason, keys in by_reason.items():
+            corpus.record_skipped_media(STAGE_COUNTERS, reason, keys)
+            report.skipped[reason] = report.skipped.get(reason, 0) + len(keys)
 
 
 def _not_yet_done(corpus: Corpus, batch: list[LocalCandidate]) -> list[LocalCandidate]:
@@ -187,9 +213,12 @@ def _commit_batch(
             )
         )
     # 3. files, statuses, intents dropped: one transaction
+    exif_by_photo = {pid: prep.exif for pid, prep in zip(photo_ids, prepared, strict=True) if prep.exif}
     with corpus.transaction():
         for pid, sf in stored:
             corpus.commit_file(pid, sf, stage=STAGE)
+            if pid in exif_by_photo:
+                store_exif(corpus, pid, exif_by_photo[pid], "file")
         for pid, prep in zip(photo_ids, prepared, strict=True):
             if pid in paths:
                 continue

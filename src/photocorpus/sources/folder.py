@@ -4,6 +4,8 @@ Recognised layouts (checked in this order):
 
 * ``instacities``: InstaCities1M / InstaNY100K, ``img*/[...]/<city>/<id>.jpg`` with captions at the
   same relative place under ``captions*/`` as ``<id>.txt``. Label = city, source = ``instagram``.
+* ``instaloader`` / ``instalooter``: folders written by those Instagram tools, recognised by their
+  metadata files; see :mod:`photocorpus.sources.instaloader_folder`. Source = ``instagram``.
 * ``mirflickr``: MIRFLICKR-25K/1M, ``im<N>.jpg`` with optional ``meta/tags/tags<N>.txt`` (raw tags,
   one per line). Source = ``mirflickr``, source id = ``N``.
 * ``plain``: any folder tree of images with optional sidecars ``<name>.txt`` (the caption) and
@@ -20,7 +22,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", 
 _MIRFLICKR_NAME = re.compile(r"^im(\d+)\.jpe?g$", re.IGNORECASE)
 MAX_SIDECAR_BYTES = 4 * 1024 * 1024  # a caption or metadata file larger than this is not a sidecar
 
-LAYOUTS = ("instacities", "mirflickr", "plain")
+LAYOUTS = ("instacities", "instaloader", "instalooter", "mirflickr", "plain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,10 @@ class LocalCandidate:
     caption_path: str | None = None
     json_path: str | None = None
     tags_path: str | None = None
+    # A record the listing already built from the layout's metadata (instaloader, InstaLooter).
+    record: PhotoRecord | None = field(default=None, compare=False, hash=False)
+    # Set for media the layout lists but never imports (e.g. "video"); counted, not stored.
+    skip_reason: str | None = None
 
 
 def is_image_name(name: str) -> bool:
@@ -61,6 +67,11 @@ def detect_layout(root: Path) -> str:
         p.name.lower().startswith("captions") for p in subdirs
     ):
         return "instacities"
+    from photocorpus.sources.instaloader_folder import detect_instagram_export  # it imports this module
+
+    export = detect_instagram_export(root)
+    if export:
+        return export
     top_images = [name for name in os.listdir(root) if is_image_name(name)]
     if top_images and all(_MIRFLICKR_NAME.match(n) for n in top_images):
         return "mirflickr"
@@ -72,6 +83,10 @@ def iter_candidates(root: Path, layout: str, label: str | None = None) -> Iterat
     root = root.absolute()
     if layout == "instacities":
         yield from _iter_instacities(root, label)
+    elif layout in ("instaloader", "instalooter"):
+        from photocorpus.sources.instaloader_folder import iter_instagram_export
+
+        yield from iter_instagram_export(root, layout, label)
     elif layout == "mirflickr":
         yield from _iter_mirflickr(root, label)
     elif layout == "plain":
@@ -191,6 +206,8 @@ def build_record(cand: LocalCandidate) -> tuple[PhotoRecord, list[str]]:
     A broken sidecar never rejects the photo: the photo is still worth having, and the warning is kept
     in the record's ``extra`` so the user can see what was ignored.
     """
+    if cand.record is not None:
+        return cand.record, []
     warnings: list[str] = []
     meta: dict[str, Any] = {}
     caption: str | None = None
