@@ -17,6 +17,7 @@ from instaloader import Post
 from photocorpus.config import InstagramSettings, Settings
 from photocorpus.corpus import Corpus
 from photocorpus.errors import ConfigError
+from photocorpus.fetch.politeness import url_expired
 from photocorpus.sources.instagram import (
     InstagramError,
     InstagramQuery,
@@ -246,6 +247,10 @@ def test_hashtag_harvest_records_photos_labels_videos_and_completes(tmp_path: Pa
     for photo_id in corpus.photo_ids("instagram", _photo_ids(corpus)).values():
         for url in corpus.photo(photo_id)["urls"]:
             assert url["harvested_at"] and "oe=" in url["url"]
+            assert not url_expired(url["url"], url["harvested_at"], max_age_h=24 * 365)
+            assert url_expired(
+                url["url"], url["harvested_at"], 24 * 365, now=datetime(2099, 1, 2, tzinfo=UTC)
+            )
     assert load_resume_state(corpus, LONDON)["complete"] is True
     # Owners missing from the listing were looked up through instaloader, one request per post.
     no_name = [n for n in nodes if "username" not in n["owner"] and n["__typename"] != "GraphVideo"]

@@ -1,0 +1,141 @@
+"""What to fetch: which photos are still to do, and which of their URLs to try in which order.
+
+A photo is to do when its ``fetch`` stage has no row yet (or is ``pending``), when it failed with a
+reason the user asked to retry (``--retry-failed``), or when it failed as ``url_expired`` and its URLs
+were re-harvested since. Photos are visited in id order with keyset paging, so a million-photo corpus
+is walked in constant memory and a resumed run simply starts over the same query.
+
+Size rules (im2gps): try the preferred sizes in order (Flickr Large, then Original), then anything else
+the source gave, largest first. ``default_size_only`` takes just the source's default size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from photocorpus import reasons
+from photocorpus.config import FetchSettings
+from photocorpus.corpus import Corpus
+
+STAGE = "fetch"
+
+
+@dataclass(frozen=True, slots=True)
+class UrlOption:
+    """One candidate URL of a photo, as the catalog's ``image_urls`` row has it."""
+
+    size_key: str
+    url: str
+    width: int | None = None
+    height: int | None = None
+    harvested_at: str | None = None
+
+    @property
+    def max_edge(self) -> int:
+        return max(self.width or 0, self.height or 0)
+
+
+def candidate_urls(options: Sequence[UrlOption], settings: FetchSettings) -> list[UrlOption]:
+    """The URLs to try for one photo, best first, without repeats."""
+    by_key = {o.size_key: o for o in options if o.url}
+    if settings.default_size_only:
+        for key in settings.default_size_keys:
+            if key in by_key:
+                return [by_key[key]]
+        known = sorted((o for o in by_key.values() if o.max_edge), key=lambda o: o.max_edge)
+        return known[:1] or list(by_key.values())[:1]
+    ordered = [by_key[key] for key in settings.size_keys if key in by_key]
+    rest = [o for key, o in by_key.items() if key not in settings.size_keys]
+    ordered += sorted(rest, key=lambda o: -o.max_edge)
+    seen: set[str] = set()
+    unique = []
+    for option in ordered:
+        if option.url not in seen:
+            seen.add(option.url)
+            unique.append(option)
+    return unique
+
+
+# ---------------------------------------------------------------------------------------------- queue
+def failed_reasons(corpus: Corpus) -> dict[str, int]:
+    """Fetch failures by reason (photos that have URLs only: an import failure is not ours to retry)."""
+    rows = corpus.conn.execute(
+        """SELECT s.reason, COUNT(*) FROM stages s
+           WHERE s.stage = ? AND s.status = 'failed'
+             AND EXISTS (SELECT 1 FROM image_urls u WHERE u.photo_id = s.photo_id)
+           GROUP BY s.reason""",
+        (STAGE,),
+    ).fetchall()
+    return {r[0] or "unknown": int(r[1]) for r in rows}
+
+
+def retry_reasons(corpus: Corpus, requested: Sequence[str] | None) -> list[str]:
+    """The failure reasons a run retries: none (``None``), the transient ones (``[]``), or as named."""
+    if requested is None:
+        return []
+    if requested:
+        return sorted(set(requested))
+    return sorted(r for r in failed_reasons(corpus) if reasons.is_transient(r))
+
+
+def _pending_where(retry: Sequence[str]) -> tuple[str, list[object]]:
+    clauses = [
+        "s.status IS NULL",
+        "s.status = 'pending'",
+        # an expired signed URL (or a missing one) comes back by itself once the photo is re-harvested
+        f"""(s.status = 'failed' AND s.reason IN ('{reasons.URL_EXPIRED}', '{reasons.NO_URL}') AND EXISTS (
+               SELECT 1 FROM image_urls u WHERE u.photo_id = p.id AND u.harvested_at > s.updated_at))""",
+    ]
+    params: list[object] = []
+    if retry:
+        marks = ",".join("?" * len(retry))
+        clauses.append(
+            f"""(s.status = 'failed' AND s.reason IN ({marks})
+                 AND EXISTS (SELECT 1 FROM image_urls u WHERE u.photo_id = p.id))"""
+        )
+        params.extend(retry)
+    return "(" + " OR ".join(clauses) + ")", params
+
+
+def count_pending(corpus: Corpus, retry: Sequence[str] = ()) -> int:
+    """How many photos a run would visit."""
+    where, params = _pending_where(retry)
+    sql = f"""SELECT COUNT(*) FROM photos p
+              LEFT JOIN stages s ON s.photo_id = p.id AND s.stage = ?
+              WHERE {where}"""
+    return int(corpus.conn.execute(sql, (STAGE, *params)).fetchone()[0])
+
+
+def pending_ids(corpus: Corpus, after_id: int, limit: int, retry: Sequence[str] = ()) -> list[int]:
+    """The next ``limit`` photo ids to visit, after ``after_id``, in id order."""
+    where, params = _pending_where(retry)
+    sql = f"""SELECT p.id FROM photos p
+              LEFT JOIN stages s ON s.photo_id = p.id AND s.stage = ?
+              WHERE p.id > ? AND {where}
+              ORDER BY p.id LIMIT ?"""
+    return [int(r[0]) for r in corpus.conn.execute(sql, (STAGE, after_id, *params, limit))]
+
+
+def load_urls(corpus: Corpus, photo_ids: Sequence[int]) -> dict[int, list[UrlOption]]:
+    """Every photo's candidate URLs (batched lookup); photos without any are absent."""
+    found: dict[int, list[UrlOption]] = {}
+    for start in range(0, len(photo_ids), 500):
+        chunk = list(photo_ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for row in corpus.conn.execute(
+            f"""SELECT photo_id, size_key, url, width, height, harvested_at FROM image_urls
+                WHERE photo_id IN ({marks}) ORDER BY photo_id, size_key""",
+            chunk,
+        ):
+            found.setdefault(int(row[0]), []).append(
+                UrlOption(row[1], row[2], _as_int(row[3]), _as_int(row[4]), row[5])
+            )
+    return found
+
+
+def _as_int(value: object) -> int | None:
+    try:
+        return int(value) if value is not None else None  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None

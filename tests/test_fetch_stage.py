@@ -1,0 +1,306 @@
+"""The fetch stage end to end against the local image server: size rules, records, expiry, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from photocorpus import reasons
+from photocorpus.config import FetchSettings
+from photocorpus.corpus import Corpus
+from photocorpus.fetch.stage import fetch_photos
+from photocorpus.records import ImageURL, PhotoRecord
+from photocorpus.sources.urls import harvest_url_list
+from tests.conftest import run_cli
+from tests.fixtures.image_server import ImageServer, Route, real_jpeg
+
+
+def _settings(**changes: object) -> FetchSettings:
+    base = {"allow_private_urls": True, "host_rate_per_s": 0, "backoff_base_s": 0.01, "workers": 1}
+    return FetchSettings.model_validate({**base, **changes})
+
+
+def _photo(source_id: str, *urls: ImageURL, label: str = "nyc") -> PhotoRecord:
+    return PhotoRecord("test", source_id, [label], urls=list(urls))
+
+
+@pytest.fixture()
+def server():
+    with ImageServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def photos(instany_images: Path) -> list[Path]:
+    return sorted(instany_images.glob("*.jpg"))[:20]
+
+
+def _file_row(corpus: Corpus, photo_id: int) -> dict:
+    return corpus.photo(photo_id)["file"]
+
+
+def test_large_size_preferred_original_when_missing_or_tiny(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    large = real_jpeg(photos[0], (1024, 768))
+    original = real_jpeg(photos[1], (2048, 1536))
+    tiny_placeholder = real_jpeg(photos[2], (100, 75), quality=30)
+    assert len(tiny_placeholder) < 5000
+    corpus = Corpus.create(tmp_path / "c")
+    ids = corpus.add_photos(
+        [
+            _photo(
+                "has_large",
+                ImageURL("url_l", server.add("/1_l.jpg", Route(large))),
+                ImageURL("url_o", server.add("/1_o.jpg", Route(original))),
+            ),
+            _photo("no_large", ImageURL("url_o", server.add("/2_o.jpg", Route(original)))),
+            _photo(
+                "placeholder",
+                ImageURL("url_l", server.add("/3_l.jpg", Route(tiny_placeholder))),
+                ImageURL("url_o", server.add("/3_o.jpg", Route(original))),
+            ),
+            _photo(
+                "large_404",
+                ImageURL("url_l", server.add("/4_l.jpg", Route(status=404))),
+                ImageURL("url_o", server.add("/4_o.jpg", Route(original))),
+            ),
+            _photo(
+                "only_medium",
+                ImageURL("url_z", server.add("/5_z.jpg", Route(real_jpeg(photos[3], (800, 600))))),
+            ),
+        ]
+    )
+    report = fetch_photos(corpus, _settings())
+    assert (report.fetched, report.failed) == (5, 0), report.failures
+    rows = {
+        sid: _file_row(corpus, pid)
+        for sid, pid in zip(
+            ["has_large", "no_large", "placeholder", "large_404", "only_medium"], ids, strict=True
+        )
+    }
+    assert rows["has_large"]["origin"].endswith("/1_l.jpg") and server.requests_to("/1_o.jpg") == 0
+    assert (rows["has_large"]["width"], rows["has_large"]["height"]) == (1024, 768)
+    for key, path in (("no_large", "/2_o.jpg"), ("placeholder", "/3_o.jpg"), ("large_404", "/4_o.jpg")):
+        row = rows[key]
+        assert row["origin"].endswith(path), key
+        assert (row["original_width"], row["original_height"]) == (2048, 1536)
+        assert (row["width"], row["height"]) == (1024, 768)  # the original, downsampled to max edge 1024
+        assert row["sha256"] == hashlib.sha256(original).hexdigest() and row["original_bytes"] == len(
+            original
+        )
+    assert (rows["only_medium"]["width"], rows["only_medium"]["height"]) == (800, 600)
+    assert rows["has_large"]["http_status"] == 200
+    stored = Image.open(corpus.abs_path(rows["no_large"]["path"]))
+    assert stored.size == (1024, 768) and stored.format == "JPEG"
+    assert corpus.verify().ok
+
+
+def test_default_size_only_and_training_geometry(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    corpus = Corpus.create(tmp_path / "c")
+    ids = corpus.add_photos(
+        [
+            _photo(
+                str(i),
+                ImageURL("url_m", server.add(f"/{i}_m.jpg", Route(real_jpeg(p, (500, 375)))), 500, 375),
+                ImageURL("url_l", server.add(f"/{i}_l.jpg", Route(real_jpeg(p, (1024, 768)))), 1024, 768),
+            )
+            for i, p in enumerate(photos[:4])
+        ]
+    )
+    fetch_photos(
+        corpus, _settings(default_size_only=True, min_side_px=0, size="300x300", resize_mode="squash")
+    )
+    for pid in ids:
+        row = _file_row(corpus, pid)
+        assert row["origin"].endswith("_m.jpg") and (row["width"], row["height"]) == (300, 300)
+    assert all(server.requests_to(f"/{i}_l.jpg") == 0 for i in range(4))
+
+
+def test_failures_are_recorded_with_reason_url_and_status(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    corpus = Corpus.create(tmp_path / "c")
+    ids = corpus.add_photos(
+        [
+            _photo("gone", ImageURL("url_l", server.add("/gone.jpg", Route(status=410)))),
+            _photo(
+                "small", ImageURL("url_l", server.add("/small.jpg", Route(real_jpeg(photos[0], (400, 300)))))
+            ),
+            _photo(
+                "huge", ImageURL("url_l", server.add("/huge.jpg", Route(real_jpeg(photos[1], (1024, 1024)))))
+            ),
+            _photo("nourl"),
+        ]
+    )
+    report = fetch_photos(corpus, _settings(max_response_bytes=80_000))
+    assert report.failures == {"http_410": 1, "too_small": 1, "response_too_large": 1, "no_url": 1}
+    conn = sqlite3.connect(corpus.root / "catalog.sqlite")
+    log = {r[0]: r[1:] for r in conn.execute("SELECT photo_id, url, http_status, size_key FROM fetch_log")}
+    assert log[ids[0]] == (server.url("/gone.jpg"), 410, "url_l")
+    assert log[ids[1]][1] == 200
+    stages = dict(conn.execute("SELECT photo_id, reason FROM stages WHERE stage = 'fetch'").fetchall())
+    assert stages == {ids[0]: "http_410", ids[1]: "too_small", ids[2]: "response_too_large", ids[3]: "no_url"}
+    assert corpus.verify().ok and not list((corpus.root / "images").rglob("*.jpg"))
+
+
+def test_expired_signed_urls_and_their_automatic_retry(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    past = format(int((datetime.now(UTC) - timedelta(days=2)).timestamp()), "x")
+    future = format(int((datetime.now(UTC) + timedelta(days=2)).timestamp()), "x")
+    corpus = Corpus.create(tmp_path / "c")
+    forbidden = Route(status=403)
+    ids = corpus.add_photos(
+        [
+            _photo("ig_expired", ImageURL("display", server.add("/e.jpg", forbidden) + f"?oe={past}&oh=ab")),
+            _photo("ig_banned", ImageURL("display", server.add("/b.jpg", forbidden) + f"?oe={future}")),
+            _photo("old_harvest", ImageURL("display", server.add("/o.jpg", forbidden))),
+        ]
+    )
+    old = (datetime.now(UTC) - timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with corpus.transaction() as conn:
+        conn.execute("UPDATE image_urls SET harvested_at = ? WHERE photo_id = ?", (old, ids[2]))
+    report = fetch_photos(corpus, _settings())
+    assert report.failures == {"url_expired": 2, "http_403": 1}
+    stages = {pid: corpus.photo(pid)["stages"]["fetch"]["reason"] for pid in ids}
+    assert stages == {ids[0]: "url_expired", ids[1]: "http_403", ids[2]: "url_expired"}
+    # nothing changed: a plain re-run leaves them alone
+    assert fetch_photos(corpus, _settings()).visited == 0
+    # re-harvest gives a fresh URL: the expired photo is fetched by the next plain run
+    fresh = server.add("/fresh.jpg", Route(real_jpeg(photos[0], (800, 600))))
+    with corpus.transaction() as conn:
+        conn.execute("UPDATE stages SET updated_at = '2000-01-01T00:00:00Z' WHERE photo_id = ?", (ids[0],))
+    corpus.add_photos([_photo("ig_expired", ImageURL("display", fresh))])
+    again = fetch_photos(corpus, _settings())
+    assert (again.visited, again.fetched) == (1, 1)
+    assert corpus.photo(ids[0])["file"]["origin"] == fresh
+
+
+def test_retry_failed_selects_reasons(tmp_path: Path, server: ImageServer, photos: list[Path]) -> None:
+    corpus = Corpus.create(tmp_path / "c")
+    body = real_jpeg(photos[0], (800, 600))
+    flaky = Route(body, fault="status", fault_status=503, fail_times=-1)
+    corpus.add_photos(
+        [
+            _photo("flaky", ImageURL("url_l", server.add("/flaky.jpg", flaky))),
+            _photo("missing", ImageURL("url_l", server.add("/missing.jpg", Route(status=404)))),
+            _photo(
+                "small", ImageURL("url_l", server.add("/small.jpg", Route(real_jpeg(photos[1], (400, 300)))))
+            ),
+        ]
+    )
+    first = fetch_photos(corpus, _settings(max_retries=1))
+    assert first.failures == {"http_503": 1, "http_404": 1, "too_small": 1}
+    flaky.fail_times = 0  # the server recovers
+    server.add("/missing.jpg", Route(body))  # (a 404 is not transient: not retried by default)
+    transient = fetch_photos(corpus, _settings(), retry_failed=[])
+    assert transient.retried_reasons == ["http_503"] and (transient.visited, transient.fetched) == (1, 1)
+    named = fetch_photos(corpus, _settings(min_side_px=300), retry_failed=["too_small"])
+    assert (named.visited, named.fetched) == (1, 1)
+    status = corpus.status_summary()
+    assert status["stages"]["fetch"] == {"done": 2, "failed": 1}
+    assert status["failures_by_stage"]["fetch"] == {"http_404": 1}
+
+
+def test_fetch_cli_size_status_and_verbose_log(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    lines = []
+    for i, p in enumerate(photos[:6]):
+        route = Route(real_jpeg(p, (1024, 1024)))
+        if i == 0:
+            route = Route(route.body, fault="status", fault_status=429, retry_after="0", fail_times=1)
+        if i == 1:
+            route = Route(b"<html>oops</html>", content_type="text/html")
+        lines.append(server.add(f"/{i}.jpg", route) + "\n")
+    url_list = tmp_path / "urls.txt"
+    url_list.write_text("".join(lines))
+    corpus = str(tmp_path / "c")
+    with Corpus.create(corpus) as c:
+        harvest_url_list(c, url_list)
+    out = run_cli(
+        "fetch", "-C", corpus, "-q", "--size", "300x300", "--resize-mode", "center_crop",
+        "--allow-private-urls", "--host-rate", "0", "--verbose", "--workers", "2",
+    )  # fmt: skip
+    assert "5 fetched, 1 failed (not_an_image=1)" in out.stdout
+    assert "retry 1/4" in out.stderr and "after http_429" in out.stderr and "Retry-After" in out.stderr
+    status = json.loads(run_cli("status", "--json", "-C", corpus).stdout)
+    assert status["stages"]["fetch"] == {"done": 5, "failed": 1}
+    assert status["failures_by_stage"]["fetch"] == {"not_an_image": 1}
+    assert status["counters"]["fetch"]["retries"] == 1
+    for img in (Path(corpus) / "images").rglob("*.jpg"):
+        assert Image.open(img).size == (300, 300)
+    with Corpus.open(corpus) as c:
+        assert fetch_photos(c, _settings()).visited == 0  # resumable: nothing left to do
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--size", "300"], "must look like 300x300"),
+        (["--resize-mode", "stretch"], "resize_mode"),
+        (["timeout"], "reasons go after --retry-failed"),
+        (["--aspect", "2"], "min:max"),
+    ],
+)
+def test_fetch_cli_refuses_bad_options_clearly(tmp_path: Path, args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from photocorpus.cli import app
+    from photocorpus.errors import ConfigError
+
+    Corpus.create(tmp_path / "c").close()
+    result = CliRunner().invoke(app, ["fetch", "-C", str(tmp_path / "c"), "-q", *args])
+    assert isinstance(result.exception, ConfigError) and message in str(result.exception)
+
+
+def test_user_agent_names_photocorpus(tmp_path: Path, server: ImageServer, photos: list[Path]) -> None:
+    corpus = Corpus.create(tmp_path / "c")
+    corpus.add_photos(
+        [_photo("a", ImageURL("url_l", server.add("/a.jpg", Route(real_jpeg(photos[0], (600, 600))))))]
+    )
+    fetch_photos(corpus, _settings())
+    agent = next(h.headers["user-agent"] for h in server.hits if h.path == "/a.jpg")
+    assert agent.startswith("photocorpus/") and "https://github.com/photocorpus/photocorpus" in agent
+
+
+def test_memory_stays_bounded_by_the_inflight_budget(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    corpus = Corpus.create(tmp_path / "c")
+    body = real_jpeg(photos[0], (1024, 1024))
+    corpus.add_photos(
+        [_photo(str(i), ImageURL("url_l", server.add(f"/{i}.jpg", Route(body)))) for i in range(60)]
+    )
+    report = fetch_photos(
+        corpus, _settings(max_inflight_mb=1, concurrency=32, size="64x64", resize_mode="squash")
+    )
+    assert report.fetched == 60
+    # a body is read only once its Content-Length fits in the 1 MB budget (or nothing else is held)
+    assert report.peak_inflight_bytes <= 1_000_000 + len(body)
+
+
+def test_stored_bytes_are_a_valid_jpeg_of_the_reported_size(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    corpus = Corpus.create(tmp_path / "c")
+    [pid] = corpus.add_photos(
+        [_photo("x", ImageURL("url_l", server.add("/x.jpg", Route(real_jpeg(photos[5], (900, 700))))))]
+    )
+    fetch_photos(corpus, _settings(size="256x256", resize_mode="border", jpeg_quality=80))
+    row = _file_row(corpus, pid)
+    data = corpus.abs_path(row["path"]).read_bytes()
+    assert row["bytes"] == len(data) and row["format"] == "JPEG"
+    assert Image.open(io.BytesIO(data)).size == (row["width"], row["height"]) == (256, 256)
+    assert corpus.photo(pid)["stages"]["fetch"]["status"] == "done"
+    assert reasons.is_transient("http_503") and not reasons.is_transient("http_404")
