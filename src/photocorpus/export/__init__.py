@@ -1,0 +1,1 @@
+"""Exports: the curated corpus in the layouts other tools read (see docs/formats.md)."""
