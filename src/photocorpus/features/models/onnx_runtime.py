@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -193,6 +193,7 @@ class OnnxImageModel:
         *,
         num_threads: int | None = None,
         providers: Sequence[str] | None = None,
+        session_config: Mapping[str, str] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -202,6 +203,8 @@ class OnnxImageModel:
         options.inter_op_num_threads = 1  # the graph is a chain; parallelism is inside the ops
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        for key, value in (session_config or {}).items():  # e.g. session.intra_op.allow_spinning
+            options.add_session_config_entry(key, value)
         self.session: onnxruntime.InferenceSession = ort.InferenceSession(
             str(self.path), options, providers=list(providers) if providers else default_providers()
         )

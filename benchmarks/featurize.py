@@ -1,0 +1,168 @@
+"""Featurize throughput on the 3,007 shared InstaNY100K JPEGs: end to end vs bare onnxruntime.
+
+    python benchmarks/featurize.py [--workers N] [--threads N] [--batch-size N] [--repeat N]
+
+1. Imports the photos into a fresh corpus (hard links; not timed).
+2. Bare onnxruntime: every photo decoded and normalised in advance (not timed), then only
+   ``session.run`` over the whole set in batches, with the same threads and batch size.
+3. End to end: ``photocorpus featurize --model efficientnet-lite0`` in a subprocess on the corpus:
+   decode in worker processes, inference, labels, ontology categories, store shards, catalog commits,
+   compaction. Reported both as the stage's own rate (from its start, model load and worker start-up
+   included) and as the whole command's wall time (Python start-up and imports included).
+4. Bare onnxruntime again, so that a change in machine load during the run shows up.
+
+Prints one JSON object with the rates, their ratio, peak RSS of the featurize process and of its
+largest worker, and the load average before and after (other processes on the same cores make
+every number here lower; compare the ratio, which is measured in one run). It also prints CPU time
+per image (all threads and processes) for bare onnxruntime and for the whole command: their ratio
+(``cpu_efficiency``) says how much work the pipeline adds on top of inference, and unlike the
+rates it hardly depends on what else the machine is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from photocorpus.features.models.onnx_runtime import OnnxImageModel
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "instany100k" / "images"
+
+
+def bare_onnxruntime(x: np.ndarray, threads: int, batch_size: int, repeat: int) -> list[float]:
+    """``session.run`` alone, with onnxruntime's default spin-waiting threads and without; the faster
+    of the two is the bare speed (spinning wins on an idle machine, loses when cores are shared)."""
+    from photocorpus.features.models.onnx_runtime import OnnxImageModel, ensure_efficientnet_lite0_onnx
+
+    rates = []
+    for spin in ("1", "0"):
+        config = {"session.intra_op.allow_spinning": spin}
+        model = OnnxImageModel(ensure_efficientnet_lite0_onnx(), num_threads=threads, session_config=config)
+        rates.append(_timed_runs(model, x, batch_size, repeat))
+    return max(rates, key=lambda r: float(np.mean(r)))
+
+
+def _timed_runs(model: OnnxImageModel, x: np.ndarray, batch_size: int, repeat: int) -> list[float]:
+    model.run(x[:batch_size])  # warm-up: arena allocation, kernel selection
+    rates = []
+    for _ in range(repeat):
+        start, cpu = time.perf_counter(), time.process_time()
+        for i in range(0, len(x), batch_size):
+            model.run(x[i : i + batch_size])
+        rates.append(len(x) / (time.perf_counter() - start))
+        CPU_MS_PER_IMAGE.append(1000 * (time.process_time() - cpu) / len(x))
+    return rates
+
+
+CPU_MS_PER_IMAGE: list[float] = []  # bare runs: CPU time (all threads) per image, lowest is used
+
+
+def predecode(paths: list[Path]) -> tuple[np.ndarray, float]:
+    from photocorpus.features.preprocess import (
+        CROP_SIZE,
+        RESIZE_SIZE,
+        load_rgb,
+        normalize,
+        resize_center_crop,
+    )
+
+    start = time.perf_counter()
+    crops = np.stack([np.asarray(resize_center_crop(load_rgb(p), RESIZE_SIZE, CROP_SIZE)) for p in paths])
+    decode_s = time.perf_counter() - start
+    return normalize(crops), decode_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=None, help="decode workers (default: the setting)")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=1, help="bare-onnxruntime passes before and after")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N photos")
+    args = parser.parse_args()
+
+    from photocorpus.config import FeaturizeSettings
+    from photocorpus.features.models.onnx_runtime import default_num_threads, ensure_efficientnet_lite0_onnx
+
+    defaults = FeaturizeSettings()
+    threads = args.threads or default_num_threads()
+    batch_size = args.batch_size or defaults.batch_size
+    paths = sorted(DATA.glob("*.jpg"))[: args.limit]
+    ensure_efficientnet_lite0_onnx()  # the one-off export is not what we measure
+
+    result: dict[str, object] = {
+        "photos": len(paths),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "threads": threads,
+        "batch_size": batch_size,
+        "workers": args.workers if args.workers is not None else "setting (0 = one per core)",
+        "load_before": os.getloadavg(),
+    }
+    with tempfile.TemporaryDirectory(prefix="featurize-bench-") as tmp:
+        corpus = Path(tmp) / "c"
+        src = Path(tmp) / "src" / "nyc"
+        src.mkdir(parents=True)
+        for p in paths:
+            (src / p.name).symlink_to(p)
+        cli = [sys.executable, "-m", "photocorpus"]
+        subprocess.run([*cli, "init", str(corpus)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*cli, "import", str(src.parent), "-C", str(corpus), "--quiet"], check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+
+        x, decode_s = predecode(paths)
+        result["decode_only_img_per_s_1_core"] = round(len(paths) / decode_s, 1)
+        before = bare_onnxruntime(x, threads, batch_size, args.repeat)
+        del x
+
+        cmd = [*cli, "featurize", "-C", str(corpus), "--json", "--quiet", "--threads", str(threads),
+               "--batch-size", str(batch_size)]  # fmt: skip
+        if args.workers is not None:
+            cmd += ["--workers", str(args.workers)]
+        start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        done = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command and its decode workers
+        command_cpu_s = (done.ru_utime - usage.ru_utime) + (done.ru_stime - usage.ru_stime)
+        report = json.loads(out.stdout)
+
+        x, _ = predecode(paths)
+        after = bare_onnxruntime(x, threads, batch_size, args.repeat)
+
+    bare = float(np.mean(before + after))
+    e2e = float(report["images_per_s"])
+    result.update(
+        bare_onnxruntime_img_per_s=round(bare, 1),
+        bare_runs=[round(r, 1) for r in before + after],
+        featurize_stage_img_per_s=round(e2e, 1),
+        featurize_command_img_per_s=round(len(paths) / wall, 1),
+        stage_over_bare=round(e2e / bare, 3),
+        command_over_bare=round(len(paths) / wall / bare, 3),
+        bare_cpu_ms_per_img=round(min(CPU_MS_PER_IMAGE), 2),
+        command_cpu_ms_per_img=round(1000 * command_cpu_s / len(paths), 2),
+        cpu_efficiency=round(min(CPU_MS_PER_IMAGE) / (1000 * command_cpu_s / len(paths)), 3),
+        computed=report["computed"],
+        backend=report["backend"],
+        peak_rss_mb=report["peak_rss_mb"],
+        workers_peak_rss_mb=report["workers_peak_rss_mb"],
+        load_after=os.getloadavg(),
+    )
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""``photocorpus featurize`` and the ``photocorpus features`` group (list, export, MIRFLICKR .dat ...)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from photocorpus.cli_app import CorpusOption, QuietOption, app, open_corpus
+
+features_app = typer.Typer(
+    help="Feature sets: list, export (.npz, MIRFLICKR .dat), import MIRFLICKR .dat, compact, remove.",
+    no_args_is_help=True,
+)
+app.add_typer(features_app, name="features")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+@app.command()
+def featurize(
+    corpus: CorpusOption = Path("."),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Image model: efficientnet-lite0 (default), raw-pixels, vgg19, resnet50.",
+            show_default=False,
+        ),
+    ] = None,
+    text: Annotated[
+        str | None,
+        typer.Option(help="Caption embeddings: minilm, lda, word2vec (+ word2vec-tfidf) or all."),
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="State dict for vgg19/resnet50 (torchvision key format).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per inference call.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Decode worker processes (default: one per core; 0: in the main process)."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Inference threads.")] = None,
+    backend: Annotated[str | None, typer.Option(help="auto, onnx or torch.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float16 (default) or float32.")] = None,
+    pca: Annotated[int | None, typer.Option(min=0, help="raw-pixels: keep this many PCA dims.")] = None,
+    ontology: Annotated[
+        list[Path] | None, typer.Option(help="Extra ontology mapping file (JSON); repeatable.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="Do at most this many photos now.")] = None,
+    retrain: Annotated[
+        bool, typer.Option(help="Text: drop the trained LDA/word2vec model and fit it again.")
+    ] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Compute features for every fetched photo that lacks them; re-running does only what is left.
+
+    Image models also store each photo's top-5 ImageNet labels and ontology categories. --text adds
+    caption embeddings (text.minilm, text.lda, text.word2vec, text.word2vec-tfidf).
+    """
+    from photocorpus.features.pipeline import DEFAULT_MODEL, featurize_images
+    from photocorpus.features.text_embed import embed_captions
+    from photocorpus.interrupt import graceful_interrupt
+    from photocorpus.progress import progress_bar
+
+    if model is None and text is None:
+        model = DEFAULT_MODEL
+    results: list[dict[str, Any]] = []
+    interrupted = False
+    with open_corpus(corpus) as c, graceful_interrupt() as stop:
+        if model is not None:
+            with progress_bar(f"featurize {model}", None, unit="img", enabled=not quiet) as bar:
+                report = featurize_images(
+                    c,
+                    model,
+                    weights=weights,
+                    batch_size=batch_size,
+                    workers=workers,
+                    threads=threads,
+                    backend=backend,
+                    dtype=dtype,
+                    pca_dims=pca,
+                    ontologies=[str(p) for p in ontology or []],
+                    limit=limit,
+                    stop=stop,
+                    progress=bar,
+                )
+            results.append(report.as_dict())
+            interrupted |= report.interrupted
+            if not as_json:
+                failures = ", ".join(f"{k}={v}" for k, v in sorted(report.failures.items())) or "none"
+                typer.echo(
+                    f"{report.model}: {report.computed} photos featurized, {report.failed} failed "
+                    f"({failures}), {report.images_per_s:,.1f} img/s on {report.backend} -> "
+                    f"{', '.join(report.feature_sets)}"
+                )
+        if text is not None and not stop:
+            with progress_bar(f"embed captions ({text})", None, unit="captions", enabled=not quiet) as bar:
+                text_reports = embed_captions(
+                    c, text, retrain=retrain, threads=threads, dtype=dtype, stop=stop, progress=bar
+                )
+            for tr in text_reports:
+                results.append(tr.as_dict())
+                interrupted |= tr.interrupted
+                if not as_json:
+                    trained = " (model trained)" if tr.trained else ""
+                    typer.echo(
+                        f"text {tr.model}{trained}: {tr.computed} photos embedded ({tr.empty} without text) "
+                        f"-> {', '.join(tr.feature_sets)}"
+                    )
+    if as_json:
+        typer.echo(json.dumps(results if len(results) != 1 else results[0], indent=2))
+    if interrupted:
+        typer.echo("Interrupted: re-run the same command to resume.", err=True)
+        raise typer.Exit(130)
+
+
+@features_app.command("list")
+def list_(corpus: CorpusOption = Path("."), as_json: JsonOption = False) -> None:
+    """The feature sets of a corpus: rows, dims, dtype, shards, size."""
+    from photocorpus.features.pipeline import describe_sets
+
+    with open_corpus(corpus) as c:
+        sets = describe_sets(c)
+    if as_json:
+        typer.echo(json.dumps(sets, indent=2))
+        return
+    if not sets:
+        typer.echo("No feature sets yet; compute some with `photocorpus featurize`.")
+        return
+    # Plain aligned columns rather than a rich table: names stay whole and greppable in any terminal width.
+    width = max(len(s["name"]) for s in sets)
+    typer.echo(f"{'name':<{width}}  {'rows':>10}  {'dims':>6}  {'dtype':<7}  {'shards':>6}  {'MB':>9}  model")
+    for s in sets:
+        typer.echo(
+            f"{s['name']:<{width}}  {s['rows']:>10,}  {s['dims']:>6}  {s['dtype']:<7}  {s['shards']:>6}  "
+            f"{s['bytes'] / 1e6:>9,.1f}  {s['model_id']}"
+        )
+
+
+@features_app.command("export")
+def export(
+    name: Annotated[str, typer.Argument(help="Feature set, e.g. efficientnet-lite0.")],
+    out: Annotated[Path, typer.Argument(help="Output .npz file.")],
+    corpus: CorpusOption = Path("."),
+) -> None:
+    """Write a feature set as .npz: source_id (strings), source, photo_id and features (float32)."""
+    from photocorpus.features.exchange import export_npz
+
+    with open_corpus(corpus) as c:
+        rows = export_npz(c, name, out)
+    typer.echo(f"Wrote {rows} rows of {name} to {out}")
+
+
+@features_app.command("import-mirflickr")
+def import_mirflickr_(
+    directory: Annotated[Path, typer.Argument(help="Root of the NN/<id>.dat tree.")],
+    corpus: CorpusOption = Path("."),
+    prefix: Annotated[
+        str, typer.Option(help="Feature sets are <prefix>.fc7 and <prefix>.fc8.")
+    ] = "mirflickr",
+    dtype: Annotated[
+        str, typer.Option(help="float32 keeps the files bit-exact; float16 halves the size.")
+    ] = ("float32"),
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Load MIRFLICKR-1M s16a .dat files (fc7 + fc8 per photo) as two feature sets."""
+    from photocorpus.features.exchange import import_mirflickr
+    from photocorpus.features.mirflickr_dat import iter_dat_dir
+    from photocorpus.interrupt import graceful_interrupt
+    from photocorpus.progress import progress_bar
+
+    if not directory.is_dir():
+        from photocorpus.features.exchange import ExchangeError
+
+        raise ExchangeError(f"{directory} is not a folder; pass the root of the NN/<id>.dat tree")
+    total = sum(1 for _ in iter_dat_dir(directory))
+    with (
+        open_corpus(corpus) as c,
+        graceful_interrupt() as stop,
+        progress_bar("import .dat", total, unit="files", enabled=not quiet) as bar,
+    ):
+        report = import_mirflickr(c, directory, prefix=prefix, dtype=dtype, stop=stop, advance=bar)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        typer.echo(
+            f"{report.files} .dat files: {report.imported} imported, {report.already} already present, "
+            f"{report.unmatched} match no photo, {report.refused} refused "
+            f"(fc7 {report.fc7_dim}, fc8 {report.fc8_dim}) -> {', '.join(report.feature_sets)}"
+        )
+        for message in report.refusals[:10]:
+            typer.echo(f"  refused: {message}", err=True)
+    if report.interrupted:
+        raise typer.Exit(130)
+
+
+@features_app.command("export-mirflickr")
+def export_mirflickr_(
+    directory: Annotated[Path, typer.Argument(help="Output folder (NN/<id>.dat + index.csv).")],
+    corpus: CorpusOption = Path("."),
+    fc7: Annotated[str, typer.Option(help="Set written in the fc7 slot.")] = "efficientnet-lite0",
+    fc8: Annotated[str, typer.Option(help="Set written in the fc8 slot.")] = "efficientnet-lite0.logits",
+    quiet: QuietOption = False,
+) -> None:
+    """Write two feature sets in the MIRFLICKR s16a .dat layout, with our dims in the headers."""
+    from photocorpus.features.exchange import export_mirflickr
+    from photocorpus.progress import progress_bar
+
+    with open_corpus(corpus) as c, progress_bar("export .dat", None, unit="files", enabled=not quiet) as bar:
+        report = export_mirflickr(c, directory, fc7_set=fc7, fc8_set=fc8, advance=bar)
+    typer.echo(
+        f"Wrote {report.written} .dat files (fc7 {report.fc7_dim}, fc8 {report.fc8_dim}, named by "
+        f"{report.naming}) to {directory}; {report.skipped} photos lacked one of the two sets"
+    )
+
+
+@features_app.command("compact")
+def compact_(
+    names: Annotated[list[str] | None, typer.Argument(help="Sets to compact (default: all).")] = None,
+    corpus: CorpusOption = Path("."),
+) -> None:
+    """Merge each set's shards into one, so that loading it is a single memory map."""
+    from photocorpus.features import store
+
+    with open_corpus(corpus) as c:
+        for name in names or [s["name"] for s in c.feature_sets()]:
+            before = len(store.open_feature_set(c, name).shards)
+            store.compact(c, name)
+            typer.echo(f"{name}: {before} shard(s) -> 1" if before > 1 else f"{name}: already one shard")
+
+
+@features_app.command("remove")
+def remove(
+    name: Annotated[str, typer.Argument(help="Feature set to delete.")],
+    corpus: CorpusOption = Path("."),
+) -> None:
+    """Delete a feature set (files and registry entry; for a primary set also its labels and statuses)."""
+    from photocorpus.features.pipeline import remove_feature_set
+
+    with open_corpus(corpus) as c:
+        remove_feature_set(c, name)
+    typer.echo(f"Removed {name}")
+
+
+@features_app.command("categorize")
+def categorize(
+    ontology: Annotated[Path, typer.Argument(help="Mapping file (JSON: {wnid or class name: category}).")],
+    corpus: CorpusOption = Path("."),
+    model: Annotated[str, typer.Option(help="Classifier whose stored logits to use.")] = "efficientnet-lite0",
+) -> None:
+    """Assign every photo a category of your own ontology from the stored logits (no CNN run)."""
+    from photocorpus.features.pipeline import assign_categories
+
+    with open_corpus(corpus) as c:
+        n = assign_categories(c, str(ontology), model=model)
+    typer.echo(f"Categorised {n} photos with {ontology.stem}")
+
+
+@features_app.command("labels")
+def labels(
+    corpus: CorpusOption = Path("."),
+    model: Annotated[str, typer.Option(help="Classifier.")] = "efficientnet-lite0",
+    ontology: Annotated[str, typer.Option(help="Ontology to count categories of.")] = "seed004",
+    top: Annotated[int, typer.Option(min=1, help="How many top-1 classes to show.")] = 15,
+    as_json: JsonOption = False,
+) -> None:
+    """Photos per ontology category and the most frequent top-1 ImageNet classes."""
+    with open_corpus(corpus) as c:
+        categories = {
+            r[0]: r[1]
+            for r in c.conn.execute(
+                "SELECT category, COUNT(*) FROM image_categories WHERE model = ? AND ontology = ? "
+                "GROUP BY category ORDER BY COUNT(*) DESC, category",
+                (model, ontology),
+            )
+        }
+        classes = {
+            r[0]: r[1]
+            for r in c.conn.execute(
+                "SELECT class_name, COUNT(*) FROM image_labels WHERE model = ? AND rank = 1 "
+                "GROUP BY class_name ORDER BY COUNT(*) DESC, class_name LIMIT ?",
+                (model, top),
+            )
+        }
+    if as_json:
+        typer.echo(json.dumps({"categories": categories, "top1_classes": classes}, indent=2))
+        return
+    typer.echo(f"{ontology} categories ({model}):")
+    for name, count in categories.items():
+        typer.echo(f"  {count:>7,}  {name}")
+    typer.echo("top-1 ImageNet classes:")
+    for name, count in classes.items():
+        typer.echo(f"  {count:>7,}  {name}")
