@@ -1,0 +1,85 @@
+"""``photocorpus explore``: 2-D maps, clusters and an interactive report of a feature set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from photocorpus.cli_app import CorpusOption, QuietOption, app, open_corpus
+
+
+@app.command()
+def explore(
+    corpus: CorpusOption = Path("."),
+    features: Annotated[
+        str | None,
+        typer.Option(help="Feature set to map (default: efficientnet-lite0, computed if missing)."),
+    ] = None,
+    method: Annotated[str, typer.Option(help="2-D map: tsne (openTSNE), umap or pca.")] = "tsne",
+    k: Annotated[
+        str, typer.Option("--k", help="Clusters: a number, or auto (best silhouette over 4..30).")
+    ] = "auto",
+    color_by: Annotated[
+        str, typer.Option(help="Initial colouring: cluster, label, ontology, imagenet, split or quality.")
+    ] = "cluster",
+    sample: Annotated[
+        int | None, typer.Option(help="Map a stable, seeded sample of this many photos.", min=4)
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the PCA, map, sample and k-means.")] = 0,
+    png: Annotated[bool, typer.Option("--png", help="Also write map.png and clusters.png.")] = False,
+    name: Annotated[
+        str | None, typer.Option(help="Report folder under reports/ (default: from options).")
+    ] = None,
+    ontology: Annotated[
+        str, typer.Option(help="Ontology preset or mapping file for the categories.")
+    ] = "seed004",
+    compare_raw: Annotated[
+        bool, typer.Option("--compare-raw/--no-compare-raw", help="Add the raw-pixels map when it exists.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was done as one JSON object.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Map a feature set to 2-D, cluster it, and write reports/<name>/index.html (opens from disk)."""
+    from photocorpus.explore.errors import ExploreInterrupted
+    from photocorpus.explore.stage import explore as run_explore
+    from photocorpus.interrupt import graceful_interrupt
+
+    k_value: int | str = int(k) if k.isdigit() else k
+    with open_corpus(corpus) as c, graceful_interrupt() as stop:
+        try:
+            result = run_explore(
+                c,
+                features=features,
+                method=method,
+                k=k_value,
+                color_by=color_by,
+                sample=sample,
+                seed=seed,
+                png=png,
+                name=name,
+                ontology=ontology,
+                compare_raw=compare_raw,
+                show_progress=not quiet,
+                stop=stop,
+            )
+        except ExploreInterrupted as exc:
+            typer.echo(f"Interrupted: {exc}", err=True)
+            raise typer.Exit(130) from None
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    for m, cl in zip(result.maps, result.clusters, strict=True):
+        map_note = ", reused" if m["reused"] else ""
+        k_note = " (reused)" if cl["reused"] else ""
+        typer.echo(
+            f"{m['feature_set']}: {m['method']} map (trustworthiness {m['trustworthiness']:.3f}{map_note}), "
+            f"k-means k = {cl['k']}{k_note}"
+        )
+    th = result.thumbnails
+    typer.echo(f"Thumbnails: {th['made']} made, {th['cached']} cached, {th['failed']} failed")
+    for p in result.pngs:
+        typer.echo(f"Wrote {p}")
+    typer.echo(f"Report: {result.index_html} ({result.photos:,} photos, {result.seconds:.1f} s)")
