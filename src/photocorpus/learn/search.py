@@ -1,0 +1,365 @@
+"""Search a corpus by text or by example image: the one entry point the CLI and the report use.
+
+``search_text(corpus, "snow ski", k=20)`` returns :class:`Hit` rows, best first. It uses the newest
+semantic model (or the one named) through its faiss index, kept up to date incrementally; a corpus
+without a semantic model (no captions: a plain folder, an instaloader dump) is searched through the
+ImageNet-label bridge (:mod:`photocorpus.learn.bridge`). ``search_image`` embeds an example photo the
+same way, or, without a semantic model, searches the raw image features by cosine similarity.
+
+A :class:`Searcher` keeps the index, the text encoder and the model loaded between queries (the
+report and the benchmark ask many); ``search_text`` reuses one per corpus and model in-process.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from photocorpus import layout
+from photocorpus.features import store
+from photocorpus.learn import registry
+from photocorpus.learn.dataset import LearnError, feature_rows, photo_meta
+from photocorpus.learn.query import describe_query, parse_query, query_vector
+
+if TYPE_CHECKING:
+    from photocorpus.corpus import Corpus
+    from photocorpus.learn.bridge import ImageNetBridge
+    from photocorpus.learn.index import PhotoIndex
+    from photocorpus.learn.semantic import LoadedSemantic
+
+METHODS = ("auto", "semantic", "bridge")
+MAX_K = 10_000
+INDEX_DIR = "index"
+FEATURE_INDEX_DIR = "feature-index"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. ``path`` is the image file's absolute path (None if the photo has no file)."""
+
+    rank: int
+    score: float
+    photo_id: int
+    source_id: str
+    label: str
+    caption: str
+    path: str | None
+    method: str  # semantic:<model>, bridge:<logits set> or features:<feature set>
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def has_semantic_model(corpus: Corpus) -> bool:
+    """Whether text search will use a trained semantic model (else the ImageNet bridge)."""
+    return bool(registry.list_models(corpus, "semantic"))
+
+
+def _signature(fs: store.FeatureSet) -> str:
+    return json.dumps({"shards": fs.shards, "rows": fs.rows}, sort_keys=True)
+
+
+def semantic_index_source(corpus: Corpus, model: LoadedSemantic) -> Any:
+    """An :class:`~photocorpus.learn.index.IndexSource` embedding the model's image features."""
+    from photocorpus.learn.index import IndexSource
+
+    fs_name = model.info["image_features"]
+
+    def fs() -> store.FeatureSet:
+        return store.open_feature_set(corpus, fs_name)
+
+    return IndexSource(
+        name=f"semantic:{model.entry.name}",
+        fingerprint=model.fingerprint,
+        dims=int(model.info["head"]["out_dim"]),
+        photo_ids=lambda: fs().photo_ids(),
+        embed=lambda ids: model.embed(feature_rows(fs(), ids)),
+        signature=lambda: _signature(fs()),
+    )
+
+
+def feature_index_source(corpus: Corpus, fs_name: str) -> Any:
+    """An index source over raw image features (unit length): example-image search without a model."""
+    from photocorpus.learn.index import IndexSource
+
+    def fs() -> store.FeatureSet:
+        return store.open_feature_set(corpus, fs_name)
+
+    def embed(ids: np.ndarray) -> np.ndarray:
+        rows = feature_rows(fs(), ids)
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+    first = fs()
+    return IndexSource(
+        name=f"features:{fs_name}",
+        fingerprint=f"{first.model_id}",
+        dims=first.dims,
+        photo_ids=lambda: fs().photo_ids(),
+        embed=embed,
+        signature=lambda: _signature(fs()),
+    )
+
+
+class Searcher:
+    """Loaded model + index + encoder for one corpus; ask it many queries."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        *,
+        model: str | None = None,
+        method: str = "auto",
+        index_kind: str | None = None,
+        rebuild_index: bool = False,
+    ) -> None:
+        if method not in METHODS:
+            raise LearnError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+        self.corpus = corpus
+        self.semantic: LoadedSemantic | None = None
+        self.index: PhotoIndex | None = None
+        self._bridge: ImageNetBridge | None = None
+        self._encode: Any = None
+        self.index_action = ""
+        self._lock = threading.Lock()
+        self._joint_cache: tuple[str, np.ndarray] | None = None
+        cfg = corpus.settings.learn
+        self.index_kind = index_kind or cfg.index
+        use_semantic = method == "semantic" or (
+            method == "auto" and (model is not None or has_semantic_model(corpus))
+        )
+        if use_semantic:
+            from photocorpus.learn.index import ensure_index
+            from photocorpus.learn.semantic import load_semantic
+            from photocorpus.learn.text_space import query_encoder
+
+            self.semantic = load_semantic(corpus, model)
+            self._encode = query_encoder(corpus, self.semantic.text_space)
+            folder = self.semantic.entry.folder(corpus) / INDEX_DIR
+            self.index, self.index_action = ensure_index(
+                folder,
+                semantic_index_source(corpus, self.semantic),
+                setting=self.index_kind,
+                exact_max=cfg.exact_search_max,
+                seed=cfg.seed,
+                rebuild=rebuild_index,
+            )
+            self.method = f"semantic:{self.semantic.entry.name}"
+        else:
+            from photocorpus.learn.bridge import DEFAULT_LOGITS
+
+            # built on the first text query: an image search needs neither MiniLM nor the class cache
+            self.method = f"bridge:{DEFAULT_LOGITS}"
+        self.uses_bridge = not use_semantic
+
+    @property
+    def encode(self) -> Any:
+        if self._encode is None:
+            from photocorpus.learn.text_space import minilm_encoder
+
+            self._encode = minilm_encoder()
+        return self._encode
+
+    @property
+    def bridge(self) -> ImageNetBridge | None:
+        """The ImageNet-label bridge when text search goes through it (else None)."""
+        if self.uses_bridge and self._bridge is None:
+            from photocorpus.learn.bridge import ImageNetBridge
+
+            self._bridge = ImageNetBridge(self.corpus, encode=self.encode)
+        return self._bridge
+
+    # ----------------------------------------------------------------------------------------- text
+    def query_vector(self, query: str) -> np.ndarray:
+        return query_vector(parse_query(query), self.encode)
+
+    def search_text(self, query: str, k: int = 20) -> list[Hit]:
+        """The ``k`` best photos for ``query`` (see :mod:`photocorpus.learn.query` for the syntax)."""
+        k = _check_k(k)
+        terms = parse_query(query)
+        with self._lock:
+            if self.bridge is not None:
+                scores, ids = self.bridge.top(terms, k)
+            else:
+                assert self.index is not None
+                q = query_vector(terms, self.encode)
+                s, i = self.index.search(q[None, :], k)
+                keep = i[0] >= 0
+                scores, ids = s[0][keep], i[0][keep]
+        return self._hits(scores, ids)
+
+    def explain(self, query: str) -> str:
+        """One line on how the query was understood (for the bridge: its closest ImageNet classes)."""
+        terms = parse_query(query)
+        if self.bridge is None:
+            return f"{describe_query(terms)} in the {self.semantic.text_space} space"  # type: ignore[union-attr]
+        closest = self.bridge.closest_classes(terms)
+        text = "closest ImageNet classes: " + ", ".join(f"{n} {w:.2f}" for n, w in closest)
+        from photocorpus.learn.bridge import WEAK_MATCH
+
+        if self.bridge.match_strength(terms) < WEAK_MATCH:
+            text += " (no ImageNet class is close to this query: expect weak results)"
+        return text
+
+    def score_photos(self, query: str, photo_ids: np.ndarray) -> np.ndarray:
+        """Exact scores of given photos for ``query`` (evaluation ranks a split with these)."""
+        terms = parse_query(query)
+        if self.bridge is not None:
+            return self.bridge.score_ids(terms, np.asarray(photo_ids, dtype=np.int64))
+        assert self.semantic is not None
+        ids = np.asarray(photo_ids, dtype=np.int64)
+        key = hashlib.sha1(ids.tobytes()).hexdigest()
+        if self._joint_cache is None or self._joint_cache[0] != key:  # evaluation asks many queries
+            fs = store.open_feature_set(self.corpus, self.semantic.info["image_features"])
+            self._joint_cache = (key, self.semantic.embed(feature_rows(fs, ids)))
+        return self._joint_cache[1] @ query_vector(terms, self.encode)
+
+    # ---------------------------------------------------------------------------------------- image
+    def search_image(self, image: str | os.PathLike[str], k: int = 20) -> list[Hit]:
+        """Photos most like an example image file (which need not be in the corpus)."""
+        k = _check_k(k)
+        fs_name = (
+            self.semantic.info["image_features"]
+            if self.semantic
+            else self.corpus.settings.learn.image_features
+        )
+        features = image_file_features(Path(image), fs_name)
+        if self.semantic is not None and self.index is not None:
+            q = self.semantic.embed(features[None, :])
+            index = self.index
+            method = self.method
+        else:
+            from photocorpus.learn.index import ensure_index
+
+            index, _ = ensure_index(
+                self.corpus.root / registry.MODELS_DIR / FEATURE_INDEX_DIR / layout.safe_component(fs_name),
+                feature_index_source(self.corpus, fs_name),
+                setting=self.index_kind,
+                exact_max=self.corpus.settings.learn.exact_search_max,
+                seed=self.corpus.settings.learn.seed,
+            )
+            q = (features / max(float(np.linalg.norm(features)), 1e-12))[None, :].astype(np.float32)
+            method = f"features:{fs_name}"
+        s, i = index.search(q, k)
+        keep = i[0] >= 0
+        return self._hits(s[0][keep], i[0][keep], method=method)
+
+    # ---------------------------------------------------------------------------------------- hits
+    def _hits(self, scores: np.ndarray, ids: np.ndarray, method: str | None = None) -> list[Hit]:
+        meta = photo_meta(self.corpus, ids.tolist())
+        hits = []
+        for rank, (score, pid) in enumerate(zip(scores.tolist(), ids.tolist(), strict=True), start=1):
+            i = rank - 1
+            rel = meta.paths[i]
+            hits.append(
+                Hit(
+                    rank=rank,
+                    score=round(float(score), 6),
+                    photo_id=int(pid),
+                    source_id=meta.source_ids[i],
+                    label=meta.labels[i],
+                    caption=meta.captions[i],
+                    path=str(self.corpus.abs_path(rel)) if rel else None,
+                    method=method or self.method,
+                )
+            )
+        return hits
+
+
+def _check_k(k: int) -> int:
+    if not 1 <= int(k) <= MAX_K:
+        raise LearnError(f"--k must be between 1 and {MAX_K}, got {k}")
+    return int(k)
+
+
+def image_file_features(path: Path, feature_set: str) -> np.ndarray:
+    """Image features of one file, computed the way featurize computes ``feature_set``."""
+    rows, errors = image_files_features([path], feature_set)
+    if errors:
+        raise LearnError(f"cannot read {path}: {errors[0][1]}")
+    return rows[0]
+
+
+def image_files_features(
+    paths: list[Path], feature_set: str, batch_size: int = 32
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Features of image files (rows for the readable ones, in order) and (position, error) of the rest."""
+    from photocorpus.features.preprocess import preprocess_batch
+
+    if feature_set not in ("efficientnet-lite0", "efficientnet-lite0.logits"):
+        raise LearnError(
+            f"searching or predicting from image files needs efficientnet-lite0 features; this model "
+            f"reads {feature_set!r}, which can only be computed by `photocorpus featurize`"
+        )
+    model = _onnx_model()
+    rows: list[np.ndarray] = []
+    errors: list[tuple[int, str]] = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        for i, p in enumerate(chunk):
+            if not p.is_file():
+                errors.append((start + i, "no such file"))
+        batch = preprocess_batch([str(p) for p in chunk if p.is_file()])
+        kept = [i for i, p in enumerate(chunk) if p.is_file()]
+        for pos, message in batch.errors.items():
+            errors.append((start + kept[pos], message))
+        if len(batch.pixels):
+            features, logits = model.run(batch.pixels)
+            rows.append(logits if feature_set.endswith(".logits") else features)
+    errors.sort()
+    out = np.concatenate(rows) if rows else np.zeros((0, 1280), dtype=np.float32)
+    return out.astype(np.float32), errors
+
+
+@functools.cache
+def _onnx_model() -> Any:
+    from photocorpus.features.models.onnx_runtime import OnnxImageModel
+
+    return OnnxImageModel.efficientnet_lite0()
+
+
+# ------------------------------------------------------------------------------------- entry points
+_SEARCHERS: dict[tuple[str, str | None, str, str], Searcher] = {}
+_SEARCHERS_LOCK = threading.Lock()
+
+
+def _searcher(corpus: Corpus, model: str | None, method: str) -> Searcher:
+    # A new model, or photos featurized since, make a fresh Searcher (whose index then catches up).
+    newest = registry.list_models(corpus, "semantic")
+    sets = [(f["name"], f["rows"], f["updated_at"]) for f in corpus.feature_sets()]
+    stamp = hashlib.sha1(
+        json.dumps([[(m.name, m.created_at) for m in newest], sets]).encode() + str(corpus.root).encode()
+    ).hexdigest()
+    key = (str(corpus.root), model, method, stamp)
+    with _SEARCHERS_LOCK:
+        found = _SEARCHERS.get(key)
+        if found is None:
+            for old in [k for k in _SEARCHERS if k[0] == key[0]]:
+                del _SEARCHERS[old]
+            found = Searcher(corpus, model=model, method=method)
+            _SEARCHERS[key] = found
+    return found
+
+
+def search_text(
+    corpus: Corpus, query: str, k: int = 20, *, model: str | None = None, method: str = "auto"
+) -> list[Hit]:
+    """Text search: the ``k`` best photos for ``query``, best first (see the module docstring)."""
+    return _searcher(corpus, model, method).search_text(query, k)
+
+
+def search_image(
+    corpus: Corpus, image: str | os.PathLike[str], k: int = 20, *, model: str | None = None
+) -> list[Hit]:
+    """Example-image search: the ``k`` photos most like ``image``."""
+    return _searcher(corpus, model, "auto").search_image(image, k)
+
+
+__all__ = ["Hit", "Searcher", "describe_query", "has_semantic_model", "search_image", "search_text"]

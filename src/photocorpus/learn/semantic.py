@@ -1,0 +1,349 @@
+"""The semantic model: map image features into a caption-embedding space ("learning from web data").
+
+Gomez et al. (*Learning to Learn from Web Data through Deep Semantic Embeddings*, ECCV 2018 MULA)
+train a CNN to regress each photo's caption embedding, then rank photos by the similarity of that
+regression to a text query embedded the same way. No labels are needed: the captions supervise.
+
+Here the CNN is frozen (featurize's EfficientNet-Lite0 features) and a linear or MLP head learns the
+map on the train split, early-stopping on val. Three losses:
+
+* ``sigmoid-ce``: the paper's sigmoid cross-entropy onto the embedding scaled to [0, 1] (per dimension,
+  with the train split's min and max; the scaling is saved and inverted, so outputs live in the
+  original text space and compare to queries there);
+* ``cosine``: the paper's other choice, 1 - cos(prediction, caption embedding);
+* ``infonce``: a contrastive loss over the batch (image i should be closer to caption i than to the
+  other captions). Photos with identical captions (MIRFlickr's concept lists repeat a lot) are all
+  counted as positives of each other instead of as false negatives.
+
+Retrieval uses the cosine between the unit-length prediction and the unit-length query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from photocorpus.features import store
+from photocorpus.learn import registry
+from photocorpus.learn.dataset import (
+    LabelFile,
+    LearnError,
+    common_ids,
+    feature_rows,
+    open_image_features,
+)
+from photocorpus.learn.heads import FeatureHead, FitResult, FitSettings, fit, predict_batched
+from photocorpus.learn.splits import assign_splits, resolve_spec
+from photocorpus.learn.text_space import TEXT_SPACES, text_feature_set
+
+if TYPE_CHECKING:
+    from photocorpus.corpus import Corpus
+    from photocorpus.interrupt import StopFlag
+
+LOSSES = ("sigmoid-ce", "cosine", "infonce")
+FORMAT_VERSION = 1
+SAME_TEXT_COS = 0.9999  # captions this similar count as the same text (InfoNCE positives, R@k hits)
+RETRIEVAL_EVAL_MAX = 2000  # caption -> image recall is measured on at most this many photos per split
+
+
+class SemanticModel(nn.Module):
+    """A head plus, for ``sigmoid-ce``, the [0, 1] scaling of the text space (saved as buffers)."""
+
+    def __init__(self, head_spec: dict[str, Any], loss: str) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise LearnError(f"--loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+        self.loss_name = loss
+        self.head = FeatureHead.from_spec(head_spec)
+        dim = int(head_spec["out_dim"])
+        self.register_buffer("lo", torch.zeros(dim))
+        self.register_buffer("span", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+    def to_text_space(self, z: torch.Tensor) -> torch.Tensor:
+        if self.loss_name == "sigmoid-ce":
+            return torch.sigmoid(z) * self.span + self.lo
+        return z
+
+    def embed(self, features: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Unit-length joint-space vectors (float32) for rows of image features."""
+        self.eval()
+        outs: list[np.ndarray] = []
+        with torch.inference_mode():
+            for start in range(0, len(features), batch_size):
+                xb = torch.from_numpy(np.ascontiguousarray(features[start : start + batch_size], np.float32))
+                outs.append(F.normalize(self.to_text_space(self(xb)), dim=1).numpy())
+        if not outs:
+            return np.zeros((0, int(self.lo.shape[0])), dtype=np.float32)
+        return np.concatenate(outs).astype(np.float32, copy=False)
+
+
+def _loss_fn(model: SemanticModel, temperature: float) -> Any:
+    if model.loss_name == "sigmoid-ce":
+        return lambda z, t: F.binary_cross_entropy_with_logits(z, t)
+    if model.loss_name == "cosine":
+        return lambda z, y: (1.0 - F.cosine_similarity(z, y, dim=1)).mean()
+
+    def info_nce(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        zn, yn = F.normalize(z, dim=1), F.normalize(y, dim=1)
+        logits = zn @ yn.T / temperature
+        same = (yn @ yn.T > SAME_TEXT_COS).float()
+        target = same / same.sum(dim=1, keepdim=True)
+        image_to_text = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        text_to_image = -(target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
+        return (image_to_text + text_to_image) / 2
+
+    return info_nce
+
+
+@dataclass
+class SemanticReport:
+    name: str
+    path: str
+    metrics: dict[str, Any]
+    settings: dict[str, Any]
+    fit: FitResult = field(repr=False, default_factory=FitResult)
+    model: SemanticModel | None = field(repr=False, default=None)  # the trained module, in memory
+
+
+def caption_retrieval(
+    pred: np.ndarray, text: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)
+) -> dict[str, float]:
+    """Caption -> image recall@k and median rank: each photo's caption queries all photos' predictions.
+
+    A hit is any photo whose caption equals the query's (MIRFlickr has many identical concept lists).
+    """
+    p = pred / np.maximum(np.linalg.norm(pred, axis=1, keepdims=True), 1e-12)
+    t = text / np.maximum(np.linalg.norm(text, axis=1, keepdims=True), 1e-12)
+    sims = t @ p.T  # (queries × photos)
+    same = (t @ t.T) > SAME_TEXT_COS
+    best_hit = np.where(same, sims, -np.inf).max(axis=1)
+    rank = (sims > best_hit[:, None]).sum(axis=1) + 1  # 1-based rank of the best matching photo
+    out = {f"R@{k}": float((rank <= k).mean()) for k in ks}
+    out["median_rank"] = float(np.median(rank))
+    out["photos"] = len(p)
+    return out
+
+
+def _split_metrics(model: SemanticModel, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    if len(x) == 0:
+        return {"n": 0}
+    with torch.inference_mode():
+        pred = model.to_text_space(torch.from_numpy(predict_batched(model, x))).numpy()
+    cos = np.sum(pred * y, axis=1) / np.maximum(
+        np.linalg.norm(pred, axis=1) * np.linalg.norm(y, axis=1), 1e-12
+    )
+    sub = slice(0, min(len(x), RETRIEVAL_EVAL_MAX))
+    return {"n": len(x), "mean_cosine": float(cos.mean()), **caption_retrieval(pred[sub], y[sub])}
+
+
+def train_semantic(
+    corpus: Corpus,
+    text: str = "minilm",
+    *,
+    loss: str = "cosine",
+    head: str = "linear",
+    hidden: int = 1024,
+    dropout: float = 0.2,
+    temperature: float = 0.05,
+    name: str | None = None,
+    image_features: str | None = None,
+    split: str | None = None,
+    fit_settings: FitSettings | None = None,
+    labels: LabelFile | None = None,
+    on_epoch: Any = None,
+    stop: StopFlag | None = None,
+) -> SemanticReport:
+    """Train, evaluate and save a semantic model; see the module docstring.
+
+    ``labels`` (a concept file such as MIRFLICKR's labels.csv) adds the text -> image concept mAP on
+    val and test to the metrics, each concept name being its own query.
+    """
+    if text not in TEXT_SPACES:
+        raise LearnError(f"--text must be one of {', '.join(TEXT_SPACES)}, not {text!r}")
+    if loss not in LOSSES:
+        raise LearnError(f"--loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+    if not 0 < temperature <= 10:
+        raise LearnError("--temperature must be in (0, 10]")
+    cfg = corpus.settings.learn
+    settings_fit = fit_settings or FitSettings(
+        cfg.epochs, cfg.patience, cfg.batch_size, cfg.learning_rate, cfg.weight_decay, cfg.seed
+    )
+    name = name or f"semantic-{text}"
+    image_fs = open_image_features(corpus, image_features)
+    text_name = text_feature_set(text)
+    if not store.has_feature_set(corpus, text_name):
+        raise LearnError(
+            f"no caption embeddings {text_name!r}: run "
+            f"`photocorpus featurize --text {text.split('-')[0]}` first"
+        )
+    text_fs = store.open_feature_set(corpus, text_name)
+    ids = common_ids(image_fs, text_fs)
+    y_all = feature_rows(text_fs, ids)
+    has_text = np.linalg.norm(y_all, axis=1) > 1e-9
+    ids, y_all = ids[has_text], y_all[has_text]
+    spec = resolve_spec(corpus, split or cfg.splits)
+    splits = assign_splits(corpus, ids, spec)
+    masks = {s: splits == s for s in ("train", "val", "test")}
+    if masks["train"].sum() < 2 or masks["val"].sum() < 1:
+        raise LearnError(
+            f"need captioned photos in train and val, found train={int(masks['train'].sum())} "
+            f"val={int(masks['val'].sum())} (split {spec.describe()}); "
+            "featurize more photos or change --split"
+        )
+    x_all = feature_rows(image_fs, ids)
+
+    torch.manual_seed(settings_fit.seed)
+    head_spec = {
+        "kind": head,
+        "in_dim": image_fs.dims,
+        "out_dim": text_fs.dims,
+        "hidden": hidden,
+        "dropout": dropout,
+    }
+    model = SemanticModel(head_spec, loss)
+    model.head.fit_standardiser(x_all[masks["train"]])
+    targets = y_all
+    if loss == "sigmoid-ce":
+        lo = y_all[masks["train"]].min(axis=0)
+        span = np.maximum(y_all[masks["train"]].max(axis=0) - lo, 1e-6)
+        model.lo.copy_(torch.from_numpy(lo))
+        model.span.copy_(torch.from_numpy(span))
+        targets = np.clip((y_all - lo) / span, 0.0, 1.0).astype(np.float32)
+    result = fit(
+        model,
+        _loss_fn(model, temperature),
+        x_all[masks["train"]],
+        targets[masks["train"]],
+        x_all[masks["val"]],
+        targets[masks["val"]],
+        settings_fit,
+        on_epoch=on_epoch,
+        stop=stop,
+    )
+    metrics: dict[str, Any] = {
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "best_val_loss": result.best_val_loss,
+        "train_seconds": round(result.seconds, 2),
+        "interrupted": result.interrupted,
+        "photos": {s: int(m.sum()) for s, m in masks.items()},
+    }
+    for s in ("val", "test"):
+        metrics[s] = _split_metrics(model, x_all[masks[s]], y_all[masks[s]])
+    if labels is not None:
+        from photocorpus.learn.evaluate import concept_map_for_embeddings
+        from photocorpus.learn.text_space import query_encoder
+
+        encode = query_encoder(corpus, text)
+        for s in ("val", "test"):
+            joint = model.embed(x_all[masks[s]])
+            metrics[s]["concepts"] = concept_map_for_embeddings(corpus, labels, ids[masks[s]], joint, encode)
+    settings: dict[str, Any] = {
+        "text": text,
+        "text_features": text_name,
+        "image_features": image_fs.name,
+        "loss": loss,
+        "head": head_spec,
+        "temperature": temperature,
+        "split": spec.describe(),
+        "fit": settings_fit.__dict__,
+        "text_model_id": text_fs.model_id,
+        "image_model_id": image_fs.model_id,
+    }
+
+    def write(folder: Path) -> None:
+        torch.save(model.state_dict(), folder / "model.pt")
+        info = {
+            "format": FORMAT_VERSION,
+            "kind": "semantic",
+            **settings,
+            "fingerprint": _file_sha256(folder / "model.pt"),
+        }
+        (folder / "model.json").write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+
+    entry = registry.save_model(
+        corpus,
+        name=name,
+        kind="semantic",
+        feature_set=image_fs.name,
+        settings=settings,
+        metrics=_jsonable(metrics),
+        write=write,
+    )
+    return SemanticReport(
+        name=name, path=entry.path, metrics=entry.metrics, settings=settings, fit=result, model=model
+    )
+
+
+@dataclass
+class LoadedSemantic:
+    """A semantic model read back from the corpus, ready to embed image features."""
+
+    entry: registry.ModelEntry
+    info: dict[str, Any]
+    model: SemanticModel
+
+    @property
+    def text_space(self) -> str:
+        return str(self.info["text"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.info["fingerprint"])
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        return self.model.embed(features)
+
+
+def load_semantic(corpus: Corpus, name: str | None = None) -> LoadedSemantic:
+    """Load a semantic model by name, or the newest one."""
+    if name is None:
+        found = registry.list_models(corpus, "semantic")
+        if not found:
+            raise LearnError("no semantic model in this corpus; train one with `photocorpus train semantic`")
+        entry = found[0]
+    else:
+        entry = registry.get_model(corpus, name)
+        if entry.kind != "semantic":
+            raise LearnError(f"model {name!r} is a {entry.kind}, not a semantic model")
+    info = registry.read_model_json(corpus, entry)
+    if int(info.get("format", 0)) != FORMAT_VERSION:
+        raise LearnError(f"model {entry.name!r} has format {info.get('format')}; train it again")
+    model = SemanticModel(info["head"], info["loss"])
+    state = torch.load(entry.folder(corpus) / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return LoadedSemantic(entry=entry, info=info, model=model)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN/inf become None so metrics stay valid JSON."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
