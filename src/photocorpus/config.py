@@ -89,6 +89,231 @@ class InstagramSettings(_Section):
     request_timeout_s: float = Field(300.0, gt=0, description="instaloader's per-request timeout.")
 
 
+RESIZE_MODES = ("keep_ratio", "squash", "center_crop", "border")
+
+
+class FetchSettings(_Section):
+    """Image download (``photocorpus fetch``): which size, stored geometry, frames, politeness."""
+
+    size_keys: list[str] = Field(
+        ["url_l", "url_o"],
+        description="Image URL sizes to try first, in order (Flickr: url_l = Large 1024, url_o = original); "
+        "any other size the source gave is tried after these, largest first.",
+    )
+    min_preferred_bytes: int = Field(
+        5000,
+        ge=0,
+        description="A download under this many bytes counts as missing (Flickr's 'unavailable' "
+        "placeholder) when another size is left to try.",
+    )
+    default_size_only: bool = Field(
+        False,
+        description="Fetch only the source's default size (fast, small): the first of default_size_keys "
+        "the photo has, else its smallest size. Lower min_side_px to match.",
+    )
+    default_size_keys: list[str] = Field(
+        ["url_m", "url_z", "url", "display"], description="Size keys that count as the default size."
+    )
+    max_edge_px: int = Field(1024, ge=16, le=65_535, description="Longest stored side when size is unset.")
+    size: str | None = Field(
+        None,
+        pattern=r"^\d{1,5}x\d{1,5}$",
+        description='Stored size "WxH" (e.g. "300x300"); unset: max_edge_px.',
+    )
+    resize_mode: str = Field(
+        "keep_ratio",
+        pattern="^(" + "|".join(RESIZE_MODES) + ")$",
+        description="With size: keep_ratio (fit inside), squash, center_crop or border (fit, pad white).",
+    )
+    jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality of re-encoded images.")
+    resample: str = Field(
+        "area",
+        pattern="^(area|bilinear|bicubic|lanczos)$",
+        description="Resize filter (antialiased): area = pixel averaging when shrinking (OpenCV "
+        "INTER_AREA, as img2dataset) and bicubic when enlarging; or bilinear, bicubic, lanczos.",
+    )
+    reencode_unchanged: bool = Field(
+        False,
+        description="Re-encode JPEGs that need no change; off stores their original bytes (lossless).",
+    )
+    min_side_px: int = Field(500, ge=0, description="Drop images whose shorter side is smaller (too_small).")
+    min_aspect_ratio: float | None = Field(
+        None, gt=0, description="Drop images with width/height below this (im2gps: 0.625); unset: off."
+    )
+    max_aspect_ratio: float | None = Field(
+        None, gt=0, description="Drop images with width/height above this (im2gps: 1.6); unset: off."
+    )
+    remove_frames: bool = Field(True, description="Trim uniform frames around photos (im2gps remove_frame).")
+    frame_score_max: float = Field(
+        0.005, gt=0, description="A ring is frame if std * min(mean, 1 - mean) is under this."
+    )
+    frame_margin_px: int = Field(12, ge=0, description="Extra pixels trimmed inside a detected frame.")
+    frame_contiguous: bool = Field(
+        True,
+        description="A frame must qualify ring by ring from the edge in (false: im2gps's largest "
+        "qualifying ring anywhere, which trims more unframed photos).",
+    )
+    max_image_pixels: int = Field(
+        178_956_970, ge=1, description="Refuse images with more pixels than this (decompression bombs)."
+    )
+    workers: int = Field(0, ge=0, description="Worker processes for decoding/resizing; 0: one per core.")
+    concurrency: int = Field(64, ge=1, le=4096, description="Downloads in flight at once, all hosts.")
+    per_host_connections: int = Field(16, ge=1, le=1024, description="Connections to one host at once.")
+    host_rate_per_s: float = Field(
+        20.0, ge=0, description="Requests per second to one host; 0: unlimited (local mirrors only)."
+    )
+    max_inflight_mb: int = Field(
+        128, ge=1, description="Downloaded bytes held in memory awaiting processing, at most (roughly)."
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="TCP + TLS connect timeout.")
+    read_timeout_s: float = Field(30.0, gt=0, description="Longest wait for the next bytes of a response.")
+    total_timeout_s: float = Field(
+        120.0, gt=0, description="Longest time for one whole download (stops slow drips)."
+    )
+    max_response_bytes: int = Field(
+        50_000_000, ge=1, description="Refuse responses larger than this (response_too_large)."
+    )
+    max_retries: int = Field(4, ge=0, le=50, description="Retries on 429/5xx/timeouts/connection errors.")
+    backoff_base_s: float = Field(
+        1.0, ge=0, description="First backoff step; doubles per retry, with jitter."
+    )
+    backoff_cap_s: float = Field(60.0, ge=0, description="Longest backoff wait.")
+    max_retry_after_s: float = Field(
+        300.0, ge=0, description="Longest Retry-After honoured; a longer one fails the photo (retry later)."
+    )
+    max_redirects: int = Field(5, ge=0, le=30, description="Redirects followed, each re-checked.")
+    user_agent: str | None = Field(
+        None, description="User-Agent header; unset: photocorpus/<version> (+project URL)."
+    )
+    respect_x_robots_tag: bool = Field(
+        True, description="Refuse images whose X-Robots-Tag forbids AI use (disallowed_by_x_robots_tag)."
+    )
+    x_robots_disallowed: list[str] = Field(
+        ["noai", "noimageai", "noindex", "noimageindex"], description="X-Robots-Tag directives that refuse."
+    )
+    allow_private_urls: bool = Field(
+        False,
+        description="Allow private/loopback/link-local destinations (tests, local mirrors); "
+        "also $PHOTOCORPUS_ALLOW_PRIVATE_URLS=1.",
+    )
+    allowed_networks: list[str] = Field(
+        [], description='Private networks allowed anyway, e.g. ["10.1.2.3/32"] for a local mirror.'
+    )
+    url_expiry_age_h: float = Field(
+        24.0,
+        ge=0,
+        description="A 403 on a URL harvested longer ago than this is url_expired (signed CDN URLs).",
+    )
+    batch_size: int = Field(128, ge=1, le=100_000, description="Photos per catalog transaction.")
+
+
+class FeaturizeSettings(_Section):
+    """Image features, ImageNet labels and caption embeddings (``photocorpus featurize``)."""
+
+    batch_size: int = Field(32, ge=1, le=4096, description="Images per inference call.")
+    workers: int = Field(0, ge=0, description="Decode/preprocess worker processes; 0 means one per CPU core.")
+    threads: int = Field(0, ge=0, description="Inference threads (onnxruntime/torch); 0 means one per core.")
+    shard_rows: int = Field(
+        4096, ge=1, description="Rows per feature-store shard (one catalog commit each); capped at ~256 MB."
+    )
+    dtype: str = Field("float16", pattern="^(float16|float32)$", description="Feature storage dtype.")
+    backend: str = Field(
+        "auto",
+        pattern="^(auto|onnx|torch)$",
+        description="auto: onnxruntime (CUDA provider when present), else torch CUDA, else onnxruntime CPU.",
+    )
+    compact: bool = Field(True, description="Merge a set's shards into one after a complete run.")
+    ontologies: list[str] = Field(
+        [], description="Extra ontology mapping files (JSON) applied besides the coarse and seed004 presets."
+    )
+    raw_pixels_size: int = Field(
+        150, ge=4, le=1024, description="Side of the raw-pixels thumbnail (seed 004)."
+    )
+    raw_pixels_pca: int = Field(0, ge=0, description="PCA dimensions for raw-pixels; 0 keeps all pixels.")
+    lda_topics: int = Field(200, ge=2, le=5000, description="Topics of the caption LDA model.")
+    word2vec_dims: int = Field(400, ge=8, le=2000, description="Word2vec vector size for caption embeddings.")
+    text_seed: int = Field(0, description="Seed of every random step: raw-pixels PCA, LDA and word2vec.")
+
+
+class CurateSettings(_Section):
+    """Curate (``photocorpus curate``, ``dedup``, ``quality``, ``split``): duplicates, bots, splits."""
+
+    phash_max_distance: int = Field(
+        10, ge=0, le=32, description="Near duplicates: most differing pHash bits (of 64), frame-aware."
+    )
+    dhash_max_distance: int = Field(
+        16, ge=0, le=64, description="A pHash match must also be within this many dHash bits (precision)."
+    )
+    semantic: bool = Field(True, description="Also match on CNN features when the feature set exists.")
+    feature_set: str = Field("efficientnet-lite0", description="Feature set the semantic mode reads.")
+    semantic_min_cosine: float = Field(
+        0.85, ge=0, le=1, description="Semantic candidates: cosine similarity at least this."
+    )
+    semantic_neighbors: int = Field(10, ge=1, le=1000, description="Neighbours asked per photo (faiss kNN).")
+    semantic_veto_cosine: float = Field(
+        0.5, ge=-1, le=1, description="With features, drop pHash matches whose cosine is below this."
+    )
+    semantic_min_correlation: float = Field(
+        0.62, ge=-1, le=1, description="A semantic match must also correlate this well on aligned edges."
+    )
+    bot_caption_repeats: int = Field(
+        5, ge=2, description="Flag a bot when one normalised caption appears on at least this many photos."
+    )
+    bot_owner_reposts: int = Field(
+        3, ge=2, description="Flag an owner with at least this many near-duplicates of their own photos."
+    )
+    exclude_bots: bool = Field(True, description="Keep bot-flagged photos out of the splits.")
+    min_side_px: int = Field(96, ge=1, description="Quality: 'too_small' below this short side.")
+    max_aspect_ratio: float = Field(3.0, ge=1, description="Quality: 'extreme_aspect' above this long/short.")
+    uniform_max_std: float = Field(6.0, ge=0, description="Quality: 'near_uniform' below this grey std.")
+    dark_max_mean: float = Field(35.0, ge=0, le=255, description="Quality: 'too_dark' below this mean luma.")
+    bright_min_mean: float = Field(
+        225.0, ge=0, le=255, description="Quality: 'too_bright' above this mean luma."
+    )
+    blur_max_laplacian: float = Field(
+        150.0, ge=0, description="Quality: 'blurry' below this variance of Laplacian (128 px short side)."
+    )
+    grayscale_max_chroma: float = Field(
+        3.0, ge=0, description="Quality: 'grayscale' below this mean |chroma|."
+    )
+    frame_min_fraction: float = Field(
+        0.03, ge=0, le=0.5, description="Quality: 'frame' when a uniform border is at least this wide."
+    )
+    drop_flags: list[str] = Field(
+        default_factory=lambda: ["too_small", "extreme_aspect", "near_uniform"],
+        description="Quality flags that keep a photo out of the splits.",
+    )
+    train_fraction: float = Field(0.80, gt=0, lt=1, description="Split: share of each label for train.")
+    val_fraction: float = Field(0.05, ge=0, lt=1, description="Split: share for val (test gets the rest).")
+    languages: list[str] = Field(
+        default_factory=list, description="Split: keep only captions in these languages (empty: all)."
+    )
+
+
+class LearnSettings(_Section):
+    """Weak-label classifiers, the semantic image -> text-space model, and search (``train``, ``search``)."""
+
+    image_features: str = Field(
+        "efficientnet-lite0", description="Feature set the classifiers and semantic models read."
+    )
+    splits: str = Field(
+        "auto",
+        description="auto (curate's splits, else hash:80/5/15), curate, or hash:TRAIN/VAL/TEST percentages.",
+    )
+    epochs: int = Field(200, ge=1, le=10_000, description="Most training epochs (early stopping ends first).")
+    patience: int = Field(10, ge=1, le=1000, description="Epochs without a better val loss before stopping.")
+    batch_size: int = Field(256, ge=8, le=65_536, description="Training batch size.")
+    learning_rate: float = Field(1e-3, gt=0, le=1.0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, le=1.0, description="AdamW weight decay.")
+    seed: int = Field(0, description="Seed of initialisation, shuffling and the hash split's val carve-out.")
+    exact_search_max: int = Field(
+        200_000, ge=0, description="Exact (flat) search up to this many photos; an ANN index above."
+    )
+    index: str = Field(
+        "auto", pattern="^(auto|flat|ivf|hnsw)$", description="Search index: auto, flat, ivf or hnsw."
+    )
+
+
 class Settings(_Section):
     """All settings of one corpus. Each section is a table in ``corpus.toml``."""
 
@@ -96,6 +321,10 @@ class Settings(_Section):
     import_: ImportSettings = Field(default_factory=ImportSettings, alias="import")
     flickr: FlickrSettings = Field(default_factory=FlickrSettings)
     instagram: InstagramSettings = Field(default_factory=InstagramSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    featurize: FeaturizeSettings = Field(default_factory=FeaturizeSettings)
+    learn: LearnSettings = Field(default_factory=LearnSettings)
+    curate: CurateSettings = Field(default_factory=CurateSettings)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

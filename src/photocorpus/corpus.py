@@ -899,6 +899,7 @@ class Corpus:
                 {"name": f["name"], "model_id": f["model_id"], "dims": f["dims"], "rows": f["rows"]}
                 for f in self.feature_sets()
             ],
+            "curate": _curate_summary(conn),
         }
 
     def metadata_coverage(self) -> dict[str, int]:
@@ -933,6 +934,12 @@ class Corpus:
             missing_files=sorted(p for p in known if not (self.root / p).exists()),
             dangling_intents=dangling,
         )
+
+
+def _curate_summary(conn: sqlite3.Connection) -> dict[str, Any]:
+    from photocorpus.curate.summary import curate_summary  # the curate stage owns these numbers
+
+    return curate_summary(conn)
 
 
 def _split_sql(script: str) -> list[str]:

@@ -178,8 +178,21 @@ def demo(
         typer.echo(
             f"Imported {report.imported}, failed {report.failed}, already present {report.skipped_existing}"
         )
+        from photocorpus.features.pipeline import featurize_images
+
+        with (
+            graceful_interrupt() as stop,
+            progress_bar("featurize efficientnet-lite0", None, unit="img", enabled=not quiet) as adv,
+        ):
+            featurized = featurize_images(corpus, stop=stop, progress=adv)
+        typer.echo(f"Featurized {featurized.computed} photos with efficientnet-lite0 ({featurized.backend})")
         if flickr:
             _demo_flickr(corpus, quiet)
+        from photocorpus.explore.stage import explore
+
+        with graceful_interrupt() as stop:
+            explored = explore(corpus, show_progress=not quiet, stop=stop)
+        typer.echo(f"Report: {explored.index_html} (open it in a browser; it needs no server)")
         _print_status(corpus.status_summary())
     typer.echo(f"\nDone. Explore it with: photocorpus status --corpus {directory}")
 
