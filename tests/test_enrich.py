@@ -327,3 +327,97 @@ def test_embedded_provenance_round_trips_with_an_independent_reader(instany_imag
         assert json.loads(im.info["comment"])["source_url"] == "https://example.org/2"
     with pytest.raises(NotAJpegError):
         embed_provenance(b"\x89PNG\r\n\x1a\n....", prov)
+
+
+# ------------------------------------------------------------------------------------------------ exports
+def test_mirflickr_json_export_carries_every_enriched_kind(tmp_path: Path) -> None:
+    from photocorpus.export.mirflickr_json import export_mirflickr_json
+
+    photos = _population(120, seed=11)
+    corpus = Corpus.create(tmp_path / "c")
+    with FlickrTestServer(photos) as server:
+        _harvest(corpus, server)
+        with _client(server) as client:
+            FlickrEnricher(corpus, [client]).run()
+    out = tmp_path / "json"
+    assert export_mirflickr_json(corpus, out, chunk_size=50) == 120
+    assert sorted(p.name for p in out.iterdir()) == ["0", "1", "2"]
+    records = {}
+    for path in out.glob("*/*.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        records[record["source_id"]] = record
+    assert len(records) == 120
+    for truth in photos:
+        enriched = records[truth.id]["enriched"]  # every photo was asked, so every file has the block
+        if truth.exif is None:
+            assert enriched["unavailable"]["exif"] == "flickr_2" and "exif" not in enriched
+        elif truth.exif:
+            assert enriched["exif"]["make"] == truth.exif["Make"]
+            assert enriched["exif"]["iso"] == int(truth.exif["ISO"])
+            assert enriched["exif"]["sources"]["make"] == "api"
+        else:
+            assert "exif" not in enriched
+        assert [c["text"] for c in enriched.get("comments", [])] == [t for _, t in truth.comments or []]
+        assert [c["authorname"] for c in enriched.get("comments", [])] == [a for a, _ in truth.comments or []]
+        assert [n["text"] for n in enriched.get("notes", [])] == truth.notes
+        assert enriched["note_count"] == len(truth.notes) and enriched["views"] == 12
+        public_albums = sorted((i, t) for i, t, private in truth.albums if not private)
+        assert sorted((a["id"], a["title"]) for a in enriched.get("albums", [])) == public_albums
+        assert sorted((g["id"], g["title"]) for g in enriched.get("groups", [])) == sorted(truth.groups)
+        assert [t["raw"] for t in enriched.get("tag_authors", [])] == list(truth.tags)
+        assert enriched.get("description_full", "") == truth.description
+    corpus.close()
+
+
+def test_export_embeds_provenance_that_an_independent_reader_gets_back(
+    tmp_path: Path, instany_images: Path
+) -> None:
+    src = tmp_path / "src" / "bridges"
+    src.mkdir(parents=True)
+    metas = {}
+    for i, image in enumerate(sorted(instany_images.glob("*.jpg"))[:6]):
+        (src / f"p{i}.jpg").write_bytes(image.read_bytes())
+        metas[f"p{i}"] = {
+            "title": [
+                "Brooklyn bridge at dusk",
+                "Ferry to Staten Island",
+                "Cat on a windowsill",
+                "Coffee in Soho",
+                "Snow in Central Park",
+                f"Night lights {XSS}",
+            ][i],
+            "owner": f"owner{i}",
+            "license": "CC BY-SA 2.0",
+            "tags": ["bridge", f"t{i}"],
+            "page_url": f"https://www.flickr.com/photos/owner{i}/{1000 + i}/",
+        }
+        (src / f"p{i}.json").write_text(json.dumps(metas[f"p{i}"]), encoding="utf-8")
+    corpus_dir = tmp_path / "c"
+    run_cli("init", str(corpus_dir))
+    run_cli("import", str(src.parent), "--corpus", str(corpus_dir), "--quiet")
+    run_cli("curate", "--corpus", str(corpus_dir), "--quiet")
+    out = tmp_path / "out"
+    run_cli("export", "imagefolder", str(out), "--corpus", str(corpus_dir), "--embed-provenance", "--quiet")
+    plain = tmp_path / "plain"
+    run_cli("export", "imagefolder", str(plain), "--corpus", str(corpus_dir), "--quiet")
+    exported = sorted(out.glob("*/*/*.jpg"))
+    assert len(exported) == 6
+    ns = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#"}
+    for path in exported:
+        twin = plain / path.relative_to(out)
+        assert twin.read_bytes() != path.read_bytes()
+        with Image.open(path) as im, Image.open(twin) as orig:
+            np.testing.assert_array_equal(np.asarray(im), np.asarray(orig))  # stamped, not re-encoded
+            comment = json.loads(im.info["comment"])
+            xmp = im.info["xmp"].decode("utf-8")
+        meta = next(m for m in metas.values() if m["page_url"] == comment["source_url"])
+        assert comment["owner"] == meta["owner"] and comment["title"] == meta["title"]
+        assert comment["license"] == meta["license"] and comment["tags"] == meta["tags"]
+        desc = ET.fromstring(xmp.split("?>", 1)[1].rsplit("<?xpacket", 1)[0]).find(".//rdf:Description", ns)
+        assert desc.find("dc:source", ns).text == meta["page_url"]
+        assert desc.find("dc:title/rdf:Alt/rdf:li", ns).text == meta["title"]
+    refused = run_cli(
+        "export", "parquet", str(tmp_path / "x.parquet"), "--corpus", str(corpus_dir), "--embed-provenance",
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "holds no images" in refused.stderr

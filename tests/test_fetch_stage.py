@@ -304,3 +304,41 @@ def test_stored_bytes_are_a_valid_jpeg_of_the_reported_size(
     assert Image.open(io.BytesIO(data)).size == (row["width"], row["height"]) == (256, 256)
     assert corpus.photo(pid)["stages"]["fetch"]["status"] == "done"
     assert reasons.is_transient("http_503") and not reasons.is_transient("http_404")
+
+
+def _with_camera_exif(jpeg: bytes) -> bytes:
+    """``jpeg`` re-saved with the EXIF a camera writes into an original (make, model, ISO, date)."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "NIKON CORPORATION", "NIKON D750"
+    sub = exif.get_ifd(0x8769)
+    sub[0x8827], sub[0x829D], sub[0x9003] = 400, 8.0, "2016:05:01 09:15:00"
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(buf, "JPEG", quality=90, exif=exif)
+    return buf.getvalue()
+
+
+def test_exif_of_the_original_bytes_is_stored_with_file_origin(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    original = _with_camera_exif(real_jpeg(photos[6], (1600, 1200)))
+    corpus = Corpus.create(tmp_path / "c")
+    with_exif, without = corpus.add_photos(
+        [
+            _photo("orig", ImageURL("url_o", server.add("/o.jpg", Route(original)))),
+            _photo(
+                "plain", ImageURL("url_l", server.add("/l.jpg", Route(real_jpeg(photos[7], (1024, 768)))))
+            ),
+        ]
+    )
+    report = fetch_photos(corpus, _settings())
+    assert (report.fetched, report.failed) == (2, 0), report.failures
+    stored = corpus.abs_path(_file_row(corpus, with_exif)["path"]).read_bytes()
+    assert not Image.open(io.BytesIO(stored)).getexif().get(0x010F)  # the re-encoded file has no EXIF
+    row = corpus.conn.execute(
+        "SELECT make, model, iso, f_number, taken_at, sources FROM photo_exif WHERE photo_id = ?",
+        (with_exif,),
+    ).fetchone()
+    assert tuple(row[:5]) == ("NIKON CORPORATION", "NIKON D750", 400, 8.0, "2016-05-01T09:15:00Z")
+    assert set(json.loads(row[5]).values()) == {"file"}
+    assert corpus.conn.execute("SELECT 1 FROM photo_exif WHERE photo_id = ?", (without,)).fetchone() is None
+    assert corpus.metadata_coverage()["exif"] == 1

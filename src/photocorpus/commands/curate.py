@@ -213,6 +213,14 @@ def export_(
         str | None, typer.Option(help="Resize images to cover WxH, centre-cropped (300x300).")
     ] = None,
     workers: WorkersOption = None,
+    embed_provenance: Annotated[
+        bool,
+        typer.Option(
+            "--embed-provenance",
+            help="Write each photo's source URL, owner, title, licence and tags into its exported JPEG "
+            "(XMP + JPEG comment, no re-encode). Image formats only.",
+        ),
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Write the curated corpus as FORMAT: instacities, imagefolder, webdataset, parquet, mirflickr-json,
@@ -222,31 +230,43 @@ def export_(
 
     splits = parse_splits(split_)
     dims = parse_size(size)
+    image_format = fmt in (ExportFormat.instacities, ExportFormat.imagefolder, ExportFormat.webdataset)
+    if embed_provenance and not image_format:
+        raise typer.BadParameter(
+            f"{fmt.value} holds no images; --embed-provenance applies to instacities, imagefolder and "
+            "webdataset",
+            param_hint="--embed-provenance",
+        )
     with open_corpus(corpus) as c:
-        image_format = fmt in (ExportFormat.instacities, ExportFormat.imagefolder, ExportFormat.webdataset)
         total = sum(
             1 for _ in iter_photos(c, splits=splits, in_split_only=image_format, with_file=image_format)
         )
         with progress_bar(f"export {fmt.value}", total, enabled=not quiet) as adv:
-            result = _run_export(c, fmt, out, splits, dims, workers, adv)
+            result = _run_export(c, fmt, out, splits, dims, workers, adv, embed_provenance)
     typer.echo(f"export {fmt.value}: {json.dumps(result)} -> {out}")
 
 
-def _run_export(c, fmt, out, splits, dims, workers, adv) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _run_export(c, fmt, out, splits, dims, workers, adv, stamp=False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     if fmt is ExportFormat.instacities:
         from photocorpus.export.layouts import export_instacities
 
-        r = export_instacities(c, out, splits=splits, size=dims, workers=workers, advance=adv)
+        r = export_instacities(
+            c, out, splits=splits, size=dims, workers=workers, embed_provenance=stamp, advance=adv
+        )
         return {"images": r.images, "per_split": r.per_split, "attributed": r.attributed}
     if fmt is ExportFormat.imagefolder:
         from photocorpus.export.layouts import export_imagefolder
 
-        r = export_imagefolder(c, out, splits=splits, size=dims, workers=workers, advance=adv)
+        r = export_imagefolder(
+            c, out, splits=splits, size=dims, workers=workers, embed_provenance=stamp, advance=adv
+        )
         return {"images": r.images, "per_split": r.per_split, "attributed": r.attributed}
     if fmt is ExportFormat.webdataset:
         from photocorpus.export.webdataset import export_webdataset
 
-        w = export_webdataset(c, out, splits=splits, size=dims, workers=workers, advance=adv)
+        w = export_webdataset(
+            c, out, splits=splits, size=dims, workers=workers, embed_provenance=stamp, advance=adv
+        )
         return {"samples": w.samples, "shards": len(w.shards), "attributed": w.attributed}
     if fmt is ExportFormat.parquet:
         from photocorpus.export.parquet import export_parquet

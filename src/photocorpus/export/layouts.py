@@ -3,7 +3,9 @@ split lists) and ImageFolder (``<split>/<label>/<id>.jpg``), as torchvision and 
 
 Images are the stored bytes when they are JPEGs and no ``size`` is asked; otherwise they are decoded
 and re-encoded in worker processes (scaled to cover ``size`` and centre-cropped, as InstaCities1M's
-300x300). Re-running an export over the same folder rewrites the same files.
+300x300). With ``embed_provenance`` each JPEG also carries its source URL, owner, title, licence and
+tags as XMP and a JPEG comment (as im2gps's files did), spliced in without re-encoding. Re-running an
+export over the same folder rewrites the same files.
 """
 
 from __future__ import annotations
@@ -41,10 +43,41 @@ def _encode(task: tuple[str, str | None, tuple[int, int] | None]) -> bytes:
     return jpeg_from_file(*task)
 
 
+def stamp_provenance(photo: ExportPhoto, jpeg: bytes) -> bytes:
+    """``jpeg`` with the photo's provenance embedded (XMP + comment; the pixels are untouched)."""
+    from photocorpus.enrich.provenance import Provenance, embed_provenance
+
+    return embed_provenance(
+        jpeg,
+        Provenance(
+            source_url=photo.provenance_url(),
+            owner=photo.owner,
+            title=photo.title,
+            license=photo.license,
+            tags=photo.tags or photo.hashtags,
+            source=photo.source,
+            source_id=photo.source_id,
+        ),
+    )
+
+
 def images_in_order(
+    corpus: Corpus,
+    photos: list[ExportPhoto],
+    size: tuple[int, int] | None,
+    workers: int | None,
+    *,
+    provenance: bool = False,
+) -> Iterator[tuple[ExportPhoto, bytes]]:
+    """(photo, JPEG bytes) in order, provenance stamped if asked; re-encoding runs in a process pool,
+    plain copies in-process."""
+    for photo, data in _jpegs_in_order(corpus, photos, size, workers):
+        yield photo, stamp_provenance(photo, data) if provenance else data
+
+
+def _jpegs_in_order(
     corpus: Corpus, photos: list[ExportPhoto], size: tuple[int, int] | None, workers: int | None
 ) -> Iterator[tuple[ExportPhoto, bytes]]:
-    """(photo, JPEG bytes) in order; re-encoding runs in a process pool, plain copies in-process."""
     if size is None and all((p.format or "").upper() == "JPEG" for p in photos):
         for photo in photos:
             yield photo, image_jpeg(corpus, photo, None)
@@ -66,6 +99,7 @@ def export_instacities(
     splits: set[str] | None = None,
     size: tuple[int, int] | None = None,
     workers: int | None = None,
+    embed_provenance: bool = False,
     advance: Callable[[int], None] | None = None,
 ) -> LayoutReport:
     """``img_resized/<label>/<id>.jpg``, ``captions/<label>/<id>.txt`` (the cleaned caption), and
@@ -76,7 +110,7 @@ def export_instacities(
     lists: dict[str, list[str]] = {s: [] for s in SPLITS}
     report = LayoutReport()
     credits: list[tuple[ExportPhoto, str]] = []
-    for photo, data in images_in_order(corpus, photos, size, workers):
+    for photo, data in images_in_order(corpus, photos, size, workers, provenance=embed_provenance):
         label = safe_component(photo.label)
         stem = names.stem(label, photo)
         write_bytes(out_dir / "img_resized" / label / f"{stem}.jpg", data)
@@ -100,6 +134,7 @@ def export_imagefolder(
     splits: set[str] | None = None,
     size: tuple[int, int] | None = None,
     workers: int | None = None,
+    embed_provenance: bool = False,
     advance: Callable[[int], None] | None = None,
 ) -> LayoutReport:
     """``<split>/<label>/<id>.jpg`` for every photo in a split."""
@@ -108,7 +143,7 @@ def export_imagefolder(
     names = UniqueNames()
     report = LayoutReport()
     credits: list[tuple[ExportPhoto, str]] = []
-    for photo, data in images_in_order(corpus, photos, size, workers):
+    for photo, data in images_in_order(corpus, photos, size, workers, provenance=embed_provenance):
         split = photo.split or "train"
         folder = f"{split}/{safe_component(photo.label)}"
         rel = f"{folder}/{names.stem(folder, photo)}.jpg"

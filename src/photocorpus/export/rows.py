@@ -63,6 +63,11 @@ class ExportPhoto:
     language: str | None = None
     exclusion: str | None = None
     phash: str | None = None  # 16 hex digits
+    image_url: str | None = None  # the http(s) URL the stored image was downloaded from
+
+    def provenance_url(self) -> str:
+        """Where the photo came from: its page, else its image URL, else ``source:id``."""
+        return self.page_url or self.image_url or f"{self.source}:{self.source_id}"
 
     def metadata(self) -> dict[str, Any]:
         """Everything but the file path, as JSON-ready values."""
@@ -106,7 +111,7 @@ def iter_photos(
         SELECT p.*, f.path, f.width AS f_width, f.height AS f_height, f.bytes AS f_bytes, f.sha256,
                f.format, c.split, c.dup_group, c.duplicate_of, rep.source_id AS rep_source_id, c.bot,
                c.bot_reason, c.quality_flags, c.quality_scores, c.caption_clean, c.language, c.exclusion,
-               c.phash
+               c.phash, f.origin
         FROM photos p
         LEFT JOIN files f ON f.photo_id = p.id
         LEFT JOIN curation c ON c.photo_id = p.id
@@ -160,6 +165,8 @@ def iter_photos(
             language=r["language"],
             exclusion=r["exclusion"],
             phash=f"{int(r['phash']) & 0xFFFFFFFFFFFFFFFF:016x}" if r["phash"] is not None else None,
+            # A local origin is a path on the importing machine: not provenance, and not for export.
+            image_url=r["origin"] if str(r["origin"] or "").startswith(("http://", "https://")) else None,
         )
 
 

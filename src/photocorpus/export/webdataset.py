@@ -40,6 +40,7 @@ def export_webdataset(
     size: tuple[int, int] | None = None,
     samples_per_shard: int = SAMPLES_PER_SHARD,
     workers: int | None = None,
+    embed_provenance: bool = False,
     advance: Callable[[int], None] | None = None,
 ) -> WebDatasetReport:
     """One set of shards per split (``train-000000.tar``...), every photo that is in a split."""
@@ -55,7 +56,7 @@ def export_webdataset(
             continue
         pattern = str(out_dir / f"{split}-%06d.tar")
         with wds.ShardWriter(pattern, maxcount=samples_per_shard, verbose=0) as sink:
-            for photo, data in images_in_order(corpus, chosen, size, workers):
+            for photo, data in images_in_order(corpus, chosen, size, workers, provenance=embed_provenance):
                 key = sample_key(photo)
                 sink.write({"__key__": key, "jpg": data, "txt": photo.caption, "json": photo.metadata()})
                 credits.append((photo, f"{key}.jpg"))

@@ -37,6 +37,7 @@ from pathlib import Path
 from photocorpus import reasons, storage
 from photocorpus.config import FetchSettings
 from photocorpus.corpus import Corpus, StoredFile
+from photocorpus.enrich.exif import store_exif
 from photocorpus.errors import ConfigError, StorageError
 from photocorpus.executors import default_workers
 from photocorpus.fetch.http import ByteBudget, Download, Downloader
@@ -483,6 +484,8 @@ class _FetchRun:
                     ),
                     stage=STAGE,
                 )
+                if r.exif:
+                    store_exif(corpus, o.photo_id, r.exif, "file")
             for o in batch:
                 if not o.ok:
                     corpus.set_stage(o.photo_id, STAGE, "failed", o.reason or "unknown", o.detail)

@@ -33,6 +33,7 @@ class RenderResult:
     frame_removed: bool = False
     reason: str | None = None
     detail: str | None = None
+    exif: dict[str, object] | None = None  # camera fields from the original bytes' EXIF (s16a columns)
 
 
 def init_worker() -> None:
@@ -49,6 +50,7 @@ def render_batch(spec: RenderSpec, tmp_dir: str, images: list[bytes]) -> list[Re
     these processes busy with pixels instead of waiting for the disk.
     """
     from photocorpus import storage
+    from photocorpus.enrich.exif import fields_from_bytes
     from photocorpus.fetch.imaging import render_image
 
     results = []
@@ -80,6 +82,9 @@ def render_batch(spec: RenderSpec, tmp_dir: str, images: list[bytes]) -> list[Re
                 out.original_width,
                 out.original_height,
                 out.frame_removed,
+                # The stored JPEG is re-encoded without EXIF, so the camera fields are read from the
+                # original bytes here, where they still are (originals carry them; resized sizes rarely).
+                exif=fields_from_bytes(data) or None,
             )
         )
     return results
