@@ -79,8 +79,16 @@ def test_curate_groups_reposts_picks_representatives_and_status_reports_ratios(
     assert status["unique_ratio_sha256"] == round((files - 2) / files, 4)
     assert 0 < status["unique_ratio_seed_size_weight"] <= 1
     assert sum(status["splits"].values()) == files - sum(status["excluded"].values())
-    table = run_cli("status", "--corpus", str(corpus)).stdout
+    table = run_cli("status", "--corpus", str(corpus), env={"COLUMNS": "200"}).stdout
     assert "dedup" in table and "quality" in table
+    # The plain table shows the three unique ratios, each as the JSON has it.
+    for key, value in (
+        ("InstaCities1M's key", status["unique_ratio_seed_size_weight"]),
+        ("sha256", status["unique_ratio_sha256"]),
+        ("near duplicates", status["unique_ratio"]),
+    ):
+        line = next(line for line in table.splitlines() if key in line)
+        assert f"{value:.2%}" in line, line
 
     # --delete removes the duplicates' files, crash-safely, and the catalog stays consistent
     out = run_cli("dedup", "--delete", "--corpus", str(corpus), "--quiet").stdout

@@ -118,6 +118,7 @@ def _print_status(summary: dict[str, Any]) -> None:
         for kind, count in coverage.items():
             table.add_row(kind, f"{count:,}")
         console.print(table)
+    _print_curate(console, summary.get("curate") or {})
     if summary["counters"]:
         counters = Table(title="Counters", title_justify="left")
         counters.add_column("stage")
@@ -127,6 +128,30 @@ def _print_status(summary: dict[str, Any]) -> None:
             for name, value in values.items():
                 counters.add_row(stage, name, f"{value:,}")
         console.print(counters)
+
+
+def _print_curate(console: Any, curate: dict[str, Any]) -> None:
+    """Unique ratios side by side: InstaCities1M's (width, height, bytes) key, sha256, and ours."""
+    from rich.table import Table
+
+    if not curate.get("files"):
+        return
+    table = Table(title="Uniqueness (of stored files)", title_justify="left")
+    table.add_column("key")
+    table.add_column("unique ratio", justify="right")
+
+    def pct(value: float | None) -> str:
+        return "not run" if value is None else f"{value:.2%}"
+
+    table.add_row("size and weight (InstaCities1M's key)", pct(curate.get("unique_ratio_seed_size_weight")))
+    table.add_row("exact content (sha256)", pct(curate.get("unique_ratio_sha256")))
+    table.add_row("ours: exact + near duplicates (photocorpus dedup)", pct(curate.get("unique_ratio")))
+    console.print(table)
+    splits = curate.get("splits") or {}
+    if splits or curate.get("excluded"):
+        parts = [f"{name} {splits.get(name, 0):,}" for name in ("train", "val", "test")]
+        excluded = ", ".join(f"{k} {v:,}" for k, v in (curate.get("excluded") or {}).items())
+        console.print(f"Splits: {', '.join(parts)}" + (f"; excluded: {excluded}" if excluded else ""))
 
 
 @app.command()
