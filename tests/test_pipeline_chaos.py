@@ -7,11 +7,12 @@ The suite does 2 kills per stage by default (8 in all); ``PHOTOCORPUS_CHAOS_KILL
 count (20 per stage, 80 in all; about ten minutes on two busy cores). The seed is printed and replays
 with ``PHOTOCORPUS_CHAOS_SEED``. Each kill's stage, moment and progress are printed for the log.
 
-Kill moments: harvest, fetch and featurize commit in small batches here (5 photos a page, 4 photos a
-transaction, 4 rows a shard), so a kill waits for a random progress threshold and then a random
-0-0.4 s more, which lands it in downloads, renders, renames, inference or the commit itself. Curate
-commits whole phases, so its kills come at a uniformly random time within an uninterrupted curate's
-duration (start-up, hashing, grouping, quality, splits).
+Kill moments: harvest, fetch and featurize commit in small batches here (3 photos a page, 4 photos a
+transaction, 4 rows a shard), so a kill waits for a random progress threshold (at least one commit
+past where the run started) and then a random 0-0.1 s more (about one commit), which lands it in
+downloads, renders, renames, inference or the commit itself. Curate commits whole phases, so its
+kills come at a uniformly random time within an uninterrupted curate's duration (start-up, hashing,
+grouping, quality, splits).
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ PROGRESS = {
     "fetch": "SELECT COUNT(*) FROM stages WHERE stage = 'fetch'",
     "featurize": f"SELECT COALESCE(SUM(rows), 0) FROM feature_sets WHERE name = '{FEATURES}'",
 }
+# after the threshold, a random extra wait up to this long: about one or two commits of each stage
+JITTER_S = {"harvest": 0.05, "fetch": 0.05, "featurize": 0.1}
 
 
 def _settings() -> Settings:
     return Settings(
-        flickr=FlickrSettings(calls_per_hour=3.6e9, per_page=5, backoff_base_s=0.01, backoff_cap_s=0.05),
+        flickr=FlickrSettings(calls_per_hour=3.6e9, per_page=3, backoff_base_s=0.01, backoff_cap_s=0.05),
         fetch=FetchSettings(batch_size=4, host_rate_per_s=0, min_side_px=0, workers=2),
         featurize=FeaturizeSettings(batch_size=4, shard_rows=4),
     )
@@ -163,7 +166,7 @@ def test_sigkill_every_stage_then_resume_equals_uninterrupted(
         photo.image = path.read_bytes()
     env = {**cache_env, "FLICKR_API_KEY": "chaos-key-0123456789"}
     log: list[str] = []
-    with FlickrTestServer(photos, ServerConfig(api_key=env["FLICKR_API_KEY"], latency_s=0.02)) as server:
+    with FlickrTestServer(photos, ServerConfig(api_key=env["FLICKR_API_KEY"], latency_s=0.05)) as server:
         reference = tmp_path / "reference"
         Corpus.create(reference, _settings()).close()
         durations = {}
@@ -194,6 +197,7 @@ def test_sigkill_every_stage_then_resume_equals_uninterrupted(
                     # at least one more commit in every killed run, so each kill lands in real work
                     kill_after_progress=None if threshold is None else max(threshold, progress() + 1),
                     kill_after_s=None if threshold else rng.uniform(0, durations[stage]),
+                    jitter_s=JITTER_S.get(stage, 0),
                     env=env,
                 )
                 killed += outcome.killed
