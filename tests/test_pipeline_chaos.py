@@ -50,7 +50,8 @@ JITTER_S = {"harvest": 0.05, "fetch": 0.05, "featurize": 0.1}
 def _settings() -> Settings:
     return Settings(
         flickr=FlickrSettings(calls_per_hour=3.6e9, per_page=3, backoff_base_s=0.01, backoff_cap_s=0.05),
-        fetch=FetchSettings(batch_size=4, host_rate_per_s=0, min_side_px=0, workers=2),
+        # 40 downloads a second: ~4 s of fetching, so 20 kills each land in a different batch
+        fetch=FetchSettings(batch_size=4, host_rate_per_s=40, min_side_px=0, workers=2),
         featurize=FeaturizeSettings(batch_size=4, shard_rows=4),
     )
 
@@ -201,11 +202,13 @@ def test_sigkill_every_stage_then_resume_equals_uninterrupted(
                     env=env,
                 )
                 killed += outcome.killed
-                log.append(
+                line = (
                     f"{stage}: {'killed' if outcome.killed else 'finished'} after {outcome.after_s:.2f} s, "
                     f"progress {outcome.progress_before} -> {outcome.progress_at_kill}"
                     + (f" (threshold {threshold})" if threshold else "")
                 )
+                log.append(line)
+                print(line, flush=True)
                 if not outcome.killed and stage in PROGRESS:
                     break  # finished before the remaining thresholds: nothing left to kill
             print(f"{stage}: {killed} kills in {attempts} runs")
@@ -218,7 +221,6 @@ def test_sigkill_every_stage_then_resume_equals_uninterrupted(
                 assert killed == kills_per_stage, f"seed {seed}"
             run_cli(*args, env=env)  # the resume that finishes the stage
             _assert_consistent_catalog(chaos, seed)
-    print("\n".join(log))
     print(f"uninterrupted stage times: {', '.join(f'{k} {v:.1f} s' for k, v in durations.items())}")
 
     _assert_consistent(chaos, seed)
