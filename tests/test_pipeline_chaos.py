@@ -47,11 +47,14 @@ PROGRESS = {
 JITTER_S = {"harvest": 0.05, "fetch": 0.05, "featurize": 0.1}
 
 
-def _settings() -> Settings:
+def _settings(kills_per_stage: int) -> Settings:
     return Settings(
         flickr=FlickrSettings(calls_per_hour=3.6e9, per_page=3, backoff_base_s=0.01, backoff_cap_s=0.05),
-        # 40 downloads a second: ~4 s of fetching, so 20 kills each land in a different batch
-        fetch=FetchSettings(batch_size=4, host_rate_per_s=40, min_side_px=0, workers=2),
+        # fetch commits at least once a second (time-based once every photo is in flight): a slow
+        # host rate makes those commits small enough for 20 kills that each land past a new one
+        fetch=FetchSettings(
+            batch_size=4, host_rate_per_s=6 if kills_per_stage > 5 else 40, min_side_px=0, workers=2
+        ),
         featurize=FeaturizeSettings(batch_size=4, shard_rows=4),
     )
 
@@ -169,7 +172,7 @@ def test_sigkill_every_stage_then_resume_equals_uninterrupted(
     log: list[str] = []
     with FlickrTestServer(photos, ServerConfig(api_key=env["FLICKR_API_KEY"], latency_s=0.05)) as server:
         reference = tmp_path / "reference"
-        Corpus.create(reference, _settings()).close()
+        Corpus.create(reference, _settings(kills_per_stage)).close()
         durations = {}
         for stage in ("harvest", "fetch", "curate", "featurize"):
             started = time.monotonic()
@@ -178,7 +181,7 @@ def test_sigkill_every_stage_then_resume_equals_uninterrupted(
         assert catalog_count(reference, PROGRESS["featurize"]) == PHOTOS
 
         chaos = tmp_path / "chaos"
-        Corpus.create(chaos, _settings()).close()
+        Corpus.create(chaos, _settings(kills_per_stage)).close()
         for stage in ("harvest", "fetch", "curate", "featurize"):
             args = _stage_args(stage, chaos, server)
             killed = attempts = 0
