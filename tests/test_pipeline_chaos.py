@@ -53,7 +53,7 @@ def _settings(kills_per_stage: int) -> Settings:
         # fetch commits at least once a second (time-based once every photo is in flight): a slow
         # host rate makes those commits small enough for 20 kills that each land past a new one
         fetch=FetchSettings(
-            batch_size=4, host_rate_per_s=6 if kills_per_stage > 5 else 40, min_side_px=0, workers=2
+            batch_size=4, host_rate_per_s=3 if kills_per_stage > 5 else 40, min_side_px=0, workers=2
         ),
         featurize=FeaturizeSettings(batch_size=4, shard_rows=4),
     )
