@@ -50,3 +50,34 @@ def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True, t
             f"photocorpus {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
         )
     return proc
+
+
+# The reliability suite (docs/reliability.md): the new modules mark themselves; these earlier fault,
+# kill and hostile-input modules join it here, so `pytest -m reliability` runs every one of them.
+RELIABILITY_MODULES = frozenset(
+    {
+        "test_fetch_faults",
+        "test_fetch_kill",
+        "test_fetch_netguard",
+        "test_import_faults",
+        "test_import_kill",
+        "test_instagram_kill",
+        "test_flickr",
+        "test_flickr_cli",
+        "test_enrich",
+        "test_politeness",
+        "test_explore_report",
+        "test_report_browser",
+        "test_search_captions",
+        "test_imaging_render",
+        "test_corpus",
+        "test_layout",
+        "test_export",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in RELIABILITY_MODULES:
+            item.add_marker(pytest.mark.reliability)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus import layout
+from photocorpus import layout, storage
 from photocorpus.errors import PhotocorpusError
 
 if TYPE_CHECKING:
@@ -44,11 +44,15 @@ def feature_dir(name: str) -> str:
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:  # disk full, permissions: a clear StorageError, no scratch file left behind
+        tmp.unlink(missing_ok=True)
+        raise storage._storage_error(exc, path) from exc
 
 
 @dataclass
