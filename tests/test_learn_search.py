@@ -358,3 +358,23 @@ def test_cli_search_json_html_and_evaluate(mir: Corpus, semantic, labels_csv: Pa
     assert bad.returncode == 2 and "give a text QUERY" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("search", "-people", "-C", root, check=False)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def test_explore_report_gains_a_search_box_from_the_semantic_model(mir: Corpus, semantic) -> None:  # type: ignore[no-untyped-def]
+    from photocorpus.explore.stage import explore
+    from photocorpus.learn.report_search import report_queries, report_search_index
+
+    queries = report_queries(mir)
+    assert queries[:2] == ["car", "skyline"]  # the paper's list first, then labels and tags
+    assert "people" in queries and "nopeople" in queries
+    index = report_search_index(mir, ["people", "car"], k=30)
+    assert index is not None and index.model.startswith("semantic:")
+    # the box ranks exactly as `photocorpus search` does
+    assert index.queries["people"] == [h.photo_id for h in search_text(mir, "people", k=30)]
+    result = explore(mir, name="with-search", method="pca", k=4, compare_raw=False)
+    html = Path(result.index_html).read_text(encoding="utf-8")
+    assert 'id="pc-search-input"' in html
+    payload = (Path(result.index_html).parent / "data" / "search.js").read_text(encoding="utf-8")
+    data = json.loads(payload.split("=", 1)[1].rstrip().rstrip(";"))
+    assert data["model"].startswith("semantic:") and "skyline night" in data["queries"]
+    assert all(len(v) > 0 for v in data["queries"].values())
