@@ -206,13 +206,14 @@ class _Killer(threading.Thread):
             time.sleep(0.005)
 
 
-def _fetch_with_kill(corpus_dir: Path, executor: ExecutorSettings, after: int):
+def _fetch_with_kill(corpus_dir: Path, executor: ExecutorSettings, after: int, limit: int | None = None):
     killer = _Killer(corpus_dir, after)
     killer.start()
     try:
         with Corpus.open(corpus_dir) as corpus:
             # a paced host keeps each shard busy long enough to be killed in the middle of it
-            report = fetch_photos(corpus, _fetch_settings(host_rate_per_s=150), executor=executor)
+            settings = _fetch_settings(host_rate_per_s=150)
+            report = fetch_photos(corpus, settings, executor=executor, limit=limit)
     finally:
         killer.done.set()
         killer.join()
@@ -227,26 +228,31 @@ def test_killed_ray_worker_loses_nothing_and_resume_completes(
         harvest_url_list(corpus, url_list)
     total = PHOTOS + FAILING
 
-    # 1. no Ray retries: the killed shard is lost, the rest is committed, its photos stay pending
-    first, killed = _fetch_with_kill(corpus_dir, RAY.model_copy(update={"max_retries": 0}), after=50)
+    # 1. Ray's own retry: the killed shard runs again on a fresh worker, within the same run
+    first, killed = _fetch_with_kill(corpus_dir, RAY, after=50, limit=300)
     assert killed, "no fetch shard was running to be killed"
-    assert first.shards_failed == 1
-    assert 50 <= first.fetched + first.failed < total
-    with Corpus.open(corpus_dir) as corpus:
-        assert corpus.verify().ok  # committed rows all have their files, no orphans or intents
+    assert first.shards_failed == 0 and first.fetched + first.failed == 300
 
-    # 2. the resume, with Ray's retries: a second kill is absorbed by Ray re-running the shard
-    second, killed = _fetch_with_kill(corpus_dir, RAY, after=first.fetched + first.failed + 25)
-    assert killed, "no fetch shard was running to be killed during the resume"
-    assert second.shards_failed == 0
-    assert first.fetched + second.fetched == PHOTOS and first.failed + second.failed == FAILING
+    # 2. no Ray retries left: the killed shard is lost, the rest is committed, its photos stay pending
+    second, killed = _fetch_with_kill(corpus_dir, RAY.model_copy(update={"max_retries": 0}), after=350)
+    assert killed, "no fetch shard was running to be killed in the second run"
+    assert second.shards_failed == 1
+    lost = total - (300 + second.fetched + second.failed)
+    assert 1 <= lost <= RAY.shard_size
+    with Corpus.open(corpus_dir) as corpus:
+        assert corpus.verify().ok  # committed rows all have their files; no orphans, no intents
+
+    # 3. the resume fetches exactly the lost shard
+    with Corpus.open(corpus_dir) as corpus:
+        third = fetch_photos(corpus, _fetch_settings(), executor=RAY)
+    assert third.fetched + third.failed == lost and third.shards_failed == 0
 
     reference = catalog_dump(both_runs["base"] / "local")
     dump = catalog_dump(corpus_dir)
     assert dump["files"] == reference["files"]  # same rows, no duplicates, same paths and hashes
-    assert [s for s in dump["stages"] if s[1] == "fetch"] == [
-        s for s in reference["stages"] if s[1] == "fetch"
-    ]
+    fetch_rows = [s for s in dump["stages"] if s[1] == "fetch"]
+    assert fetch_rows == [s for s in reference["stages"] if s[1] == "fetch"]
+    assert len({s[0] for s in fetch_rows}) == len(fetch_rows) == total
     assert dump["intents"] == []
     assert files_on_disk(corpus_dir) == files_on_disk(both_runs["base"] / "local")
     with Corpus.open(corpus_dir) as corpus:
