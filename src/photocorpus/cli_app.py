@@ -36,6 +36,19 @@ CorpusOption = Annotated[
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+ExecutorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="local (process pool) or ray (a Ray cluster); default: the executor table of corpus.toml.",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help='With --executor ray: "auto" (the running cluster) or ray://HOST:PORT; default: a new local Ray.'
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -57,6 +70,19 @@ def _root(
     from photocorpus.logs import setup_logging
 
     setup_logging(verbose)
+
+
+def use_executor(corpus: Corpus, executor: str | None, ray_address: str | None) -> None:
+    """Apply --executor/--ray-address to this run's settings (corpus.toml is not rewritten)."""
+    from photocorpus.errors import ConfigError
+
+    changes = {k: v for k, v in (("kind", executor), ("ray_address", ray_address)) if v is not None}
+    if ray_address is not None and executor is None:
+        changes["kind"] = "ray"
+    if changes.get("kind", "local") not in ("local", "ray"):
+        raise ConfigError(f"--executor must be local or ray, not {executor!r}")
+    if changes:
+        corpus.settings.executor = corpus.settings.executor.model_copy(update=changes)
 
 
 def open_corpus(corpus: Path) -> Corpus:

@@ -314,6 +314,19 @@ class LearnSettings(_Section):
     )
 
 
+class ExecutorSettings(_Section):
+    """Where fetch, dedup hashing and featurize run their shards: this machine, or a Ray cluster."""
+
+    kind: str = Field("local", pattern="^(local|ray)$", description="local (process pool) or ray.")
+    ray_address: str = Field(
+        "",
+        description='Ray cluster: "" starts a private local Ray, "auto" joins the running one, ray://host:port.',
+    )
+    shard_size: int = Field(64, ge=1, le=100_000, description="Photos per Ray task (fetch, hashing).")
+    max_retries: int = Field(3, ge=0, le=100, description="Ray retries of a shard whose worker died.")
+    num_cpus: int = Field(0, ge=0, description="CPUs of a private local Ray; 0 means every core.")
+
+
 class Settings(_Section):
     """All settings of one corpus. Each section is a table in ``corpus.toml``."""
 
@@ -325,6 +338,7 @@ class Settings(_Section):
     featurize: FeaturizeSettings = Field(default_factory=FeaturizeSettings)
     learn: LearnSettings = Field(default_factory=LearnSettings)
     curate: CurateSettings = Field(default_factory=CurateSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

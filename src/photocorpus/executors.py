@@ -13,7 +13,11 @@ import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from photocorpus.config import ExecutorSettings
+    from photocorpus.executors_ray import RayExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -85,3 +89,13 @@ class LocalExecutor:
         for fut in futures:
             results.extend(fut.result())
         return batch, results
+
+
+def open_executor(settings: ExecutorSettings | None = None, workers: int = 0) -> LocalExecutor | RayExecutor:
+    """The executor ``settings.kind`` names: a :class:`LocalExecutor` of ``workers`` processes, or a
+    :class:`~photocorpus.executors_ray.RayExecutor` (imported only then: Ray is optional)."""
+    if settings is not None and settings.kind == "ray":
+        from photocorpus.executors_ray import RayExecutor
+
+        return RayExecutor(settings)
+    return LocalExecutor(workers)

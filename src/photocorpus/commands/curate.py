@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from photocorpus.cli_app import CorpusOption, QuietOption, app, open_corpus
+from photocorpus.cli_app import (
+    CorpusOption,
+    ExecutorOption,
+    QuietOption,
+    RayAddressOption,
+    app,
+    open_corpus,
+    use_executor,
+)
 
 if TYPE_CHECKING:
     from photocorpus.config import CurateSettings
@@ -113,10 +121,13 @@ def dedup(
     ] = None,
     workers: WorkersOption = None,
     redo: RedoOption = False,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Find exact and near-duplicate photos; mark all but each group's representative duplicate_of."""
     with open_corpus(corpus) as c:
+        use_executor(c, executor, ray_address)
         _dedup(c, _settings(c, threshold=threshold, semantic=semantic), workers=workers, redo=redo,
                delete=delete, quiet=quiet)  # fmt: skip
 
@@ -159,6 +170,8 @@ def curate(
     ] = False,
     workers: WorkersOption = None,
     redo: RedoOption = False,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run every curate step: dedup, caption text, bots, quality, split."""
@@ -168,6 +181,7 @@ def curate(
     from photocorpus.progress import progress_bar
 
     with open_corpus(corpus) as c:
+        use_executor(c, executor, ray_address)
         s = _settings(c, semantic=semantic, keep_bots=keep_bots or None)
         _dedup(c, s, workers=workers, redo=redo, delete=delete, quiet=quiet)
         total = len(pending_captions(c, redo))

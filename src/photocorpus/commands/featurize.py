@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from photocorpus.cli_app import CorpusOption, QuietOption, app, open_corpus
+from photocorpus.cli_app import (
+    CorpusOption,
+    ExecutorOption,
+    QuietOption,
+    RayAddressOption,
+    app,
+    open_corpus,
+    use_executor,
+)
 
 features_app = typer.Typer(
     help="Feature sets: list, export (.npz, MIRFLICKR .dat), import MIRFLICKR .dat, compact, remove.",
@@ -55,6 +63,8 @@ def featurize(
         bool, typer.Option(help="Text: drop the trained LDA/word2vec model and fit it again.")
     ] = False,
     as_json: JsonOption = False,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Compute features for every fetched photo that lacks them; re-running does only what is left.
@@ -72,6 +82,7 @@ def featurize(
     results: list[dict[str, Any]] = []
     interrupted = False
     with open_corpus(corpus) as c, graceful_interrupt() as stop:
+        use_executor(c, executor, ray_address)
         if model is not None:
             with progress_bar(f"featurize {model}", None, unit="img", enabled=not quiet) as bar:
                 report = featurize_images(

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from photocorpus.cli_app import CorpusOption, QuietOption, app, open_corpus
+from photocorpus.cli_app import (
+    CorpusOption,
+    ExecutorOption,
+    QuietOption,
+    RayAddressOption,
+    app,
+    open_corpus,
+    use_executor,
+)
 from photocorpus.commands.harvest import harvest_app
 
 
@@ -74,6 +82,8 @@ def fetch(
         bool, typer.Option("--verbose", "-v", help="Log retries, backoff and failures to stderr.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's report as JSON.")] = False,
+    executor: ExecutorOption = None,
+    ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Download every harvested photo not yet fetched; validate, de-frame, resize and store it.
@@ -117,6 +127,7 @@ def fetch(
     if allow_private_urls:
         overrides["allow_private_urls"] = True
     with open_corpus(corpus) as c:
+        use_executor(c, executor, ray_address)
         settings = _override(c.settings.fetch, {k: v for k, v in overrides.items() if v is not None})
         if settings.default_size_only and settings.min_side_px >= 500:
             typer.secho(

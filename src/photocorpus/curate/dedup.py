@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from photocorpus import reasons
-from photocorpus.config import CurateSettings
+from photocorpus.config import CurateSettings, ExecutorSettings
 from photocorpus.corpus import Corpus
 from photocorpus.curate.hashing import PhotoHashes, decode_gray, hash_gray_images
 from photocorpus.curate.mih import as_signed, as_unsigned, hamming, hamming_pairs
-from photocorpus.executors import LocalExecutor
+from photocorpus.executors import open_executor
 from photocorpus.interrupt import StopFlag
 from photocorpus.progress import Advance
 from photocorpus.records import utc_now
@@ -119,8 +119,12 @@ def hash_photos(
     stop: StopFlag | None = None,
     advance: Advance | None = None,
     report: DedupReport | None = None,
+    executor: ExecutorSettings | None = None,
 ) -> DedupReport:
-    """Phase 1: hash every stored image that has no (current) hashes. Resumable batch by batch."""
+    """Phase 1: hash every stored image that has no (current) hashes. Resumable batch by batch.
+
+    ``executor`` (default: the corpus's ``[executor]``) may run the shards on Ray; the driver commits.
+    """
     report = report or DedupReport()
     todo = _pending_hash_rows(corpus, redo)
 
@@ -131,7 +135,7 @@ def hash_photos(
             if stop:
                 return
 
-    with LocalExecutor(workers or 0) as pool:
+    with open_executor(executor or corpus.settings.executor, workers or 0) as pool:
         for _shards, results in pool.map_batches(_hash_shard, batches(), shard_size=1):
             flat = [r for shard in results for r in shard]
             _commit_hashes(corpus, flat, report)

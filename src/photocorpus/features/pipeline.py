@@ -66,6 +66,7 @@ from photocorpus.features.labels import (
 from photocorpus.features.preprocess import CROP_SIZE, RESIZE_SIZE, load_rgb, raw_pixels, resize_center_crop
 
 if TYPE_CHECKING:
+    from photocorpus.config import ExecutorSettings
     from photocorpus.corpus import Corpus
     from photocorpus.interrupt import StopFlag
     from photocorpus.progress import ProgressHandle
@@ -189,6 +190,8 @@ class FeaturizeReport:
     peak_rss_mb: float = 0.0  # this process
     # largest reaped child: in a fresh featurize command, the largest decode worker
     workers_peak_rss_mb: float = 0.0
+    executor: str = "local"
+    shards_failed: int = 0  # Ray batches lost after Ray's retries: their photos stay pending
 
     @property
     def images_per_s(self) -> float:
@@ -211,6 +214,8 @@ class FeaturizeReport:
             "images_per_s": round(self.images_per_s, 2),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "workers_peak_rss_mb": round(self.workers_peak_rss_mb, 1),
+            "executor": self.executor,
+            "shards_failed": self.shards_failed,
         }
 
 
@@ -386,6 +391,43 @@ class _Pca:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) @ self.components.T).astype(np.float32)
+
+
+def make_runner(
+    spec: ImageModelSpec,
+    weights: Path | None,
+    backend: str,
+    threads: int,
+    *,
+    share_cores: bool,
+    pca: _Pca | None = None,
+) -> _Runner:
+    """The model, loaded: in the driver (local executor) or once per Ray actor."""
+    if spec.name == "raw-pixels":
+        return _RawPixelsRunner(pca)
+    chosen, device = _choose_backend(backend)
+    if chosen == "onnx":
+        return _OnnxRunner(_onnx_path(spec, weights), threads, share_cores=share_cores)
+    return _TorchRunner(_build_network(spec, weights, device), device, threads)
+
+
+@dataclass(slots=True)
+class Inferred:
+    """One batch after inference: model outputs of the decodable photos, and the failures."""
+
+    ids: np.ndarray  # int64 ids of the rows of ``outputs``
+    outputs: dict[str, np.ndarray] | None  # model output name -> (len(ids), D) float32
+    failures: list[_Decoded]
+    size: int  # photos in the batch
+
+
+def infer_batch(runner: _Runner, decoded: list[_Decoded]) -> Inferred:
+    """Run the model on the decodable photos of a batch: the step shared by both executors."""
+    ok = [d for d in decoded if d.pixels is not None]
+    failures = [d for d in decoded if d.pixels is None]
+    ids = np.array([d.photo_id for d in ok], dtype=np.int64)
+    outputs = runner.run(np.stack([d.pixels for d in ok])) if ok else None  # type: ignore[misc]
+    return Inferred(ids, outputs, failures, len(decoded))
 
 
 def _nvidia_gpu_present() -> bool:
@@ -814,12 +856,15 @@ def featurize_images(
     limit: int | None = None,
     stop: StopFlag | None = None,
     progress: ProgressHandle | None = None,
+    executor: ExecutorSettings | None = None,
 ) -> FeaturizeReport:
     """Featurize every fetched photo that lacks ``model``'s features; see the module docstring.
 
     Options left as ``None`` come from the corpus's ``[featurize]`` settings (where ``workers = 0``
     means one decode process per core); ``workers=0`` passed here decodes in this process. ``limit``
     caps the photos done in this run (the rest stay pending). ``stop`` is polled between batches.
+    ``executor`` (default: the corpus's ``[executor]``) may run decode and inference in a pool of Ray
+    actors, each loading the model once (:mod:`photocorpus.features.distributed`); the driver commits.
     """
     started = time.perf_counter()
     run_wall_start = time.time()
@@ -840,6 +885,9 @@ def featurize_images(
     outputs = dict(zip([out for out, _ in spec.outputs], names, strict=True))
     stage = stage_name(names[0])
     report = FeaturizeReport(model=spec.name, feature_sets=names)
+    executor = executor or corpus.settings.executor
+    report.executor = executor.kind
+    on_ray = executor.kind == "ray"
 
     weights_path = _weights_file(spec, weights)
     side = cfg.raw_pixels_size if spec.name == "raw-pixels" else 0
@@ -872,21 +920,23 @@ def featurize_images(
         report.peak_rss_mb = _peak_rss_mb()
         return report
 
-    with _DecodePool(workers) as pool:
-        if spec.name == "raw-pixels":
-            pca = None
-            if pca_dims:
-                pca, pca_info = _load_or_fit_pca(corpus, names[0], pca_dims, side, todo, pool, cfg.text_seed)
-                params["pca"] = pca_info
-            runner = _RawPixelsRunner(pca)
+    # On Ray the decode workers are the actors themselves; the local pool only fits a PCA basis.
+    with _DecodePool(0 if on_ray else workers) as pool:
+        pca = None
+        if spec.name == "raw-pixels" and pca_dims:
+            pca, pca_info = _load_or_fit_pca(corpus, names[0], pca_dims, side, todo, pool, cfg.text_seed)
+            params["pca"] = pca_info
+        backend = backend or cfg.backend
+        ray_pool = None
+        if on_ray:
+            from photocorpus.features.distributed import ActorPool
+
+            ray_pool = ActorPool(executor, spec.name, weights_path, backend, pca)
+            report.backend = ray_pool.backend
         else:
-            chosen, device = _choose_backend(backend or cfg.backend)
-            if chosen == "onnx":
-                runner = _OnnxRunner(_onnx_path(spec, weights_path), threads, share_cores=workers > 0)
-            else:
-                runner = _TorchRunner(_build_network(spec, weights_path, device), device, threads)
-        report.backend = runner.backend
-        params["backend"] = runner.backend
+            runner = make_runner(spec, weights_path, backend, threads, share_cores=workers > 0, pca=pca)
+            report.backend = runner.backend
+        params["backend"] = report.backend
         width = sum(_output_width(spec, outputs, pca_dims, side))
         itemsize = np.dtype(store.DTYPES[dtype]).itemsize
         rows_per_shard = max(
@@ -906,24 +956,29 @@ def featurize_images(
                 if stop:
                     return
 
-        for decoded in pool.map(batches()):
-            ok = [d for d in decoded if d.pixels is not None]
-            if ok:
-                ids = np.array([d.photo_id for d in ok], dtype=np.int64)
-                result = runner.run(np.stack([d.pixels for d in ok]))  # type: ignore[misc]
+        inferred: Iterator[Inferred]
+        if ray_pool is not None:
+            inferred = ray_pool.map(batches())
+        else:
+            inferred = (infer_batch(runner, decoded) for decoded in pool.map(batches()))
+        for batch in inferred:
+            result, ids = batch.outputs, batch.ids
+            if result is not None:
                 labels = None
                 if spec.label_output and result[spec.label_output].shape[1] == len(imagenet_class_table()):
                     labels = _label_rows(names[0], ids, result[spec.label_output], ontos)
                 writer.add(ids, result, labels)
-            writer.fail([d for d in decoded if d.pixels is None])
+            writer.fail(batch.failures)
             if writer.buffer.count >= rows_per_shard:
                 writer.commit()
             if progress is not None:
-                progress(len(decoded))
+                progress(batch.size)
             if stop:
                 report.interrupted = True
                 break
         writer.commit()
+        if ray_pool is not None:
+            report.shards_failed = ray_pool.failed_batches
     if not report.interrupted and compact:
         report.compacted = _compact_sets(corpus, names)
     if not report.interrupted:

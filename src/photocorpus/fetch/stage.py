@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from photocorpus import reasons, storage
-from photocorpus.config import FetchSettings
+from photocorpus.config import ExecutorSettings, FetchSettings
 from photocorpus.corpus import Corpus, StoredFile
 from photocorpus.enrich.exif import store_exif
 from photocorpus.errors import ConfigError, StorageError
@@ -75,6 +75,8 @@ class FetchReport:
     interrupted: bool = False
     elapsed_s: float = 0.0
     retried_reasons: list[str] = field(default_factory=list)
+    executor: str = "local"
+    shards_failed: int = 0  # Ray shards lost after Ray's retries: their photos stay pending for a re-run
 
 
 @dataclass(slots=True)
@@ -136,18 +138,23 @@ def fetch_photos(
     advance: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     seed: int | None = None,
+    executor: ExecutorSettings | None = None,
 ) -> FetchReport:
     """Fetch every photo still to do (see :mod:`photocorpus.fetch.plan`); return what happened.
 
     ``retry_failed``: ``None`` retries nothing, ``[]`` the failures that could be transient, a list
     exactly those reasons. ``stop`` is checked between photos (a :class:`~photocorpus.interrupt.StopFlag`);
     ``advance(n)`` is called as photos are committed; ``on_total(n)`` once the work is counted.
+    ``executor`` (default: the corpus's ``[executor]``) may run downloads and renders as Ray tasks
+    (:mod:`photocorpus.fetch.distributed`); the catalog is written here either way.
     """
     settings = settings or corpus.settings.fetch
     policy = AddressPolicy.build(
         settings.allow_private_urls or bool(allow_private_urls), settings.allowed_networks
     )
     run = _FetchRun(corpus, settings, policy, retry_failed, limit, stop, advance, on_total, seed)
+    run.executor = executor or corpus.settings.executor
+    run.report.executor = run.executor.kind
     return asyncio.run(run.run())
 
 
@@ -184,6 +191,7 @@ class _FetchRun:
         self._calls = 0  # worker calls in flight
         self._tmp_dir: Path | None = None
         self._budget: ByteBudget | None = None
+        self.executor = ExecutorSettings()
 
     # ------------------------------------------------------------------ driver
     async def run(self) -> FetchReport:
@@ -199,11 +207,18 @@ class _FetchRun:
         if self.on_total:
             self.on_total(total)
         self._budget = ByteBudget(self.settings.max_inflight_mb * 1_000_000)
-        self._start_pool()
+        ray = self.executor.kind == "ray"
+        if not ray:
+            self._start_pool()
         fsync_pool = ThreadPoolExecutor(_FSYNC_THREADS, thread_name_prefix="fsync")
         try:
-            async with Downloader(self.settings, self.policy, self._budget, self.rng) as downloader:
-                await self._produce(downloader, retry, fsync_pool)
+            if ray:
+                from photocorpus.fetch.distributed import produce_with_ray
+
+                await produce_with_ray(self, self.executor, retry, fsync_pool)
+            else:
+                async with Downloader(self.settings, self.policy, self._budget, self.rng) as downloader:
+                    await self._produce(downloader, retry, fsync_pool)
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
