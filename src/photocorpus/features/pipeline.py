@@ -831,6 +831,19 @@ def _default_cores() -> int:
 
 
 def _peak_rss_mb(children: bool = False) -> float:
+    """Peak RSS of this process (or of its largest child), in MiB.
+
+    For this process, Linux's ``VmHWM`` is read first: ``ru_maxrss`` survives ``execve``, so a
+    command started by a big process (a benchmark holding gigabytes) would report its parent's peak.
+    """
+    if not children:
+        try:
+            with open("/proc/self/status", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024.0  # kB
+        except OSError:  # not Linux: fall back to getrusage
+            pass
     try:
         import resource
     except ImportError:  # pragma: no cover - Windows
