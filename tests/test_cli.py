@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,15 @@ def test_demo_builds_a_corpus_that_status_describes(tmp_path: Path) -> None:
     assert {"food", "animals", "space", "street", "textures", "science"} <= set(status["labels"])
     assert status["failures"] == {"corrupt_image": 1, "empty_file": 1, "not_an_image": 1}
     assert status["stages"]["fetch"]["done"] == status["photos"] - 3
+    # The demo curates: its generated reposts (re-encoded, cropped, framed, watermarked...) are found
+    # as duplicates of their originals, and the unique ratios appear in status.
+    reposts = int(re.search(r"(\d+) reposts", out.stdout).group(1))
+    assert reposts > 0
+    curate = status["curate"]
+    assert curate["hashed"] == status["photos"] - 3
+    assert curate["duplicates"] >= reposts * 0.9, (curate, reposts)
+    assert curate["unique_ratio"] < curate["unique_ratio_sha256"] <= 1
+    assert sum(curate["splits"].values()) > 0
     # Running the demo again resumes instead of duplicating.
     run_cli("demo", str(demo_dir), "--quiet")
     assert (

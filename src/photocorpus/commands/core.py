@@ -211,6 +211,10 @@ def demo(
         ):
             featurized = featurize_images(corpus, stop=stop, progress=adv)
         typer.echo(f"Featurized {featurized.computed} photos with efficientnet-lite0 ({featurized.backend})")
+        # Curate after featurize, so that dedup also uses the CNN features (crops, frames, rotations).
+        from photocorpus.commands.curate import curate as curate_command
+
+        curate_command(corpus=corpus.root, quiet=quiet)
         if flickr:
             _demo_flickr(corpus, quiet)
         from photocorpus.explore.stage import explore
