@@ -177,6 +177,10 @@ def test_busy_catalog_gives_a_clear_error(tmp_path: Path) -> None:
 
     a = Corpus.create(tmp_path / "c")
     b = Corpus.open(tmp_path / "c")
+    # every connection waits for a busy writer (BUSY_TIMEOUT_S) before giving up, and reads from WAL
+    # so that readers never wait for writers
+    assert b.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
+    assert b.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     b.conn.execute("PRAGMA busy_timeout = 100")
     with (
         a.transaction(),

@@ -5,6 +5,7 @@ and to private addresses. Each photo must end with the right outcome, and the co
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from PIL import Image
 from photocorpus import reasons
 from photocorpus.config import FetchSettings
 from photocorpus.corpus import Corpus
+from photocorpus.fetch.http import Download, Downloader
 from photocorpus.fetch.stage import fetch_photos
+from photocorpus.netguard import AddressPolicy
 from photocorpus.records import ImageURL, PhotoRecord
 from tests.fixtures.image_server import ImageServer, Route, encode, real_jpeg
 
@@ -106,3 +109,21 @@ def test_hostile_responses_get_the_right_outcome(tmp_path: Path, instany_images:
         report = corpus.verify()
         assert report.ok, report
         corpus.close()
+
+
+def test_a_slow_drip_is_cut_off_by_the_total_deadline(instany_images: Path) -> None:
+    # 16 bytes every 0.1 s never trips the per-read timeout; only the total deadline ends it
+    jpeg = real_jpeg(sorted(instany_images.glob("*.jpg"))[0], (600, 600))
+    settings = FetchSettings(allow_private_urls=True, host_rate_per_s=0, max_retries=0, total_timeout_s=0.5)
+
+    async def fetch(url: str) -> Download:
+        async with Downloader(settings, AddressPolicy(allow_private=True)) as dl:
+            return await asyncio.wait_for(dl.fetch(url), 15)  # without the deadline: minutes
+
+    with ImageServer() as server:
+        url = server.add(
+            "/drip.jpg", Route(jpeg, fault="drip", fail_times=-1, drip_bytes=16, drip_interval_s=0.1)
+        )
+        result = asyncio.run(fetch(url))
+    assert result.reason == reasons.TIMEOUT and result.body is None
+    assert result.elapsed_s < 5

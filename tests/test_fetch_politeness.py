@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,8 +13,10 @@ import pytest
 
 from photocorpus.config import FetchSettings
 from photocorpus.corpus import Corpus
+from photocorpus.fetch.http import Download, Downloader
 from photocorpus.fetch.politeness import HostLimiter, instagram_expiry, url_expired, x_robots_disallows
 from photocorpus.fetch.stage import fetch_photos
+from photocorpus.netguard import AddressPolicy
 from photocorpus.records import ImageURL, PhotoRecord
 from tests.fixtures.image_server import ImageServer, Route, real_jpeg
 
@@ -102,6 +106,34 @@ def test_retry_after_is_honoured_and_backoff_grows(tmp_path: Path, instany_image
         assert len(flaky) == 4
         # full-jitter backoff: waits drawn from [0, 0.2 * 2**n], 1.4 s at most in all (plus request time)
         assert flaky[-1] - flaky[0] <= 0.2 + 0.4 + 0.8 + 5.0
+
+
+class _CeilingRandom(random.Random):
+    """Full jitter always drawing its ceiling, so each backoff wait is known exactly."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_backoff_waits_between_retries_and_doubles(tmp_path: Path, instany_images: Path) -> None:
+    body = real_jpeg(sorted(instany_images.glob("*.jpg"))[0], (600, 600))
+    settings = FetchSettings(
+        allow_private_urls=True, host_rate_per_s=0, max_retries=3, backoff_base_s=0.1, backoff_cap_s=5
+    )
+
+    async def fetch(url: str) -> Download:
+        async with Downloader(settings, AddressPolicy(allow_private=True), rng=_CeilingRandom()) as dl:
+            return await dl.fetch(url)
+
+    with ImageServer() as server:
+        url = server.add("/flaky.jpg", Route(body, fault="status", fault_status=503, fail_times=3))
+        result = asyncio.run(fetch(url))
+        hits = [h.at for h in server.hits if h.path == "/flaky.jpg"]
+    assert result.ok and result.retries == 3
+    assert result.waited_s == pytest.approx(0.1 + 0.2 + 0.4)  # base * 2**n, n = 0, 1, 2
+    gaps = [b - a for a, b in itertools.pairwise(hits)]
+    assert len(gaps) == 3
+    assert all(gap >= wait - 0.01 for gap, wait in zip(gaps, (0.1, 0.2, 0.4), strict=True)), gaps
 
 
 def test_retry_after_beyond_the_cap_fails_fast_as_transient(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import random
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,14 @@ from email.utils import format_datetime
 
 import pytest
 
-from photocorpus.logs import REDACTED, RedactingFilter, redact, register_secret
+from photocorpus.logs import (
+    REDACTED,
+    RedactingFilter,
+    _PhotocorpusHandler,
+    redact,
+    register_secret,
+    setup_logging,
+)
 from photocorpus.ratelimit import TokenBucket, backoff_delay, parse_retry_after
 
 
@@ -73,3 +81,27 @@ def test_registered_secrets_are_redacted_from_any_logger() -> None:
     )
     handler_filter.filter(record)
     assert secret not in record.getMessage() and REDACTED in record.getMessage()
+
+
+def test_the_cli_log_handler_redacts_every_logger() -> None:
+    """setup_logging's stderr handler carries the redacting filter, so a secret that any library logs
+    (httpx logs full request URLs, query strings included) comes out as [REDACTED]."""
+    secret = "handler-secret-77e1c0ffee"
+    register_secret(secret)
+    root = logging.getLogger()
+    before, levels = list(root.handlers), (root.level, logging.getLogger("photocorpus").level)
+    setup_logging(verbose=True)
+    handler = next(h for h in root.handlers if isinstance(h, _PhotocorpusHandler))
+    stream = io.StringIO()
+    old_stream = handler.setStream(stream)
+    try:
+        logging.getLogger("httpx").warning("HTTP Request: GET /rest?api_key=%s", secret)
+        logging.getLogger("photocorpus.test").info("calling with %s", secret)
+    finally:
+        handler.setStream(old_stream)
+        for added in set(root.handlers) - set(before):
+            root.removeHandler(added)
+        root.setLevel(levels[0])
+        logging.getLogger("photocorpus").setLevel(levels[1])
+    text = stream.getvalue()
+    assert secret not in text and text.count(REDACTED) == 2, text

@@ -115,6 +115,8 @@ def test_featurize_stops_clearly_on_a_failing_disk_and_the_next_run_continues(
     with pytest.raises(PhotocorpusError, match=words) as info:
         featurize_images(corpus, workers=0, shard_rows=8, batch_size=8)
     assert "re-run" in str(info.value)
+    folder = corpus.abs_path(store.feature_dir("efficientnet-lite0"))
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # the failed write cleaned up
     fs = store.open_feature_set(corpus, "efficientnet-lite0")
     committed = fs.photo_ids().tolist()
     assert 8 <= len(committed) <= 16 and len(set(committed)) == len(committed)
@@ -128,7 +130,6 @@ def test_featurize_stops_clearly_on_a_failing_disk_and_the_next_run_continues(
     assert len(ids) == len(set(ids)) == 48
     rows = fs.rows_for(committed)
     assert np.array_equal(np.asarray(fs.matrix(), dtype=np.float32)[rows], kept)  # committed rows unchanged
-    folder = corpus.abs_path(store.feature_dir("efficientnet-lite0"))
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # no scratch files left
     corpus.close()
 
