@@ -47,7 +47,13 @@ class RedactingFilter(logging.Filter):
 def setup_logging(verbose: bool = False) -> None:
     """Log to stderr: INFO from photocorpus at ``--verbose``, WARNING otherwise."""
     root = logging.getLogger()
-    if not any(isinstance(h, _PhotocorpusHandler) for h in root.handlers):
+    ours = [h for h in root.handlers if isinstance(h, _PhotocorpusHandler)]
+    if ours:
+        # Run again in one process (Python callers, tests): write to today's stderr, which may have
+        # been replaced since, not to a stream that may be closed by now.
+        for handler in ours:
+            handler.stream = sys.stderr
+    else:
         handler = _PhotocorpusHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.addFilter(RedactingFilter())

@@ -384,6 +384,7 @@ class _FetchRun:
         """
         assert self._pool is not None
         loop = asyncio.get_running_loop()
+        restarted = False
         while self._queue and self._calls < 2 * self.workers:
             if self._queue[0].solo:
                 items = [self._queue.popleft()]
@@ -395,7 +396,19 @@ class _FetchRun:
             items = [i for i in items if not i.future.done()]
             if not items:
                 continue
-            call = self._pool.submit(render_batch, self.spec, str(self._tmp_dir), [i.data for i in items])
+            try:
+                call = self._pool.submit(render_batch, self.spec, str(self._tmp_dir), [i.data for i in items])
+            except BrokenProcessPool:
+                # A worker died and the pool knows it before our callbacks for its calls have run:
+                # start the new pool here (those callbacks then see an old generation and only requeue
+                # their images) and hand these images to it. Twice in a row means the pool cannot start.
+                if restarted:
+                    raise
+                restarted = True
+                log.warning("a worker process died; restarting the pool")
+                self._queue.extendleft(reversed(items))
+                self._start_pool()
+                continue
             self._calls += 1
             generation = self._pool_generation
 
