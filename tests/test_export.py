@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -59,8 +60,13 @@ def curated(tmp_path_factory: pytest.TempPathFactory, instany_images: Path) -> P
         evil = corpus.add_photos([PhotoRecord("evil", "../../outside", ["../../etc"], license="CC0 1.0")])[0]
         rel = corpus.plan_image_path(evil, "JPEG")
         corpus.abs_path(rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(photos[2], corpus.abs_path(rel))
-        corpus.commit_file(evil, StoredFile(rel, "evil-sha", 300, 300, photos[2].stat().st_size, "JPEG"))
+        # A photo of its own (not a copy of an imported one), so that dedup keeps it in a split.
+        own = sorted(instany_images.glob("*.jpg"))[330]
+        shutil.copy(own, corpus.abs_path(rel))
+        with Image.open(own) as im:
+            w, h = im.size
+        sha = hashlib.sha256(own.read_bytes()).hexdigest()
+        corpus.commit_file(evil, StoredFile(rel, sha, w, h, own.stat().st_size, "JPEG"))
         settings = CurateSettings(semantic=False)
         run_dedup(corpus, settings, workers=1)
         run_captions(corpus)
@@ -127,7 +133,7 @@ def test_imagefolder_keeps_stored_bytes_and_filters_splits(curated: Path, tmp_pa
     assert {f.relative_to(out).parts[0] for f in files} == {"train", "test"}
     for f in files:
         _split, label, _name = f.relative_to(out).parts
-        assert label in ("brooklyn", "queens", "etc")
+        assert label in ("brooklyn", "queens") or (label.startswith("etc-") and ".." not in label)
         with Image.open(f) as im:
             im.load()
     _inside(out)
@@ -209,3 +215,28 @@ def test_cli_export_and_bad_arguments(curated: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="300x300"):
         parse_size("300 by 300")
     assert parse_splits(["train,val"]) == {"train", "val"} and parse_splits(["all"]) is None
+
+
+def test_a_hostile_label_and_id_stay_inside_every_export(curated: Path, tmp_path: Path) -> None:
+    """The fixture's photo labelled ``../../etc`` with source id ``../../outside`` is exported by every
+    folder format (all splits), and nothing any export writes lands outside its own folder: each export
+    goes two levels deep into ``tmp_path``, so a ``..`` that survived would surface beside it."""
+    db = _db(curated)
+    assert db["../../outside"]["split"], "the hostile photo must be in a split for this test to mean anything"
+    outs = {name: tmp_path / "a" / "b" / name for name in ("ic", "if", "wds", "mf")}
+    with Corpus.open(curated) as corpus:
+        export_instacities(corpus, outs["ic"], size=(32, 32), workers=1)
+        export_imagefolder(corpus, outs["if"], workers=1)
+        export_webdataset(corpus, outs["wds"], size=(32, 32), samples_per_shard=8, workers=1)
+        export_mirflickr_json(corpus, outs["mf"], chunk_size=10)
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert any(out in path.parents for out in outs.values()), f"written outside its export: {path}"
+    for out in outs.values():
+        _inside(out)
+    # The hostile photo was exported, under a sanitised label folder of its own.
+    hostile_folders = {p.parent.name for p in (outs["if"]).rglob("*.jpg") if "etc" in p.parent.name}
+    assert len(hostile_folders) == 1
+    (folder,) = hostile_folders
+    assert folder != "etc" and ".." not in folder and "/" not in folder
+    assert any("etc" in p.parent.name for p in (outs["ic"] / "img_resized").rglob("*.jpg"))

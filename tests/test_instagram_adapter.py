@@ -6,6 +6,7 @@ retries, rate controller, Hashtag and NodeIterator run unchanged; nothing reache
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from instaloader import Post
 
 from photocorpus.config import InstagramSettings, Settings
 from photocorpus.corpus import Corpus
-from photocorpus.errors import ConfigError
+from photocorpus.errors import ConfigError, PhotocorpusError
 from photocorpus.fetch.politeness import url_expired
 from photocorpus.sources.instagram import (
     InstagramError,
@@ -34,6 +35,7 @@ from tests.test_instagram_support import (
     CSRF_SECRET,
     LOGIN_REDIRECT,
     SESSION_SECRET,
+    Failure,
     FakeInstagram,
     child_node,
     expected_photo_ids,
@@ -394,6 +396,32 @@ def test_session_secrets_never_reach_the_catalog_or_messages(tmp_path: Path, cap
     for secret in (SESSION_SECRET, CSRF_SECRET):
         assert secret.encode() not in written
         assert secret not in str(caught.value) and secret not in out and secret not in err
+
+
+def test_a_cookie_echoed_by_the_server_is_redacted_from_instaloaders_own_messages(
+    tmp_path: Path, capfd, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that answers with the session cookie in its error message: instaloader reports each retry
+    itself (it would print the message to stderr), and the last one becomes our error. The cookie must
+    reach neither stream, nor any log record, nor the exception, nor the corpus."""
+    session = write_session_file(tmp_path / "session-tester")
+    corpus = _corpus(tmp_path)
+    fake = FakeInstagram({"london": feed(8_100_000_000_000_000_000, 40)})
+    echo: Failure = (200, f"checkpoint required for sessionid={SESSION_SECRET}", {})
+    fake.fail = lambda what, info: echo if what == "page" and info["after"] == "24" else None
+    with fake.installed(), caplog.at_level(logging.DEBUG):
+        loader = open_instaloader(login="tester", session_file=session, sleep=False)
+        with pytest.raises(PhotocorpusError) as caught:
+            harvest_instagram(corpus, [LONDON], InstaloaderPosts(loader))
+        loader.close()
+    corpus.close()
+    out, err = capfd.readouterr()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    written = b"".join(p.read_bytes() for p in corpus.root.rglob("*") if p.is_file())
+    for text in (out, err, logged, str(caught.value)):
+        assert SESSION_SECRET not in text
+    assert SESSION_SECRET.encode() not in written
+    assert "checkpoint required" in logged  # the retries were reported, through our log
 
 
 # ------------------------------------------------------------------------------------------ CLI

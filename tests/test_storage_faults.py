@@ -173,3 +173,40 @@ def test_two_fetches_and_a_status_reader_share_one_corpus(instany_images: Path, 
         assert report.ok, report
     assert duplicate_rows(corpus_dir) == {}
     assert len(files_on_disk(corpus_dir)) == len(photos)
+
+
+_PARTIAL_WRITE = """
+import resource, signal, sys
+from pathlib import Path
+from photocorpus import storage
+from photocorpus.errors import StorageError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    storage.write_tmp(Path(sys.argv[1]), b"x" * (1024 * 1024))
+except StorageError as exc:
+    print("StorageError:", exc)
+"""
+
+
+def test_a_write_that_fails_halfway_leaves_no_scratch_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scratch write that dies after some bytes reached the disk (a file-size limit: the first 64 KiB
+    are written, then EFBIG) raises StorageError and removes the partial file; so does a failing fsync."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", _PARTIAL_WRITE, str(scratch)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "StorageError: cannot write" in proc.stdout and "re-run" in proc.stdout, proc.stdout
+    assert list(scratch.iterdir()) == []
+
+    def fsync_fails(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "fsync", fsync_fails)
+    with pytest.raises(StorageError, match="disk is full"):
+        storage.write_tmp(scratch, b"y" * 10_000)
+    assert list(scratch.iterdir()) == []

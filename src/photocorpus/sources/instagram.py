@@ -473,6 +473,7 @@ def open_instaloader(
         rate_controller=rate_controller,
         resume_prefix=None,  # resume state lives in the catalog, not in files next to downloads
     )
+    _route_messages_through_our_log(loader.context)
     username = login.strip().lstrip("@").lower() if login else None
     if session_file is not None and username is None:
         username = _username_from_session_file(session_file)
@@ -502,6 +503,23 @@ def open_instaloader(
         if name != "ds_user_id":  # the account's public numeric id; every other cookie is a secret
             register_secret(str(value) if value is not None else None)
     return loader
+
+
+def _route_messages_through_our_log(context: instaloader.InstaloaderContext) -> None:
+    """Send instaloader's own messages through our redacting logger instead of straight to stderr.
+
+    instaloader prints request errors ("JSON Query to ...: <the server's message> [retrying]") with a
+    bare ``print``, past our log filter, so a server that echoed a cookie back in an error message would
+    put the session on the terminal. Its end-of-run error list gets the redacted text too.
+    """
+
+    def error(msg: object, repeat_at_end: bool = True) -> None:
+        text = redact(str(msg))
+        log.warning("instaloader: %s", text)
+        if repeat_at_end:
+            context.error_log.append(text)
+
+    context.error = error  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------------------------------------- harvest
