@@ -231,3 +231,24 @@ def test_gallery_escapes_untrusted_text(tmp_path: Path) -> None:
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert "src='../../images/a/00000/x.jpg'" in text
     c.close()
+
+
+def test_report_queries_rank_frequent_tags_by_count_then_name(tmp_path: Path) -> None:
+    from photocorpus.learn.report_search import QUERIES, report_queries
+
+    records = [
+        PhotoRecord("t", "1", ["nyc"], tags=["Bridge", "x", "ferry"], hashtags=["bridge"]),
+        PhotoRecord("t", "2", ["nyc"], tags=["bridge", "ferry", "y" * 41], hashtags=["ZOO"]),
+        PhotoRecord("t", "3", ["bronx"], tags=["zoo", "apple"], hashtags=["apple"]),
+        PhotoRecord("t", "4", ["nyc"], tags=["ferry"]),
+    ]
+    with Corpus.create(tmp_path / "c") as corpus:
+        corpus.add_photos(records)
+        got = report_queries(corpus, top_terms=3)
+    paper = [q for _, q in QUERIES]
+    assert got[: len(paper)] == paper
+    rest = got[len(paper) :]
+    # labels by photo count, then tags/hashtags lowercased and counted together: bridge 3, ferry 3,
+    # apple 2, zoo 2 -> the top 3 by count then name; one-letter and 41-letter tags are left out.
+    assert rest == ["nyc", "bronx", "bridge", "ferry", "apple"][: len(rest)]
+    assert len(rest) == 5

@@ -34,22 +34,23 @@ def report_queries(corpus: Corpus, *, top_terms: int = TOP_TERMS) -> list[str]:
             (MAX_LABELS,),
         )
     ]
-    terms = [
+    # Counted in SQL: at a million photos the tag list is tens of millions of values, which Python
+    # need never see.
+    frequent = [
         r[0]
         for r in conn.execute(
-            """SELECT lower(j.value) AS term FROM photos p, json_each(
-                   CASE WHEN json_valid(p.tags) THEN p.tags ELSE '[]' END) j
-               WHERE j.type = 'text' AND length(j.value) BETWEEN 2 AND 40
-               UNION ALL
-               SELECT lower(j.value) FROM photos p, json_each(
-                   CASE WHEN json_valid(p.hashtags) THEN p.hashtags ELSE '[]' END) j
-               WHERE j.type = 'text' AND length(j.value) BETWEEN 2 AND 40"""
+            """SELECT term FROM (
+                   SELECT lower(j.value) AS term FROM photos p, json_each(
+                       CASE WHEN json_valid(p.tags) THEN p.tags ELSE '[]' END) j
+                   WHERE j.type = 'text' AND length(j.value) BETWEEN 2 AND 40
+                   UNION ALL
+                   SELECT lower(j.value) FROM photos p, json_each(
+                       CASE WHEN json_valid(p.hashtags) THEN p.hashtags ELSE '[]' END) j
+                   WHERE j.type = 'text' AND length(j.value) BETWEEN 2 AND 40)
+               GROUP BY term ORDER BY COUNT(*) DESC, term LIMIT ?""",
+            (top_terms,),
         )
     ]
-    counts: dict[str, int] = {}
-    for term in terms:
-        counts[term] = counts.get(term, 0) + 1
-    frequent = sorted(counts, key=lambda t: (-counts[t], t))[:top_terms]
     seen: set[str] = set()
     out: list[str] = []
     for query in [q for _, q in QUERIES] + labels + frequent:
