@@ -252,3 +252,29 @@ def test_report_queries_rank_frequent_tags_by_count_then_name(tmp_path: Path) ->
     # apple 2, zoo 2 -> the top 3 by count then name; one-letter and 41-letter tags are left out.
     assert rest == ["nyc", "bronx", "bridge", "ferry", "apple"][: len(rest)]
     assert len(rest) == 5
+
+
+def test_loading_a_model_of_another_kind_or_format_is_refused_clearly(tmp_path: Path) -> None:
+    import torch
+
+    from photocorpus.learn import registry
+    from photocorpus.learn.classifier import load_classifier
+    from photocorpus.learn.semantic import load_semantic
+
+    def writer(fmt: int):
+        def write(folder: Path) -> None:
+            (folder / "model.json").write_text(json.dumps({"format": fmt}), encoding="utf-8")
+            torch.save({"w": torch.zeros(2)}, folder / "model.pt")
+
+        return write
+
+    with Corpus.create(tmp_path / "c") as corpus:
+        common = {"feature_set": "efficientnet-lite0", "settings": {}, "metrics": {}}
+        registry.save_model(corpus, name="sem", kind="semantic", write=writer(1), **common)
+        registry.save_model(corpus, name="old", kind="classifier", write=writer(-7), **common)
+        with pytest.raises(LearnError, match="'sem' is a semantic model, not a classifier model"):
+            load_classifier(corpus, "sem")
+        with pytest.raises(LearnError, match="'old' is a classifier model, not a semantic model"):
+            load_semantic(corpus, "old")
+        with pytest.raises(LearnError, match="'old' has format -7; train it again"):
+            load_classifier(corpus, "old")

@@ -175,14 +175,7 @@ def train_classifier(
         on_epoch=on_epoch,
         stop=stop,
     )
-    metrics: dict[str, Any] = {
-        "best_epoch": result.best_epoch,
-        "epochs_run": result.epochs_run,
-        "best_val_loss": result.best_val_loss,
-        "train_seconds": round(result.seconds, 2),
-        "interrupted": result.interrupted,
-        "photos": {s: int(m.sum()) for s, m in masks.items()},
-    }
+    metrics: dict[str, Any] = result.summary(masks)
     for s in ("val", "test"):
         probs = _probabilities(predict_batched(module, x_all[masks[s]], batch_size=256), targets.multilabel)
         metrics[s] = _split_report(probs, y[masks[s]], targets.names, targets.multilabel)
@@ -273,12 +266,7 @@ class LoadedClassifier:
 
 def load_classifier(corpus: Corpus, name: str) -> LoadedClassifier:
     entry = registry.get_model(corpus, name)
-    if entry.kind != "classifier":
-        raise LearnError(f"model {name!r} is a {entry.kind} model, not a classifier")
-    info = registry.read_model_json(corpus, entry)
-    if int(info.get("format", 0)) != FORMAT_VERSION:
-        raise LearnError(f"model {name!r} has format {info.get('format')}; train it again")
-    state = torch.load(entry.folder(corpus) / "model.pt", map_location="cpu", weights_only=True)
+    info, state = registry.load_saved(corpus, entry, "classifier", FORMAT_VERSION)
     if info.get("finetune"):
         from photocorpus.learn.finetune import FinetunedNet
 

@@ -85,6 +85,17 @@ class FitResult:
     interrupted: bool = False
     seconds: float = 0.0
 
+    def summary(self, masks: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The training part of a model's saved metrics (every model kind reports the same keys)."""
+        return {
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run,
+            "best_val_loss": self.best_val_loss,
+            "train_seconds": round(self.seconds, 2),
+            "interrupted": self.interrupted,
+            "photos": {s: int(m.sum()) for s, m in masks.items()},
+        }
+
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -157,3 +157,22 @@ def read_model_json(corpus: Corpus, entry: ModelEntry) -> dict[str, Any]:
     if not path.is_file():
         raise LearnError(f"model {entry.name!r} is registered but {path} is missing; train it again")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_saved(
+    corpus: Corpus, entry: ModelEntry, kind: str, format_version: int
+) -> tuple[dict[str, Any], Any]:
+    """(model.json, the weights' state dict) of a saved model, refusing another kind or format.
+
+    The checks come before ``torch.load``, so a wrong name gets a clear message rather than a shape
+    error; ``weights_only`` keeps a tampered model file from running code.
+    """
+    import torch
+
+    if entry.kind != kind:
+        raise LearnError(f"model {entry.name!r} is a {entry.kind} model, not a {kind} model")
+    info = read_model_json(corpus, entry)
+    if int(info.get("format", 0)) != format_version:
+        raise LearnError(f"model {entry.name!r} has format {info.get('format')}; train it again")
+    state = torch.load(entry.folder(corpus) / "model.pt", map_location="cpu", weights_only=True)
+    return info, state

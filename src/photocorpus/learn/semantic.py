@@ -232,14 +232,7 @@ def train_semantic(
         on_epoch=on_epoch,
         stop=stop,
     )
-    metrics: dict[str, Any] = {
-        "best_epoch": result.best_epoch,
-        "epochs_run": result.epochs_run,
-        "best_val_loss": result.best_val_loss,
-        "train_seconds": round(result.seconds, 2),
-        "interrupted": result.interrupted,
-        "photos": {s: int(m.sum()) for s, m in masks.items()},
-    }
+    metrics: dict[str, Any] = result.summary(masks)
     for s in ("val", "test"):
         metrics[s] = _split_metrics(model, x_all[masks[s]], y_all[masks[s]])
     if labels is not None:
@@ -316,13 +309,8 @@ def load_semantic(corpus: Corpus, name: str | None = None) -> LoadedSemantic:
         entry = found[0]
     else:
         entry = registry.get_model(corpus, name)
-        if entry.kind != "semantic":
-            raise LearnError(f"model {name!r} is a {entry.kind}, not a semantic model")
-    info = registry.read_model_json(corpus, entry)
-    if int(info.get("format", 0)) != FORMAT_VERSION:
-        raise LearnError(f"model {entry.name!r} has format {info.get('format')}; train it again")
+    info, state = registry.load_saved(corpus, entry, "semantic", FORMAT_VERSION)
     model = SemanticModel(info["head"], info["loss"])
-    state = torch.load(entry.folder(corpus) / "model.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
     model.eval()
     return LoadedSemantic(entry=entry, info=info, model=model)
