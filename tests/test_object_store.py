@@ -339,3 +339,36 @@ def test_bad_options_env_is_refused_without_echoing_it(
             _ = corpus.image_store
         assert SECRET not in str(caught.value) and OPTIONS_ENV in str(caught.value)
         assert caught.value.__context__ is None
+
+
+# ---------------------------------------------------------------------------------------- Ray
+def test_ray_fetch_tasks_write_straight_to_the_store(
+    served: Path, local_reference: Path, tmp_path: Path
+) -> None:
+    """Ray tasks put the JPEGs on a file:// store (no shared corpus folder needed); failures leave no
+    intent; the rows and bytes are the local run's."""
+    ray = pytest.importorskip("ray")
+    from photocorpus.config import ExecutorSettings
+
+    lines = served.read_text().splitlines()
+    base = lines[0].rsplit("/", 1)[0]
+    url_list = tmp_path / "urls.txt"
+    url_list.write_text("\n".join([*lines, f"{base}/missing-1.jpg", f"{base}/missing-2.jpg"]) + "\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        try:
+            url = (tmp_path / "bucket" / "images").as_uri()
+            with Corpus.create(tmp_path / "corpus", _settings(url)) as corpus:
+                harvest_url_list(corpus, url_list)
+                executor = ExecutorSettings(kind="ray", shard_size=5)
+                report = fetch_photos(corpus, _fetch_settings(max_retries=0), executor=executor)
+                assert report.executor == "ray" and report.fetched == PHOTOS and report.failed == 2
+                dump = catalog_dump(corpus.root)
+                assert dump["intents"] == []  # the failed photos' reserved paths were dropped
+                assert dump["files"] == catalog_dump(local_reference)["files"]
+                assert _store_files(corpus) == files_on_disk(local_reference)
+                assert not any((corpus.root / "images").rglob("*.jpg"))
+                assert corpus.verify().ok
+        finally:
+            ray.shutdown()
