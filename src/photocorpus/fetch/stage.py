@@ -545,7 +545,8 @@ class _FetchRun:
             if retries:
                 corpus.bump_counter(STAGE, "retries", retries)
         reserved = [self._reserved.pop(o.photo_id) for o in batch if o.photo_id in self._reserved]
-        unused = [p for p in reserved if p not in set(paths.values())]
+        used = set(paths.values())
+        unused = [p for p in reserved if p not in used]
         if unused:  # paths reserved ahead (Ray + object store) for photos that then failed
             corpus.drop_intents(unused)
         report = self.report
