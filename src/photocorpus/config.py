@@ -327,6 +327,23 @@ class ExecutorSettings(_Section):
     num_cpus: int = Field(0, ge=0, description="CPUs of a private local Ray; 0 means every core.")
 
 
+class StorageSettings(_Section):
+    """Where images live: the corpus folder (default), or an object store through fsspec (docs/scale.md)."""
+
+    images_url: str = Field(
+        "",
+        pattern=r"^$|^[a-z][a-z0-9+.-]*://.+",
+        description='"" keeps images/ in the corpus folder; an fsspec URL (s3://bucket/prefix, '
+        "gs://bucket/prefix) holds the images/ tree there instead. Set it before the first fetch.",
+    )
+    options: dict[str, Any] = Field(
+        {},
+        repr=False,  # may hold credentials: never in a repr, a log or a report
+        description="fsspec storage options (endpoint_url, region...); put credentials in the "
+        "provider's environment variables or $PHOTOCORPUS_STORAGE_OPTIONS (JSON), not here.",
+    )
+
+
 class Settings(_Section):
     """All settings of one corpus. Each section is a table in ``corpus.toml``."""
 
@@ -339,6 +356,7 @@ class Settings(_Section):
     learn: LearnSettings = Field(default_factory=LearnSettings)
     curate: CurateSettings = Field(default_factory=CurateSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
@@ -370,6 +388,8 @@ def _toml_value(value: Any) -> str:
         return f'"{escaped}"'
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table
+        return "{" + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 

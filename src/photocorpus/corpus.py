@@ -26,12 +26,15 @@ from typing import Any
 from photocorpus import layout
 from photocorpus.config import Settings, load_settings, write_settings
 from photocorpus.errors import CorpusBusyError, CorpusExistsError, CorpusNotFoundError, SchemaVersionError
+from photocorpus.imagestore import ObjectStore, RemoteImage, check_relpath, options_from_env
 from photocorpus.records import ImageURL, PhotoRecord, utc_now
+from photocorpus.storage import ImageLocation
 
 CATALOG_FILE = "catalog.sqlite"
 BUSY_TIMEOUT_S = 30.0
 
 STAGE_STATUSES = ("pending", "done", "failed", "skipped")
+_UNSET = object()  # Corpus.image_store not looked up yet
 
 # Forward migrations: MIGRATIONS[i] takes a catalog from user_version i to i + 1. Never edit a published
 # entry; append a new one.
@@ -400,6 +403,7 @@ class Corpus:
         self.conn = conn
         self.settings = settings
         self._in_transaction = False
+        self._image_store: ObjectStore | object | None = _UNSET
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -750,24 +754,78 @@ class Corpus:
                 )
 
     def abs_path(self, relpath: str) -> Path:
-        """The absolute path of a corpus-relative path, refusing anything outside the corpus."""
+        """The absolute path of a corpus-relative path, refusing anything outside the corpus.
+
+        For a stored image, use :meth:`image_location` instead: images may live on an object store.
+        """
         return layout.resolve_inside(self.root, relpath)
+
+    @property
+    def image_store(self) -> ObjectStore | None:
+        """The object store holding ``images/`` (``[storage] images_url``), or None: the corpus folder."""
+        if self._image_store is _UNSET:
+            cfg = self.settings.storage
+            self._image_store = (
+                ObjectStore(cfg.images_url, options_from_env(cfg.options)) if cfg.images_url else None
+            )
+        return self._image_store  # type: ignore[return-value]
+
+    def image_location(self, relpath: str) -> ImageLocation:
+        """Where a worker reads a stored image: its local path, or the image on the object store.
+
+        Either way the path is checked first (inside the corpus; under ``images/`` on a store), so a
+        catalog path can never name a file or key elsewhere. Read it with
+        :func:`photocorpus.storage.open_image_bytes` or :func:`~photocorpus.storage.image_input`.
+        """
+        store = self.image_store
+        if store is None:
+            return str(self.abs_path(relpath))
+        check_relpath(relpath)
+        return RemoteImage(store, relpath)
+
+    def image_url(self, relpath: str) -> str:
+        """A stored image's address for people: its absolute path, or its URL on the object store."""
+        store = self.image_store
+        return str(self.abs_path(relpath)) if store is None else store.url_of(relpath)
+
+    def _delete_stored(self, relpath: str) -> None:
+        store = self.image_store
+        if store is not None and relpath.startswith(layout.IMAGES_DIR + "/"):
+            store.delete(relpath)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.abs_path(relpath).unlink()
 
     def resolve_dangling_intents(self) -> int:
         """Delete files left behind by a crash between rename and commit; return how many intents.
 
         Called by every stage that stores files, before it starts. Safe to call at any time: an intent
-        whose path is owned by a committed ``files`` row is simply dropped.
+        whose path is owned by a committed ``files`` row is simply dropped. On an object store the
+        same holds for objects put before their row was committed.
         """
         with self.transaction() as conn:
             rows = conn.execute(
                 "SELECT i.path FROM file_intents i LEFT JOIN files f ON f.path = i.path WHERE f.path IS NULL"
             ).fetchall()
             for row in rows:
-                with contextlib.suppress(FileNotFoundError):
-                    self.abs_path(row["path"]).unlink()
+                self._delete_stored(row["path"])
             conn.execute("DELETE FROM file_intents")
         return len(rows)
+
+    def drop_intents(self, paths: Iterable[str]) -> int:
+        """Resolve these intents now (a file never stored): delete what may be there, drop the intent.
+
+        For paths reserved ahead of the work (fetch on Ray with an object store) whose photo then
+        failed. A path owned by a committed ``files`` row keeps its file. Returns the intents dropped.
+        """
+        dropped = 0
+        with self.transaction() as conn:
+            for path in paths:
+                owned = conn.execute("SELECT 1 FROM files WHERE path = ?", (path,)).fetchone()
+                if owned is None:
+                    self._delete_stored(path)
+                dropped += conn.execute("DELETE FROM file_intents WHERE path = ?", (path,)).rowcount
+        return dropped
 
     def tmp_dir(self) -> Path:
         """A private scratch folder for this process, on the same file system as ``images/``.
@@ -921,17 +979,24 @@ class Corpus:
         """Check the invariants: SQLite integrity, every file row has its file, no file lacks a row."""
         integrity = self.conn.execute("PRAGMA integrity_check").fetchone()[0]
         known = {r[0] for r in self.conn.execute("SELECT path FROM files")}
-        images = self.root / layout.IMAGES_DIR
-        on_disk = set()
-        if images.exists():
-            for dirpath, _dirnames, filenames in os.walk(images):
-                for name in filenames:
-                    on_disk.add(Path(dirpath, name).relative_to(self.root).as_posix())
+        store = self.image_store
+        on_disk: set[str] = set()
+        if store is not None:
+            # One listing of the bucket answers both questions: no HEAD request per catalog row.
+            on_disk = store.list_images()
+            missing = sorted(known - on_disk)
+        else:
+            images = self.root / layout.IMAGES_DIR
+            if images.exists():
+                for dirpath, _dirnames, filenames in os.walk(images):
+                    for name in filenames:
+                        on_disk.add(Path(dirpath, name).relative_to(self.root).as_posix())
+            missing = sorted(p for p in known if not (self.root / p).exists())
         dangling = int(self.conn.execute("SELECT COUNT(*) FROM file_intents").fetchone()[0])
         return VerifyReport(
             integrity=integrity,
             orphan_files=sorted(on_disk - known),
-            missing_files=sorted(p for p in known if not (self.root / p).exists()),
+            missing_files=missing,
             dangling_intents=dangling,
         )
 

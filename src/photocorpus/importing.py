@@ -8,6 +8,9 @@ Each batch is two transactions around the file moves (see :mod:`photocorpus.corp
 1. insert the photo rows and reserve each file's path with an intent;
 2. rename the validated files into place;
 3. record the files and stage statuses and drop the intents.
+
+With images on an object store (``[storage] images_url``), step 2 puts each validated copy at its
+final key instead of renaming it (put-then-commit); ``--link`` needs images on the local disk.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from photocorpus import reasons, storage
 from photocorpus.corpus import Corpus, StoredFile
 from photocorpus.enrich.exif import fields_from_bytes, store_exif
+from photocorpus.errors import ConfigError
 from photocorpus.executors import LocalExecutor
 from photocorpus.fetch.imaging import ImageProbe, probe_image
 from photocorpus.interrupt import StopFlag
@@ -104,6 +108,11 @@ def import_folder(
     settings = corpus.settings.import_
     link = settings.link if link is None else link
     report = ImportReport(layout=layout)
+    if link and corpus.image_store is not None:
+        raise ConfigError(
+            f"import --link cannot link into an object store ({corpus.image_store.url}); "
+            "import without --link (the files are copied), or set [import] link = false"
+        )
     corpus.resolve_dangling_intents()
     tmp_dir = corpus.tmp_dir()
 
@@ -184,16 +193,26 @@ def _commit_batch(
             for pid, p in zip(photo_ids, prepared, strict=True)
             if p.probe.ok and p.probe.format
         }
-    # 2. files into place (atomic renames / links)
+    # 2. files into place (atomic renames / links; object puts at the final keys)
+    store = corpus.image_store
+    if store is not None:
+        store.put_files(
+            [
+                (paths[pid], prep.tmp_file)
+                for pid, prep in zip(photo_ids, prepared, strict=True)
+                if pid in paths and prep.tmp_file is not None
+            ]
+        )
     stored: list[tuple[int, StoredFile]] = []
     for pid, prep in zip(photo_ids, prepared, strict=True):
         if pid not in paths:
             continue
-        dest = corpus.abs_path(paths[pid])
-        if link:
-            storage.link_into(Path(prep.candidate.path), dest, tmp_dir)
+        if store is not None:
+            Path(prep.tmp_file).unlink(missing_ok=True)  # type: ignore[arg-type]
+        elif link:
+            storage.link_into(Path(prep.candidate.path), corpus.abs_path(paths[pid]), tmp_dir)
         else:
-            storage.place(Path(prep.tmp_file), dest)  # type: ignore[arg-type]
+            storage.place(Path(prep.tmp_file), corpus.abs_path(paths[pid]))  # type: ignore[arg-type]
         probe = prep.probe
         stored.append(
             (

@@ -1,18 +1,22 @@
-"""Putting files into a corpus atomically.
+"""Putting files into a corpus atomically, and reading stored images back wherever they live.
 
 Every stored image is written to the corpus's scratch folder, fsynced, then renamed into place, so a
 file under ``images/`` is always complete. Rename is atomic on one file system; the scratch folder lives
-inside the corpus for exactly that reason.
+inside the corpus for exactly that reason. (Images on an object store are put at their final key
+instead, see :mod:`photocorpus.imagestore`; the readers below serve both.)
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import uuid
 from pathlib import Path
+from typing import TypeAlias
 
 from photocorpus.errors import StorageError
+from photocorpus.imagestore import RemoteImage
 
 
 def write_tmp(tmp_dir: Path, data: bytes, fsync: bool = True) -> Path:
@@ -69,3 +73,31 @@ def _storage_error(exc: OSError, path: Path) -> StorageError:
     else:
         hint = "re-run the same command to resume once the cause is fixed"
     return StorageError(f"cannot write {path}: {exc.strerror or exc} ({hint})")
+
+
+# ---------------------------------------------------------------------- reading stored images
+# Where a worker finds a stored image: a local path (str), or an image on an object store.
+ImageLocation: TypeAlias = str | RemoteImage
+
+
+def open_image_bytes(location: str | os.PathLike[str] | RemoteImage) -> bytes:
+    """The bytes of a stored image, from a local path or from an object store (see imagestore)."""
+    if isinstance(location, RemoteImage):
+        return location.read()
+    with open(location, "rb") as fh:
+        return fh.read()
+
+
+def image_input(location: str | os.PathLike[str] | RemoteImage) -> str | bytes:
+    """What a decoder should open: the local path itself (no copy: Pillow and libjpeg read the file,
+    with draft-mode scaled decodes), or the bytes of an image on an object store."""
+    if isinstance(location, RemoteImage):
+        return location.read()
+    return os.fspath(location)
+
+
+def image_file(location: str | os.PathLike[str] | RemoteImage) -> str | io.BytesIO:
+    """A path or file object for ``PIL.Image.open``: local files are opened by path, as before."""
+    if isinstance(location, RemoteImage):
+        return io.BytesIO(location.read())
+    return os.fspath(location)

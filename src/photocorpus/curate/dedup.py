@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +37,7 @@ from photocorpus.executors import open_executor
 from photocorpus.interrupt import StopFlag
 from photocorpus.progress import Advance
 from photocorpus.records import utc_now
+from photocorpus.storage import ImageLocation, open_image_bytes
 
 STAGE = "dedup"
 HASH_SHARD = 128  # images per worker call: one batched DCT each
@@ -72,12 +72,12 @@ class _HashResult:
     detail: str | None = None
 
 
-def _hash_shard(items: Sequence[tuple[int, str, str]]) -> list[_HashResult]:
-    """Worker: decode a shard of (photo id, path, sha256) small and grey, hash them with one DCT."""
+def _hash_shard(items: Sequence[tuple[int, ImageLocation, str]]) -> list[_HashResult]:
+    """Worker: decode a shard of (photo id, location, sha256) small and grey, hash them with one DCT."""
     grays, ok, out = [], [], []
-    for photo_id, path, sha in items:
+    for photo_id, location, sha in items:
         try:
-            data = Path(path).read_bytes()
+            data = open_image_bytes(location)
         except OSError as exc:
             out.append(_HashResult(photo_id, sha, reason=reasons.READ_ERROR, detail=str(exc)[:300]))
             continue
@@ -128,9 +128,9 @@ def hash_photos(
     report = report or DedupReport()
     todo = _pending_hash_rows(corpus, redo)
 
-    def batches() -> Iterator[list[list[tuple[int, str, str]]]]:
+    def batches() -> Iterator[list[list[tuple[int, ImageLocation, str]]]]:
         for lo in range(0, len(todo), HASH_BATCH):
-            chunk = [(pid, str(corpus.abs_path(rel)), sha) for pid, rel, sha in todo[lo : lo + HASH_BATCH]]
+            chunk = [(pid, corpus.image_location(rel), sha) for pid, rel, sha in todo[lo : lo + HASH_BATCH]]
             yield [chunk[i : i + HASH_SHARD] for i in range(0, len(chunk), HASH_SHARD)]
             if stop:
                 return
@@ -319,7 +319,7 @@ def semantic_links(
     todo = np.flatnonzero(linked[a] != linked[b])
     a, b = a[todo], b[todo]
     paths = {
-        int(cat.photo_id[p]): str(corpus.abs_path(cat.path[p]))
+        int(cat.photo_id[p]): corpus.image_location(cat.path[p])
         for p in np.unique(np.concatenate([a, b]))
         if cat.path[p]
     }

@@ -20,6 +20,7 @@ import numpy as np
 
 from photocorpus.corpus import Corpus
 from photocorpus.curate.variants import VARIANTS, make_variant
+from photocorpus.storage import image_input
 
 ORIGINAL = "original"
 OTHER = "other"
@@ -94,7 +95,7 @@ def compute_features(
     feats: list[np.ndarray] = []
     for lo in range(0, len(rows), batch):
         chunk = rows[lo : lo + batch]
-        prepared = preprocess_batch([str(corpus.abs_path(r["path"])) for r in chunk])
+        prepared = preprocess_batch([image_input(corpus.image_location(r["path"])) for r in chunk])
         if prepared.indices:
             pooled, _logits = model.run(prepared.pixels)
             ids.extend(int(chunk[i]["photo_id"]) for i in prepared.indices)

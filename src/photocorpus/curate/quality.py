@@ -22,7 +22,6 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from photocorpus.executors import LocalExecutor
 from photocorpus.interrupt import StopFlag
 from photocorpus.progress import Advance
 from photocorpus.records import utc_now
+from photocorpus.storage import ImageLocation, open_image_bytes
 
 STAGE = "quality"
 NORMALIZED_SIDE = 128
@@ -135,7 +135,7 @@ def flags_for(scores: dict[str, float], s: CurateSettings) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class _Task:
     photo_id: int
-    path: str
+    path: ImageLocation
     sha256: str
     width: int
     height: int
@@ -143,7 +143,7 @@ class _Task:
 
 def _measure_task(task: _Task) -> tuple[int, str, dict[str, float] | None, str | None, str | None]:
     try:
-        data = Path(task.path).read_bytes()
+        data = open_image_bytes(task.path)
     except OSError as exc:
         return task.photo_id, task.sha256, None, reasons.READ_ERROR, str(exc)[:300]
     try:
@@ -202,7 +202,7 @@ def pending_quality(corpus: Corpus, redo: bool = False) -> list[_Task]:
             )
         }
     return [
-        _Task(int(r["photo_id"]), str(corpus.abs_path(r["path"])), r["sha256"], int(r["w"]), int(r["h"]))
+        _Task(int(r["photo_id"]), corpus.image_location(r["path"]), r["sha256"], int(r["w"]), int(r["h"]))
         for r in rows
         if int(r["photo_id"]) not in failed
     ]

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from photocorpus.curate.hashing import decode_gray
+from photocorpus.storage import ImageLocation, open_image_bytes
 
 EXACT_MAX_ROWS = 50_000
 IVF_NPROBE = 16
@@ -94,9 +95,9 @@ def similar_pairs(
     return SimilarPairs(left[first].astype(np.int64), right[first].astype(np.int64), cos[first])
 
 
-def _gray(path: str | Path) -> np.ndarray | None:
+def _gray(location: ImageLocation | Path) -> np.ndarray | None:
     try:
-        return decode_gray(Path(path).read_bytes())
+        return decode_gray(open_image_bytes(location))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
@@ -195,7 +196,7 @@ def _verify_task(task: tuple[str, str, float]) -> float:
 
 def verify_pairs(
     pairs: Sequence[tuple[int, int]],
-    paths: dict[int, str],
+    paths: dict[int, ImageLocation],
     min_correlation: float,
     *,
     workers: int | None = None,

@@ -37,6 +37,7 @@ from photocorpus import layout
 from photocorpus.explore import cluster as clustering
 from photocorpus.explore.embed2d import METHODS, MapParams, StoredMap, ensure_map, reduce_pca
 from photocorpus.explore.errors import ExploreError, ExploreInterrupted
+from photocorpus.explore.thumbs import report_relpath
 from photocorpus.features import store
 
 if TYPE_CHECKING:
@@ -406,8 +407,17 @@ def _default_name(features: str, method: str, sample: int | None) -> str:
 
 
 def _link(corpus: Corpus, row: dict[str, Any] | None, out_dir: Path) -> str:
-    """What a click opens: the stored image, relative to the report; else an http(s) page URL."""
+    """What a click opens: the stored image, relative to the report; else an http(s) page URL.
+
+    The report is a static page opened from file://, so an image on an object store cannot be linked
+    as a file: a click opens its https address where the store has one (public s3/gs objects), else
+    the thumbnail the report already holds.
+    """
     if row and row.get("path"):
+        store = corpus.image_store
+        if store is not None:
+            url = store.browser_url(row["path"])
+            return url if url else urllib.parse.quote(report_relpath(int(row["id"])))
         rel = os.path.relpath(corpus.abs_path(row["path"]), out_dir)
         return urllib.parse.quote(Path(rel).as_posix())
     url = (row or {}).get("page_url") or ""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from photocorpus import layout
+from photocorpus.storage import ImageLocation, image_file
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -58,13 +59,16 @@ def _cached_name(photo_id: int, sha256: str) -> str:
     return f"{photo_id // PER_DIR:05d}/{photo_id}-{sha256[:12]}.jpg"
 
 
-def make_thumbnail(task: tuple[str, str, int]) -> str | None:
-    """Worker: write a ``px``-bounded JPEG of ``src`` to ``dest`` atomically; return an error or None."""
+def make_thumbnail(task: tuple[ImageLocation, str, int]) -> str | None:
+    """Worker: write a ``px``-bounded JPEG of ``src`` to ``dest`` atomically; return an error or None.
+
+    ``src`` may be on an object store; the thumbnail is always written locally, next to the reports.
+    """
     from PIL import Image, ImageOps
 
     src, dest, px = task
     try:
-        with Image.open(src) as im:
+        with Image.open(image_file(src)) as im:
             im.draft("RGB", (px, px))  # JPEG: decode at 1/2..1/8 scale straight from the DCT
             im = ImageOps.exif_transpose(im)
             im = im.convert("RGB")
@@ -106,7 +110,7 @@ def ensure_thumbnails(
             f"SELECT photo_id, path, sha256 FROM files WHERE photo_id IN ({marks})", chunk
         ):
             files[int(row[0])] = (row[1], row[2])
-    todo: list[tuple[int, tuple[str, str, int]]] = []
+    todo: list[tuple[int, tuple[ImageLocation, str, int]]] = []
     for pid in ids:
         if pid not in files:
             report.failed[pid] = "no stored image"
@@ -118,7 +122,7 @@ def ensure_thumbnails(
             report.cached += 1
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            todo.append((pid, (str(corpus.abs_path(rel)), str(dest), px)))
+            todo.append((pid, (corpus.image_location(rel), str(dest), px)))
     if progress is not None:
         progress(report.cached + len(report.failed))
     if not todo:

@@ -27,6 +27,7 @@ from photocorpus.export.rows import (
     write_bytes,
 )
 from photocorpus.layout import safe_component
+from photocorpus.storage import ImageLocation
 
 BATCH = 256
 
@@ -38,7 +39,7 @@ class LayoutReport:
     attributed: int = 0
 
 
-def _encode(task: tuple[str, str | None, tuple[int, int] | None]) -> bytes:
+def _encode(task: tuple[ImageLocation, str | None, tuple[int, int] | None]) -> bytes:
     """Worker: one image file's JPEG bytes."""
     return jpeg_from_file(*task)
 
@@ -82,7 +83,7 @@ def _jpegs_in_order(
         for photo in photos:
             yield photo, image_jpeg(corpus, photo, None)
         return
-    tasks = [(str(corpus.abs_path(p.path)), p.format, size) for p in photos if p.path]
+    tasks = [(corpus.image_location(p.path), p.format, size) for p in photos if p.path]
     batches = (tasks[i : i + BATCH] for i in range(0, len(tasks), BATCH))
     done = 0
     with LocalExecutor(workers or 0) as pool:

@@ -16,6 +16,7 @@ from typing import Any
 from photocorpus.corpus import Corpus
 from photocorpus.errors import PhotocorpusError
 from photocorpus.layout import safe_component
+from photocorpus.storage import ImageLocation, open_image_bytes
 
 SPLITS = ("train", "val", "test")
 JPEG_QUALITY = 90
@@ -194,16 +195,15 @@ def image_jpeg(corpus: Corpus, photo: ExportPhoto, size: tuple[int, int] | None)
     """The photo's image as JPEG bytes (see :func:`jpeg_from_file`)."""
     if photo.path is None:
         raise ExportError(f"photo {photo.source}:{photo.source_id} has no stored image")
-    return jpeg_from_file(str(corpus.abs_path(photo.path)), photo.format, size)
+    return jpeg_from_file(corpus.image_location(photo.path), photo.format, size)
 
 
-def jpeg_from_file(path: str, fmt: str | None, size: tuple[int, int] | None) -> bytes:
-    """JPEG bytes of an image file: its bytes untouched when it is a JPEG and no size is asked, else
-    decoded upright and, with ``size``, scaled to cover it and centre-cropped."""
+def jpeg_from_file(path: ImageLocation, fmt: str | None, size: tuple[int, int] | None) -> bytes:
+    """JPEG bytes of a stored image (a local file or an object): its bytes untouched when it is a JPEG
+    and no size is asked, else decoded upright and, with ``size``, scaled to cover it and centre-cropped."""
     from PIL import Image, ImageOps
 
-    with open(path, "rb") as fh:
-        data = fh.read()
+    data = open_image_bytes(path)
     if size is None and (fmt or "").upper() == "JPEG":
         return data
     with Image.open(io.BytesIO(data)) as opened:

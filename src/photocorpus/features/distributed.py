@@ -11,7 +11,8 @@ produce the same rows.
 An actor asks for one GPU when the cluster has any (then the model's backend picks CUDA inside it),
 otherwise for one CPU with one inference thread. A dead actor is restarted (the model reloads) and
 its batch retried (``max_retries``); a batch still lost is left out, so its photos stay pending for
-the next run, and is counted in ``failed_batches``. Images must be on storage every node sees.
+the next run, and is counted in ``failed_batches``. Images must be on storage every node sees: a
+shared filesystem, or an object store (``[storage] images_url``), which the actors read directly.
 """
 
 from __future__ import annotations

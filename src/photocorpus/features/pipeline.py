@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from photocorpus import reasons
-from photocorpus.errors import PhotocorpusError
+from photocorpus.errors import PhotocorpusError, StorageError
 from photocorpus.features import store
 from photocorpus.features.labels import (
     PRESETS,
@@ -64,6 +64,7 @@ from photocorpus.features.labels import (
     topk,
 )
 from photocorpus.features.preprocess import CROP_SIZE, RESIZE_SIZE, load_rgb, raw_pixels, resize_center_crop
+from photocorpus.storage import ImageLocation, image_input
 
 if TYPE_CHECKING:
     from photocorpus.config import ExecutorSettings
@@ -223,7 +224,7 @@ class FeaturizeReport:
 @dataclass(frozen=True, slots=True)
 class _DecodeTask:
     photo_id: int
-    path: str  # absolute
+    path: ImageLocation  # absolute local path, or the image on the object store
     raw_side: int  # > 0: raw-pixels thumbnail of this side; 0: ImageNet crop
 
 
@@ -238,10 +239,11 @@ class _Decoded:
 def _decode(task: _DecodeTask) -> _Decoded:
     """Worker side: one photo to model input. Never raises for a bad file: returns a reason instead."""
     try:
+        source = image_input(task.path)  # a local path stays a path: libjpeg reads it in draft mode
         if task.raw_side:
-            pixels = raw_pixels(task.path, task.raw_side)
+            pixels = raw_pixels(source, task.raw_side)
         else:
-            crop = resize_center_crop(load_rgb(task.path, min_side=RESIZE_SIZE), RESIZE_SIZE, CROP_SIZE)
+            crop = resize_center_crop(load_rgb(source, min_side=RESIZE_SIZE), RESIZE_SIZE, CROP_SIZE)
             # uint8 crosses the process boundary (4x smaller than float32); the runner normalises.
             pixels = np.asarray(crop, dtype=np.uint8)
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
@@ -252,6 +254,8 @@ def _decode(task: _DecodeTask) -> _Decoded:
         return _Decoded(task.photo_id, None, reasons.NOT_AN_IMAGE, _short(exc))
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or broken data
         return _Decoded(task.photo_id, None, reasons.CORRUPT_IMAGE, _short(exc))
+    except StorageError:  # the object store failed (not this photo): stop the run, resumably
+        raise
     except Exception as exc:  # Pillow plugins raise struct.error, IndexError... on bad bytes
         return _Decoded(task.photo_id, None, reasons.CORRUPT_IMAGE, _short(exc))
     return _Decoded(task.photo_id, pixels)
@@ -799,7 +803,7 @@ def _load_or_fit_pca(
     for start in range(0, len(sample), 256):
         chunk = sample[start : start + 256].tolist()
         paths = _paths_for(corpus, chunk)
-        tasks = [[_DecodeTask(pid, str(corpus.abs_path(paths[pid])), side) for pid in chunk]]
+        tasks = [[_DecodeTask(pid, corpus.image_location(paths[pid]), side) for pid in chunk]]
         for decoded in pool.map(tasks):
             vectors.extend(d.pixels for d in decoded if d.pixels is not None)
     if len(vectors) < dims:
@@ -964,7 +968,7 @@ def featurize_images(
                 chunk = todo[start : start + batch_size].tolist()
                 paths = _paths_for(corpus, chunk)
                 yield [
-                    _DecodeTask(pid, str(corpus.abs_path(paths[pid])), side) for pid in chunk if pid in paths
+                    _DecodeTask(pid, corpus.image_location(paths[pid]), side) for pid in chunk if pid in paths
                 ]
                 if stop:
                     return

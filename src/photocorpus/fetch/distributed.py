@@ -8,6 +8,12 @@ and returns only the small outcomes: reason, sha256, sizes, the URL used. The dr
 them with the local fetch's own ``_commit`` (fsync, intents, rename, one transaction per batch), so
 a Ray run and a local run write the same rows and the same files.
 
+With images on an object store (``[storage] images_url``) no node needs a shared filesystem: the
+driver reserves each photo's path with a file intent before it sends the shard, the task puts each
+JPEG straight at that key, and the driver commits the rows (put-then-commit). Intents of photos that
+failed are dropped at commit; those of a shard that was lost stay until the next run, whose first
+step deletes whatever the dead task had put.
+
 What dies with a worker is only uncommitted work: its scratch files are swept at the end of the run
 (and at the start of the next), and its photos, still without a fetch status, are fetched again by
 Ray's retry of the task or by the next run.
@@ -31,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 from photocorpus.config import ExecutorSettings, FetchSettings
 from photocorpus.fetch.http import ByteBudget, Download, Downloader
 from photocorpus.fetch.plan import UrlOption, load_urls, pending_ids
-from photocorpus.fetch.stage import _COMMIT_INTERVAL_S, _PAGE, _FetchRun, _Outcome
+from photocorpus.fetch.stage import _COMMIT_INTERVAL_S, _PAGE, STORED_FORMAT, _FetchRun, _Outcome
 from photocorpus.fetch.worker import render_batch
+from photocorpus.imagestore import ObjectStore
 from photocorpus.netguard import AddressPolicy
 
 if TYPE_CHECKING:
@@ -56,15 +63,28 @@ class _ShardFetch(_FetchRun):
     rather than in a second process pool: the task itself is the unit Ray schedules on a CPU.
     """
 
-    def __init__(self, settings: FetchSettings, policy: AddressPolicy, tmp_dir: str, seed: int | None):
+    def __init__(
+        self,
+        settings: FetchSettings,
+        policy: AddressPolicy,
+        tmp_dir: str,
+        seed: int | None,
+        store: ObjectStore | None = None,
+        dests: dict[int, str] | None = None,
+    ):
         super().__init__(None, settings, policy, None, None, None, None, None, seed)  # type: ignore[arg-type]
         self._tmp_dir = Path(tmp_dir)
+        self._store = store
+        self._dests = dests or {}
 
     async def _render(self, photo_id: int, option: UrlOption, download: Download, retries: int) -> _Outcome:
         assert self._budget is not None and download.body is not None
         data, download.body = download.body, None
+        dest = [self._dests[photo_id]] if self._store is not None else None
         try:
-            [result] = await asyncio.to_thread(render_batch, self.spec, str(self._tmp_dir), [data])
+            [result] = await asyncio.to_thread(
+                render_batch, self.spec, str(self._tmp_dir), [data], self._store, dest
+            )
         finally:
             self._budget.release(len(data))
         return _Outcome(photo_id, option, download, result, result.reason, result.detail, retries)
@@ -83,11 +103,22 @@ class _ShardFetch(_FetchRun):
 
 
 def fetch_shard(
-    settings: FetchSettings, tmp_dir: str, items: list[tuple[int, list[UrlOption]]], seed: int | None
+    settings: FetchSettings,
+    tmp_dir: str,
+    items: list[tuple[int, list[UrlOption]]],
+    seed: int | None,
+    store: ObjectStore | None = None,
+    dests: dict[int, str] | None = None,
 ) -> ShardOutcome:
-    """Download and render one shard of photos into ``tmp_dir``; never raises for a photo's failure."""
+    """Download and render one shard of photos; never raises for a photo's failure.
+
+    The JPEGs go to ``tmp_dir``, or with ``store`` straight to the reserved catalog paths ``dests``
+    (photo id -> ``images/...``) on the object store.
+    """
+    if store is not None and (dests is None or any(pid not in dests for pid, _ in items)):
+        raise ValueError("fetch_shard with a store needs a reserved path for every photo")
     policy = AddressPolicy.build(settings.allow_private_urls, settings.allowed_networks)
-    run = _ShardFetch(settings, policy, tmp_dir, seed)
+    run = _ShardFetch(settings, policy, tmp_dir, seed, store, dests)
     outcomes = asyncio.run(run.fetch_all(items))
     return ShardOutcome(outcomes, run.report.bytes_downloaded)
 
@@ -103,6 +134,8 @@ async def produce_with_ray(
     max_in_flight = 2 * cluster_cpus(ray)  # one shard running and one queued per CPU
     settings = run.settings
     settings_ref = ray.put(settings.model_copy(update={"allow_private_urls": run.policy.allow_private}))
+    store = run.corpus.image_store
+    store_ref = ray.put(store) if store is not None else None  # options travel once, in Ray's store
     report: FetchReport = run.report
     in_flight: dict[asyncio.Future[Any], tuple[Any, list[int]]] = {}
     last_commit = time.monotonic()
@@ -153,7 +186,12 @@ async def produce_with_ray(
                     break
                 seed = run.rng.randrange(1 << 31)  # each shard's own, reproducible backoff jitter
                 items = [(pid, urls.get(pid, [])) for pid in chunk]
-                ref = task.remote(settings_ref, str(run._tmp_dir), items, seed)
+                dests = None
+                if store is not None:  # intents first: the task puts at these keys before any commit
+                    with run.corpus.transaction():
+                        dests = {pid: run.corpus.plan_image_path(pid, STORED_FORMAT) for pid in chunk}
+                    run._reserved.update(dests)
+                ref = task.remote(settings_ref, str(run._tmp_dir), items, seed, store_ref, dests)
                 in_flight[asyncio.wrap_future(ref.future())] = (ref, chunk)
                 visited += len(chunk)
                 await collect(block=False)

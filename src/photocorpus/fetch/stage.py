@@ -10,7 +10,8 @@ The shape of a run:
   scratch folder (:mod:`.worker`);
 * finished photos are committed in batches, exactly like ``import``: fsync the scratch files,
   reserve their paths with intents, rename them into ``images/``, then record files, statuses and the
-  fetch log in one transaction.
+  fetch log in one transaction. With ``[storage] images_url`` set, the rename is an object put at
+  the final key instead (put-then-commit, :mod:`photocorpus.imagestore`).
 
 A kill -9 anywhere leaves only whole transactions; the next run deletes files of dangling intents,
 sweeps the scratch folder and picks up the photos still without a status, so it ends in the same
@@ -46,6 +47,7 @@ from photocorpus.fetch.plan import retry_reasons as resolve_retry_reasons
 from photocorpus.fetch.politeness import url_expired
 from photocorpus.fetch.spec import Geometry, RenderSpec
 from photocorpus.fetch.worker import RenderResult, init_worker, render_batch
+from photocorpus.imagestore import UPLOAD_THREADS, ObjectStore
 from photocorpus.netguard import AddressPolicy
 from photocorpus.records import utc_now
 
@@ -191,6 +193,7 @@ class _FetchRun:
         self._calls = 0  # worker calls in flight
         self._tmp_dir: Path | None = None
         self._budget: ByteBudget | None = None
+        self._reserved: dict[int, str] = {}  # photo id -> path reserved before its task was sent
         self.executor = ExecutorSettings()
 
     # ------------------------------------------------------------------ driver
@@ -210,7 +213,9 @@ class _FetchRun:
         ray = self.executor.kind == "ray"
         if not ray:
             self._start_pool()
-        fsync_pool = ThreadPoolExecutor(_FSYNC_THREADS, thread_name_prefix="fsync")
+        # fsyncs of scratch files, or uploads to the object store (many in flight: each waits on a PUT)
+        threads = _FSYNC_THREADS if corpus.image_store is None else UPLOAD_THREADS
+        fsync_pool = ThreadPoolExecutor(threads, thread_name_prefix="fsync")
         try:
             if ray:
                 from photocorpus.fetch.distributed import produce_with_ray
@@ -474,20 +479,35 @@ class _FetchRun:
         if not batch:
             return
         corpus = self.corpus
+        store = corpus.image_store
         stored = [o for o in batch if o.ok]
         loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(loop.run_in_executor(fsync_pool, _fsync, o.result.tmp_path) for o in stored if o.result)
-        )
-        with corpus.transaction():
-            paths = {o.photo_id: corpus.plan_image_path(o.photo_id, STORED_FORMAT) for o in stored}
-        folders: dict[str, Path] = {}  # checked once per folder, not per file (a thousand files share one)
-        for o in stored:
-            assert o.result is not None and o.result.tmp_path is not None
-            folder, _, name = paths[o.photo_id].rpartition("/")
-            if folder not in folders:
-                folders[folder] = corpus.abs_path(folder)
-            storage.place(Path(o.result.tmp_path), folders[folder] / name)
+        if store is None:
+            await asyncio.gather(
+                *(loop.run_in_executor(fsync_pool, _fsync, o.result.tmp_path) for o in stored if o.result)
+            )
+        with corpus.transaction():  # 1. intents: each path reserved before anything is put there
+            paths = {
+                o.photo_id: (o.result and o.result.stored_path)
+                or corpus.plan_image_path(o.photo_id, STORED_FORMAT)
+                for o in stored
+            }
+        if store is None:  # 2. atomic renames into images/
+            folders: dict[str, Path] = {}  # checked once per folder, not per file (a thousand share one)
+            for o in stored:
+                assert o.result is not None and o.result.tmp_path is not None
+                folder, _, name = paths[o.photo_id].rpartition("/")
+                if folder not in folders:
+                    folders[folder] = corpus.abs_path(folder)
+                storage.place(Path(o.result.tmp_path), folders[folder] / name)
+        else:  # 2. object puts at the final keys (a Ray task may have put its own already)
+            await asyncio.gather(
+                *(
+                    loop.run_in_executor(fsync_pool, _upload, store, paths[o.photo_id], o.result.tmp_path)
+                    for o in stored
+                    if o.result is not None and o.result.tmp_path is not None
+                )
+            )
         now = utc_now()
         retries = sum(o.retries for o in batch)
         with corpus.transaction() as conn:
@@ -524,6 +544,11 @@ class _FetchRun:
             )
             if retries:
                 corpus.bump_counter(STAGE, "retries", retries)
+        reserved = [self._reserved.pop(o.photo_id) for o in batch if o.photo_id in self._reserved]
+        used = set(paths.values())
+        unused = [p for p in reserved if p not in used]
+        if unused:  # paths reserved ahead (Ray + object store) for photos that then failed
+            corpus.drop_intents(unused)
         report = self.report
         report.fetched += len(stored)
         report.failed += len(batch) - len(stored)
@@ -575,6 +600,13 @@ def _fsync(path: str | None) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _upload(store: ObjectStore, relpath: str, tmp_path: str) -> None:
+    """Put a rendered scratch file at its final key, then drop the scratch copy."""
+    store.put_file(relpath, tmp_path)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp_path)
 
 
 def _cleanup_tmp(tmp_dir: Path | None) -> None:

@@ -3,7 +3,9 @@
 The driver sends small batches of downloaded images (one call per batch keeps the per-image cost of
 the process pool low); a worker renders each (:func:`~photocorpus.fetch.imaging.render_image`) and
 writes the JPEG to the corpus's scratch folder itself, so only a short result travels back. The driver
-then fsyncs and renames the files into place and records them (see :mod:`photocorpus.fetch.stage`).
+then fsyncs and renames the files into place (or uploads them to the object store) and records them
+(see :mod:`photocorpus.fetch.stage`). A Ray task with an object store puts each JPEG straight at its
+final key instead, which the driver reserved with a file intent before it sent the task.
 
 This module imports Pillow only inside the workers: the driver imports it just to name the function.
 """
@@ -11,10 +13,15 @@ This module imports Pillow only inside the workers: the driver imports it just t
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from photocorpus.fetch.spec import RenderSpec
+
+if TYPE_CHECKING:
+    from photocorpus.imagestore import ObjectStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,7 @@ class RenderResult:
     reason: str | None = None
     detail: str | None = None
     exif: dict[str, object] | None = None  # camera fields from the original bytes' EXIF (s16a columns)
+    stored_path: str | None = None  # already at this catalog path on the object store (put by a worker)
 
 
 def init_worker() -> None:
@@ -43,18 +51,28 @@ def init_worker() -> None:
     import photocorpus.fetch.imaging  # noqa: F401
 
 
-def render_batch(spec: RenderSpec, tmp_dir: str, images: list[bytes]) -> list[RenderResult]:
+def render_batch(
+    spec: RenderSpec,
+    tmp_dir: str,
+    images: list[bytes],
+    store: ObjectStore | None = None,
+    dest_paths: Sequence[str] | None = None,
+) -> list[RenderResult]:
     """Render downloaded images and stage the results; bad input gives a reason, never an exception.
 
     Files are written without fsync here: the driver fsyncs each commit batch from threads, which keeps
-    these processes busy with pixels instead of waiting for the disk.
+    these processes busy with pixels instead of waiting for the disk. With ``store`` and
+    ``dest_paths`` (one reserved catalog path per image) each JPEG is put at its final key instead,
+    and ``tmp_dir`` is not used; a failed put raises :class:`~photocorpus.errors.StorageError`.
     """
+    if store is not None and (dest_paths is None or len(dest_paths) != len(images)):
+        raise ValueError("render_batch with a store needs one destination path per image")
     from photocorpus import storage
     from photocorpus.enrich.exif import fields_from_bytes
     from photocorpus.fetch.imaging import render_image
 
     results = []
-    for data in images:
+    for index, data in enumerate(images):
         out = render_image(data, spec)
         if not out.ok or out.data is None:
             results.append(
@@ -69,13 +87,19 @@ def render_batch(spec: RenderSpec, tmp_dir: str, images: list[bytes]) -> list[Re
                 )
             )
             continue
-        path = storage.write_tmp(Path(tmp_dir), out.data, fsync=False)
+        tmp_path: str | None = None
+        stored_path: str | None = None
+        if store is not None and dest_paths is not None:
+            stored_path = dest_paths[index]
+            store.put(stored_path, out.data)
+        else:
+            tmp_path = str(storage.write_tmp(Path(tmp_dir), out.data, fsync=False))
         results.append(
             RenderResult(
                 True,
                 out.sha256,
                 out.original_bytes,
-                str(path),
+                tmp_path,
                 out.width,
                 out.height,
                 len(out.data),
@@ -85,6 +109,7 @@ def render_batch(spec: RenderSpec, tmp_dir: str, images: list[bytes]) -> list[Re
                 # The stored JPEG is re-encoded without EXIF, so the camera fields are read from the
                 # original bytes here, where they still are (originals carry them; resized sizes rarely).
                 exif=fields_from_bytes(data) or None,
+                stored_path=stored_path,
             )
         )
     return results

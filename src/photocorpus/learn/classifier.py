@@ -41,6 +41,7 @@ from photocorpus.learn.metrics import classification_report, multilabel_report
 from photocorpus.learn.semantic import _file_sha256, _jsonable
 from photocorpus.learn.splits import assign_splits, resolve_spec
 from photocorpus.records import utc_now
+from photocorpus.storage import ImageLocation
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -146,7 +147,7 @@ def train_classifier(
 
         base, digest = load_base()
         picked = np.flatnonzero(usable)
-        paths = [corpus.abs_path(meta.paths[i]) for i in picked]  # type: ignore[arg-type]
+        paths = [corpus.image_location(meta.paths[i]) for i in picked]  # type: ignore[arg-type]
         acts, ok, _errors = trunk_activations(base, finetune_blocks, paths, progress=progress, stop=stop)
         readable = picked[ok]
         for s in masks:
@@ -253,7 +254,9 @@ class LoadedClassifier:
             )
         return _probabilities(predict_batched(self.head, features), self.multilabel)
 
-    def predict_files(self, paths: Sequence[Path]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    def predict_files(
+        self, paths: Sequence[Path | ImageLocation]
+    ) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """Probabilities for the readable files (in order) and (position, error) for the others."""
         if self.finetuned is not None:
             logits, _ok, errors = self.finetuned.logits_for_files(paths)
@@ -378,7 +381,7 @@ def predict_corpus(
             kept = chunk
         else:
             meta = photo_meta(corpus, chunk.tolist())
-            paths = [corpus.abs_path(p) for p in meta.paths if p]
+            paths = [corpus.image_location(p) for p in meta.paths if p]
             with_file = np.array([p is not None for p in meta.paths])
             probs, errors = model.predict_files(paths)
             bad = {e[0] for e in errors}

@@ -25,6 +25,7 @@ from torch import nn
 
 from photocorpus.learn.dataset import LearnError
 from photocorpus.learn.heads import FeatureHead
+from photocorpus.storage import ImageLocation, image_input
 
 if TYPE_CHECKING:
     from photocorpus.features.models.efficientnet_lite import EfficientNetLite0
@@ -81,7 +82,7 @@ def trunk(base: EfficientNetLite0, blocks: int, x: torch.Tensor) -> torch.Tensor
 def trunk_activations(
     base: EfficientNetLite0,
     blocks: int,
-    paths: Sequence[Path],
+    paths: Sequence[Path | ImageLocation],
     *,
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
@@ -95,7 +96,7 @@ def trunk_activations(
     ok = np.zeros(len(paths), dtype=bool)
     errors: dict[int, str] = {}
     for start in range(0, len(paths), batch_size):
-        chunk = [str(p) for p in paths[start : start + batch_size]]
+        chunk = [image_input(p) for p in paths[start : start + batch_size]]  # local: the path itself
         batch = preprocess_batch(chunk)
         for pos, message in batch.errors.items():
             errors[start + pos] = message
@@ -149,7 +150,9 @@ class FinetunedNet:
         self.tail.load_state_dict(state, strict=True)
         self.tail.eval()
 
-    def logits_for_files(self, paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    def logits_for_files(
+        self, paths: Sequence[Path | ImageLocation]
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         acts, ok, errors = trunk_activations(self.base, self.blocks, paths)
         from photocorpus.learn.heads import predict_batched
 

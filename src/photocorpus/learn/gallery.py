@@ -41,7 +41,12 @@ def render_gallery(
     esc = html.escape
     cards = []
     for hit in hits:
-        if hit.path:
+        if hit.path and "://" in hit.path:  # on an object store: shown only where a browser can fetch it
+            if hit.path.startswith(("http://", "https://")):
+                img = f"<img loading='lazy' src='{esc(hit.path)}' alt='{esc(hit.source_id)}'>"
+            else:
+                img = f"<div class='missing'>{esc(hit.path)}</div>"
+        elif hit.path:
             rel = os.path.relpath(hit.path, page.parent).replace(os.sep, "/")
             img = f"<img loading='lazy' src='{esc(quote(rel))}' alt='{esc(hit.source_id)}'>"
         else:

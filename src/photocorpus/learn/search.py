@@ -266,7 +266,7 @@ class Searcher:
                     source_id=meta.source_ids[i],
                     label=meta.labels[i],
                     caption=meta.captions[i],
-                    path=str(self.corpus.abs_path(rel)) if rel else None,
+                    path=self.corpus.image_url(rel) if rel else None,  # a path, or the object's URL
                     method=method or self.method,
                 )
             )
