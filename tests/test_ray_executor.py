@@ -211,8 +211,11 @@ def _fetch_with_kill(corpus_dir: Path, executor: ExecutorSettings, after: int, l
     killer.start()
     try:
         with Corpus.open(corpus_dir) as corpus:
-            # a paced host keeps each shard busy long enough to be killed in the middle of it
-            settings = _fetch_settings(host_rate_per_s=150)
+            # A paced host keeps each shard busy long enough to be killed in the middle of it. Pacing
+            # is per task, so two tasks fetch 80 photos/s: the first commit (after 1 s) comes while
+            # shards still run. At 150/s each, a 206-photo run could end before its first commit, and
+            # the killer then found no shard to kill.
+            settings = _fetch_settings(host_rate_per_s=40)
             report = fetch_photos(corpus, settings, executor=executor, limit=limit)
     finally:
         killer.done.set()
@@ -234,7 +237,7 @@ def test_killed_ray_worker_loses_nothing_and_resume_completes(
     assert first.shards_failed == 0 and first.fetched + first.failed == 300
 
     # 2. no Ray retries left: the killed shard is lost, the rest is committed, its photos stay pending
-    second, killed = _fetch_with_kill(corpus_dir, RAY.model_copy(update={"max_retries": 0}), after=350)
+    second, killed = _fetch_with_kill(corpus_dir, RAY.model_copy(update={"max_retries": 0}), after=310)
     assert killed, "no fetch shard was running to be killed in the second run"
     assert second.shards_failed == 1
     lost = total - (300 + second.fetched + second.failed)
