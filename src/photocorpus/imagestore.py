@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -112,7 +113,24 @@ def options_from_env(base: Mapping[str, Any]) -> StorageOptions:
         if not isinstance(extra, dict):
             raise StorageError(f"${OPTIONS_ENV} must be a JSON object of fsspec storage options")
         merged.update(extra)
+    _register_secret_values(merged)
     return StorageOptions(merged)
+
+
+_SECRET_KEY = re.compile(r"key|secret|token|pass|cred|auth|session|signature", re.IGNORECASE)
+
+
+def _register_secret_values(options: Mapping[str, Any]) -> None:
+    """Register credential-like option values with the log redactor, so that a library's own log line
+    (botocore, gcsfs) that quotes one is redacted too; error texts are scrubbed separately."""
+    from photocorpus.logs import register_secret
+
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            _register_secret_values(value)
+        elif _SECRET_KEY.search(str(key)):
+            for text in _strings(value):
+                register_secret(text)
 
 
 def check_relpath(relpath: str) -> str:
