@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from photocorpus.corpus import Corpus
@@ -186,6 +187,40 @@ def test_faults_do_not_change_the_result_and_retries_are_counted(tmp_path: Path)
     assert counters["retries_timeout"] >= 1 and counters["retries_http_429"] >= 1
     assert counters["retries_stat_fail_105"] >= 1 and counters["retries_http_503"] >= 1
     corpus.close()
+
+
+def test_api_retry_after_is_waited_as_told_and_other_faults_back_off() -> None:
+    # The whole-harvest fault test above sends Retry-After: 0, so it cannot tell "waited as told"
+    # from "backed off instead"; this one can: 7 s is outside every backoff this client may pick.
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "7"}, text="Too Many Requests"),
+        httpx.Response(503, text="Service Unavailable"),
+        httpx.Response(200, json={"stat": "fail", "code": 105, "message": "Service currently unavailable"}),
+        httpx.Response(200, json={"stat": "ok", "answer": 42}),
+    ]
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers[len(seen) - 1]
+
+    sleeps: list[float] = []
+    client = FlickrClient(
+        "retry-after-key-0c1d2e",
+        api_url="https://api.flickr.invalid/services/rest/",
+        calls_per_hour=3.6e9,
+        backoff_base_s=1.0,
+        backoff_cap_s=60.0,
+        transport=httpx.MockTransport(handler),
+        sleep=sleeps.append,
+        rng=random.Random(0),
+    )
+    with client:
+        assert client.call("flickr.test.echo")["answer"] == 42
+    assert len(seen) == 4
+    assert sleeps[0] == 7.0  # Retry-After, not a backoff
+    assert 0 <= sleeps[1] <= 2.0 and 0 <= sleeps[2] <= 4.0  # full-jitter backoff, attempts 1 and 2
+    assert client.stats.by_cause == {"http_429": 1, "http_503": 1, "stat_fail_105": 1}
 
 
 def test_bad_key_stops_at_once_with_advice(tmp_path: Path) -> None:
