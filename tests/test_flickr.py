@@ -119,6 +119,39 @@ def test_12000_bursty_photos_are_all_found_within_twice_the_minimum_calls(tmp_pa
     corpus.close()
 
 
+class _StopAfterLoggedPages:
+    """A stop flag that trips once the corpus has logged ``pages`` harvest pages (checked between pages,
+    so the harvest stops right after a logged page, as a kill just after a commit would leave it)."""
+
+    def __init__(self, corpus: Corpus, pages: int) -> None:
+        self.corpus, self.pages = corpus, pages
+
+    def __bool__(self) -> bool:
+        return self.corpus.conn.execute("SELECT COUNT(*) FROM harvest_log").fetchone()[0] >= self.pages
+
+
+def test_a_harvest_stopped_twice_then_resumed_makes_exactly_the_calls_of_one_run(tmp_path: Path) -> None:
+    # Stopped right after a logged page (a graceful stop, or a kill just after a commit), the resumes
+    # ask for no page twice and repeat no probe of an oversized window: the windows are 6,000 photos
+    # over two years, so the first probes are shrunk before anything is logged.
+    photos = make_population(6_000, n_other=1_000, years=2, seed=17)
+    filters = SearchFilters(min_upload=int(datetime(2014, 12, 1, tzinfo=UTC).timestamp()), max_upload=T_END)
+    with FlickrTestServer(photos) as server, client_for(server) as client:
+        with Corpus.create(tmp_path / "reference") as reference:
+            FlickrHarvester(reference, client, filters).run([HarvestQuery("cat", "cat")])
+            uninterrupted = len(server.ok_requests())
+            logged = reference.conn.execute("SELECT COUNT(*) FROM harvest_log").fetchone()[0]
+        with Corpus.create(tmp_path / "c") as corpus:
+            for stop_at in (logged // 3, 2 * logged // 3):
+                stopped = FlickrHarvester(
+                    corpus, client, filters, stop=_StopAfterLoggedPages(corpus, stop_at)
+                )
+                assert stopped.run([HarvestQuery("cat", "cat")]).interrupted
+            FlickrHarvester(corpus, client, filters).run([HarvestQuery("cat", "cat")])
+            assert harvested_ids(corpus) == {p.id for p in photos if "cat" in p.words}
+            assert len(server.ok_requests()) - uninterrupted == uninterrupted
+
+
 def test_a_single_burst_larger_than_the_cap_is_capped_not_looped(tmp_path: Path) -> None:
     t = int(datetime(2019, 5, 5, tzinfo=UTC).timestamp())
     photos = [
