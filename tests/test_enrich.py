@@ -23,10 +23,18 @@ from PIL import Image
 from photocorpus.config import FlickrSettings, Settings
 from photocorpus.corpus import Corpus
 from photocorpus.enrich.exif import fields_from_bytes, store_exif
-from photocorpus.enrich.flickr import METHODS, EnrichPlan, FlickrEnricher, parse_kinds, pending_calls
+from photocorpus.enrich.flickr import (
+    METHODS,
+    EnrichPlan,
+    FlickrEnricher,
+    api_keys_from,
+    parse_kinds,
+    pending_calls,
+)
 from photocorpus.enrich.provenance import NotAJpegError, Provenance, embed_provenance
 from photocorpus.errors import ConfigError
 from photocorpus.importing import import_folder
+from photocorpus.logs import redact
 from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters
 from photocorpus.sources.flickr_api import FlickrClient
 from tests.conftest import run_cli
@@ -246,6 +254,22 @@ def test_api_key_never_reaches_enrichment_output_or_catalog(tmp_path: Path) -> N
     for path in corpus_dir.rglob("*"):
         if path.is_file():
             assert config.api_key.encode() not in path.read_bytes(), path
+
+
+def test_every_enrichment_key_is_registered_as_a_secret() -> None:
+    # The test above passes even when no key is registered: at the default log levels no line
+    # carries the key at all. Registration is what redacts it where one would (httpx at INFO, a
+    # server that echoes the request URL into an error message).
+    keys = api_keys_from("ENRICH-first-1a2b3c4d, ENRICH-second-5e6f7a8b", None, ["ENRICH-extra-9c0d1e2f"])
+    assert len(keys) == 3
+    clients = [FlickrClient.from_settings(key, FlickrSettings()) for key in keys]
+    try:
+        for key in keys:
+            line = f"HTTP Request: GET https://api.flickr.com/services/rest/?api_key={key}&method=x"
+            assert key not in redact(line)
+    finally:
+        for client in clients:
+            client.close()
 
 
 # ------------------------------------------------------------------------------------------ EXIF from files

@@ -8,7 +8,9 @@ indices from the standard ImageNet-1k ordering (dogs are 151-268, domestic cats 
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -262,6 +264,49 @@ def test_raw_pixels_are_the_squashed_150px_photo(small_corpus: Corpus) -> None:
     )
     # no labels for a model without ImageNet outputs
     assert small_corpus.conn.execute("SELECT COUNT(*) FROM image_labels").fetchone()[0] == 0
+
+
+def _plant_kill_leftovers(folder: Path) -> list[Path]:
+    """What kills leave in a feature folder: a compaction written but never registered, a shard
+    renamed but never registered, a writer's temp file; dated before the next run starts."""
+    left = [
+        folder / "compact-0badc0de.npy",
+        folder / "compact-0badc0de.ids.npy",
+        folder / "shard-00042.npy",
+        folder / "shard-00042.ids.npy",
+        folder / ".shard-00042.npy.0123456789abcdef.tmp",
+    ]
+    an_hour_ago = time.time() - 3600
+    for path in left:
+        path.write_bytes(b"left by a kill")
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    return left
+
+
+def test_files_left_by_a_kill_in_the_feature_folder_are_swept_by_the_next_run(
+    small_corpus: Corpus, tmp_path: Path, instany_images: Path
+) -> None:
+    assert featurize_images(small_corpus, "raw-pixels", workers=0).computed == 30
+    fs = store.open_feature_set(small_corpus, "raw-pixels")
+    folder = small_corpus.abs_path(fs.path)
+    registered = {p.name for p in folder.iterdir()}
+
+    # killed during the final compaction: the re-run has no photo left to do, and must still sweep
+    left = _plant_kill_leftovers(folder)
+    assert featurize_images(small_corpus, "raw-pixels", workers=0).computed == 0
+    assert [p.name for p in left if p.exists()] == []
+    assert {p.name for p in folder.iterdir()} == registered
+
+    # killed mid-run: the re-run that does the rest sweeps too
+    left = _plant_kill_leftovers(folder)
+    _copy(sorted(instany_images.glob("*.jpg"))[230:233], tmp_path / "more" / "src")
+    import_folder(small_corpus, tmp_path / "more", workers=1)
+    assert featurize_images(small_corpus, "raw-pixels", workers=0).computed == 3
+    assert [p.name for p in left if p.exists()] == []
+    fs = store.open_feature_set(small_corpus, "raw-pixels")
+    assert fs.rows == 33 and len(set(fs.photo_ids().tolist())) == 33
+    expected = {f"{s}{suffix}" for s in fs.shards for suffix in (".npy", ".ids.npy")}
+    assert {p.name for p in folder.iterdir()} == expected
 
 
 def test_raw_pixels_pca_basis_is_kept_for_incremental_runs(

@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from photocorpus.corpus import Corpus
@@ -118,6 +119,39 @@ def test_12000_bursty_photos_are_all_found_within_twice_the_minimum_calls(tmp_pa
     corpus.close()
 
 
+class _StopAfterLoggedPages:
+    """A stop flag that trips once the corpus has logged ``pages`` harvest pages (checked between pages,
+    so the harvest stops right after a logged page, as a kill just after a commit would leave it)."""
+
+    def __init__(self, corpus: Corpus, pages: int) -> None:
+        self.corpus, self.pages = corpus, pages
+
+    def __bool__(self) -> bool:
+        return self.corpus.conn.execute("SELECT COUNT(*) FROM harvest_log").fetchone()[0] >= self.pages
+
+
+def test_a_harvest_stopped_twice_then_resumed_makes_exactly_the_calls_of_one_run(tmp_path: Path) -> None:
+    # Stopped right after a logged page (a graceful stop, or a kill just after a commit), the resumes
+    # ask for no page twice and repeat no probe of an oversized window: the windows are 6,000 photos
+    # over two years, so the first probes are shrunk before anything is logged.
+    photos = make_population(6_000, n_other=1_000, years=2, seed=17)
+    filters = SearchFilters(min_upload=int(datetime(2014, 12, 1, tzinfo=UTC).timestamp()), max_upload=T_END)
+    with FlickrTestServer(photos) as server, client_for(server) as client:
+        with Corpus.create(tmp_path / "reference") as reference:
+            FlickrHarvester(reference, client, filters).run([HarvestQuery("cat", "cat")])
+            uninterrupted = len(server.ok_requests())
+            logged = reference.conn.execute("SELECT COUNT(*) FROM harvest_log").fetchone()[0]
+        with Corpus.create(tmp_path / "c") as corpus:
+            for stop_at in (logged // 3, 2 * logged // 3):
+                stopped = FlickrHarvester(
+                    corpus, client, filters, stop=_StopAfterLoggedPages(corpus, stop_at)
+                )
+                assert stopped.run([HarvestQuery("cat", "cat")]).interrupted
+            FlickrHarvester(corpus, client, filters).run([HarvestQuery("cat", "cat")])
+            assert harvested_ids(corpus) == {p.id for p in photos if "cat" in p.words}
+            assert len(server.ok_requests()) - uninterrupted == uninterrupted
+
+
 def test_a_single_burst_larger_than_the_cap_is_capped_not_looped(tmp_path: Path) -> None:
     t = int(datetime(2019, 5, 5, tzinfo=UTC).timestamp())
     photos = [
@@ -186,6 +220,40 @@ def test_faults_do_not_change_the_result_and_retries_are_counted(tmp_path: Path)
     assert counters["retries_timeout"] >= 1 and counters["retries_http_429"] >= 1
     assert counters["retries_stat_fail_105"] >= 1 and counters["retries_http_503"] >= 1
     corpus.close()
+
+
+def test_api_retry_after_is_waited_as_told_and_other_faults_back_off() -> None:
+    # The whole-harvest fault test above sends Retry-After: 0, so it cannot tell "waited as told"
+    # from "backed off instead"; this one can: 7 s is outside every backoff this client may pick.
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "7"}, text="Too Many Requests"),
+        httpx.Response(503, text="Service Unavailable"),
+        httpx.Response(200, json={"stat": "fail", "code": 105, "message": "Service currently unavailable"}),
+        httpx.Response(200, json={"stat": "ok", "answer": 42}),
+    ]
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers[len(seen) - 1]
+
+    sleeps: list[float] = []
+    client = FlickrClient(
+        "retry-after-key-0c1d2e",
+        api_url="https://api.flickr.invalid/services/rest/",
+        calls_per_hour=3.6e9,
+        backoff_base_s=1.0,
+        backoff_cap_s=60.0,
+        transport=httpx.MockTransport(handler),
+        sleep=sleeps.append,
+        rng=random.Random(0),
+    )
+    with client:
+        assert client.call("flickr.test.echo")["answer"] == 42
+    assert len(seen) == 4
+    assert sleeps[0] == 7.0  # Retry-After, not a backoff
+    assert 0 <= sleeps[1] <= 2.0 and 0 <= sleeps[2] <= 4.0  # full-jitter backoff, attempts 1 and 2
+    assert client.stats.by_cause == {"http_429": 1, "http_503": 1, "stat_fail_105": 1}
 
 
 def test_bad_key_stops_at_once_with_advice(tmp_path: Path) -> None:

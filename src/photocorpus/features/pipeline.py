@@ -933,6 +933,8 @@ def featurize_images(
         progress.set_total(len(todo))
     if len(todo) == 0:
         report.backend = "none (nothing to do)"
+        # still finish what a kill may have cut short: the compaction, and the files it left
+        _finish_sets(corpus, names, report, compact=compact, older_than=run_wall_start)
         report.seconds = time.perf_counter() - started
         report.peak_rss_mb = _peak_rss_mb()
         return report
@@ -996,11 +998,8 @@ def featurize_images(
         writer.commit()
         if ray_pool is not None:
             report.shards_failed = ray_pool.failed_batches
-    if not report.interrupted and compact:
-        report.compacted = _compact_sets(corpus, names)
     if not report.interrupted:
-        for name in names:
-            _sweep_orphans(corpus, name, older_than=run_wall_start)
+        _finish_sets(corpus, names, report, compact=compact, older_than=run_wall_start)
     report.seconds = time.perf_counter() - started
     report.peak_rss_mb = _peak_rss_mb()
     report.workers_peak_rss_mb = _peak_rss_mb(children=True)
@@ -1013,6 +1012,16 @@ def _output_width(spec: ImageModelSpec, outputs: dict[str, str], pca_dims: int, 
         return [pca_dims or side * side * 3]
     widths = {"features": 2048, "fc1": 4096, "fc2": 4096, "logits": 1000}
     return [widths.get(out, 4096) for out in outputs]
+
+
+def _finish_sets(
+    corpus: Corpus, names: Sequence[str], report: FeaturizeReport, *, compact: bool, older_than: float
+) -> None:
+    """After a complete run (or one with nothing left to do): compact, then sweep unregistered files."""
+    if compact:
+        report.compacted = _compact_sets(corpus, names)
+    for name in names:
+        _sweep_orphans(corpus, name, older_than=older_than)
 
 
 def _compact_sets(corpus: Corpus, names: Iterable[str]) -> list[str]:
