@@ -12,6 +12,7 @@ import typer
 from photocorpus import commands
 from photocorpus.cli_app import app
 from photocorpus.errors import PhotocorpusError
+from photocorpus.logs import redact
 
 
 def _register_commands() -> None:
@@ -29,7 +30,8 @@ def main() -> None:
     try:
         app()
     except PhotocorpusError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        # Redacted here too: an error can quote a server's message, and a server may echo a secret.
+        typer.secho(f"error: {redact(str(exc))}", fg=typer.colors.RED, err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.secho("Interrupted: re-run the same command to resume.", fg=typer.colors.YELLOW, err=True)

@@ -22,7 +22,7 @@ import httpx
 
 from photocorpus import USER_AGENT
 from photocorpus.errors import PhotocorpusError
-from photocorpus.logs import register_secret
+from photocorpus.logs import redact, register_secret
 from photocorpus.ratelimit import backoff_delay, parse_retry_after, shared_limiter
 
 if TYPE_CHECKING:
@@ -180,7 +180,8 @@ class FlickrClient:
             return "bad_json", None
         if payload.get("stat") == "fail":
             code = _as_int(payload.get("code"))
-            message = str(payload.get("message", ""))[:300]
+            # Flickr's text goes into our exception: a server that quotes the key must not show it.
+            message = redact(str(payload.get("message", "")))[:300]
             if code in RETRYABLE_CODES:
                 return f"stat_fail_{code}", None
             if code in AUTH_CODES:
