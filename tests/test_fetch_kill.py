@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from photocorpus.config import FetchSettings
 from photocorpus.corpus import Corpus
 from photocorpus.fetch.stage import fetch_photos
 from photocorpus.sources.urls import harvest_url_list
+from tests.chaos import catalog_count, run_and_kill
 from tests.conftest import run_cli
 from tests.fixtures.image_server import ImageServer, Route
 from tests.helpers import catalog_dump, files_on_disk
@@ -30,35 +30,16 @@ FETCH_ARGS = ["-q", "--allow-private-urls", "--host-rate", "0", "--workers", "2"
 
 
 def _fetched(corpus_dir: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{corpus_dir / 'catalog.sqlite'}?mode=ro", uri=True, timeout=1)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM stages WHERE stage = 'fetch'").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
+    return catalog_count(corpus_dir, "SELECT COUNT(*) FROM stages WHERE stage = 'fetch'")
 
 
 def _fetch_and_kill(corpus_dir: Path, kill_after: int, rng: random.Random) -> bool:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "photocorpus", "fetch", "-C", str(corpus_dir), *FETCH_ARGS],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        if _fetched(corpus_dir) >= kill_after:
-            time.sleep(rng.uniform(0, 0.4))  # anywhere in the next batch: downloads, renders, renames
-            break
-        time.sleep(0.02)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return True
-    assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
-    return False
+    """Start a fetch; SIGKILL its whole process group (workers too) once ``kill_after`` photos are
+    committed, plus up to 0.4 s: anywhere in the next batch (downloads, renders, renames)."""
+    args = ["fetch", "-C", str(corpus_dir), *FETCH_ARGS]
+    return run_and_kill(
+        args, progress=lambda: _fetched(corpus_dir), rng=rng, kill_after_progress=kill_after
+    ).killed
 
 
 def test_sigkill_during_fetch_then_resume_equals_uninterrupted(instany_images: Path, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,52 +12,27 @@ from pathlib import Path
 
 from photocorpus.config import ImportSettings, Settings
 from photocorpus.corpus import Corpus
+from tests.chaos import catalog_count, run_and_kill
 from tests.conftest import run_cli
 from tests.helpers import catalog_dump, files_on_disk
 
 
 def _committed_photos(corpus_dir: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{corpus_dir / 'catalog.sqlite'}?mode=ro", uri=True, timeout=1)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM stages WHERE stage = 'fetch'").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
+    return catalog_count(corpus_dir, "SELECT COUNT(*) FROM stages WHERE stage = 'fetch'")
 
 
 def _import_and_kill(src: Path, corpus_dir: Path, kill_after: int, rng: random.Random) -> bool:
-    """Start an import, SIGKILL its whole process group once ``kill_after`` photos are committed."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "photocorpus",
-            "import",
-            str(src),
-            "-C",
-            str(corpus_dir),
-            "-q",
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
+    """Start an import, SIGKILL its whole process group once ``kill_after`` photos are committed, plus
+    up to 0.3 s: anywhere inside the next batch, not just after a commit."""
+    args = ["import", str(src), "-C", str(corpus_dir), "-q", "--workers", "2"]
+    outcome = run_and_kill(
+        args,
+        progress=lambda: _committed_photos(corpus_dir),
+        rng=rng,
+        kill_after_progress=kill_after,
+        jitter_s=0.3,
     )
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        if _committed_photos(corpus_dir) >= kill_after:
-            time.sleep(rng.uniform(0, 0.3))  # land anywhere inside the next batch, not just after a commit
-            break
-        time.sleep(0.02)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return True
-    assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
-    return False
+    return outcome.killed
 
 
 def test_sigkill_mid_import_then_resume_equals_uninterrupted(instany_images: Path, tmp_path: Path) -> None:
