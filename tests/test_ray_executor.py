@@ -7,6 +7,7 @@ duplicate rows.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -263,3 +264,41 @@ def test_killed_ray_worker_loses_nothing_and_resume_completes(
         verify = corpus.verify()
         assert verify.ok and verify.orphan_files == [] and verify.dangling_intents == 0
     assert not [p for p in (corpus_dir / ".tmp").rglob("*") if p.is_file()]
+
+
+# ----------------------------------------------------------------------------------- the CLI
+def test_cli_fetch_joins_a_running_cluster_by_address(
+    ray_cluster: None, url_list: Path, both_runs: dict, tmp_path: Path
+) -> None:
+    """``photocorpus fetch --executor ray --ray-address HOST:PORT`` in its own process joins the Ray this
+    module started (as a driver would join a cluster started with ``ray start --head``), fetches on
+    its workers, and writes what the local executor wrote; an address with no cluster is a clear error."""
+    from tests.conftest import run_cli
+
+    address = ray.get_runtime_context().gcs_address
+    corpus_dir = tmp_path / "cli"
+    run_cli("init", str(corpus_dir))
+    run_cli("harvest", "urls", str(url_list), "-C", str(corpus_dir), "-q")
+    args = [
+        "fetch",
+        "-C",
+        str(corpus_dir),
+        "-q",
+        "--allow-private-urls",
+        "--host-rate",
+        "0",
+        "--min-side",
+        "0",
+    ]
+    proc = run_cli(*args, "--executor", "ray", "--ray-address", address, "--json")
+    report = json.loads(proc.stdout)
+    assert report["executor"] == "ray" and report["shards_failed"] == 0
+    assert (report["fetched"], report["failed"]) == (PHOTOS, FAILING)
+    local = both_runs["base"] / "local"
+    assert files_on_disk(corpus_dir) == files_on_disk(local)
+    fetch_rows = [s for s in catalog_dump(corpus_dir)["stages"] if s[1] == "fetch"]
+    assert fetch_rows == [s for s in catalog_dump(local)["stages"] if s[1] == "fetch"]
+
+    bad = run_cli(*args, "--executor", "ray", "--ray-address", "127.0.0.1:1", check=False)
+    assert bad.returncode == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in bad.stderr
+    assert "Traceback" not in bad.stderr

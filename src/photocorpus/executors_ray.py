@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from photocorpus.config import ExecutorSettings
 from photocorpus.errors import ConfigError
+
+_PROBE_TIMEOUT_S = 5.0
 
 log = logging.getLogger("photocorpus.executors")
 
@@ -57,6 +60,8 @@ def connect(settings: ExecutorSettings) -> Any:
         from photocorpus.executors import default_workers
 
         kwargs["num_cpus"] = settings.num_cpus or default_workers()
+    if address is not None:
+        _probe(address)
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -65,6 +70,22 @@ def connect(settings: ExecutorSettings) -> Any:
             "`ray start --head` (or `ray up cluster.yaml`), or pass --ray-address ray://HOST:10001."
         ) from exc
     return ray
+
+
+def _probe(address: str) -> None:
+    """Refuse a ``host:port`` (or ``ray://host:port``) nothing listens on, in seconds: ``ray.init``
+    itself waits minutes for a cluster that is not there, printing retries."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=_PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}. Start one with "
+            "`ray start --head` (or `ray up cluster.yaml`), or pass --ray-address ray://HOST:10001."
+        ) from None
 
 
 def cluster_cpus(ray: Any) -> int:
