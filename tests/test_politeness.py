@@ -105,3 +105,33 @@ def test_the_cli_log_handler_redacts_every_logger() -> None:
         logging.getLogger("photocorpus").setLevel(levels[1])
     text = stream.getvalue()
     assert secret not in text and text.count(REDACTED) == 2, text
+
+
+def test_a_log_line_that_cannot_be_written_does_not_dump_the_exception_being_handled(capfd) -> None:
+    """Our handler's stream is closed (a finished in-process CLI run, a broken pipe) while a library
+    logs from inside its ``except`` block, and that exception quotes a secret. logging's default would
+    print its traceback chained to that exception, secret and all; ours prints one redacted line."""
+    secret = "closed-stream-secret-5eed"
+    register_secret(secret)
+    root = logging.getLogger()
+    before, levels = list(root.handlers), (root.level, logging.getLogger("photocorpus").level)
+    setup_logging()
+    handler = next(h for h in root.handlers if isinstance(h, _PhotocorpusHandler))
+    closed = io.StringIO()
+    closed.close()
+    old_stream = handler.setStream(closed)
+    try:
+        try:
+            raise ConnectionError(f"server said: bad session {secret}")
+        except ConnectionError:
+            logging.getLogger("photocorpus.test").warning("retrying after %s", f"session {secret}")
+    finally:
+        handler.setStream(old_stream)
+        for added in set(root.handlers) - set(before):
+            root.removeHandler(added)
+        root.setLevel(levels[0])
+        logging.getLogger("photocorpus").setLevel(levels[1])
+    _out, err = capfd.readouterr()
+    assert secret not in err
+    assert "a log line could not be written (ValueError)" in err and REDACTED in err
+    assert "Traceback" not in err

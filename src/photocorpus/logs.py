@@ -7,6 +7,7 @@ kept at WARNING, because at INFO it logs full request URLs, query strings includ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -66,3 +67,19 @@ def setup_logging(verbose: bool = False) -> None:
 
 class _PhotocorpusHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Our stderr handler (a distinct class so setup_logging can run twice without doubling output)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """One redacted line instead of logging's traceback dump.
+
+        When a line cannot be written (stderr closed, a broken pipe), logging prints the handler's
+        traceback, chained to whatever exception is being handled at the time, and that can be a
+        library's error quoting a server's message, secrets included (seen with instaloader).
+        """
+        if not logging.raiseExceptions:
+            return
+        exc = sys.exc_info()[1]
+        with contextlib.suppress(Exception):
+            sys.__stderr__.write(
+                f"photocorpus: a log line could not be written ({type(exc).__name__}): "
+                f"{redact(record.getMessage())[:300]}\n"
+            )
