@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -198,3 +199,41 @@ def test_cached_export_runs_without_importing_torch(onnx_cache: Path) -> None:
     )
     env = {**os.environ, "PHOTOCORPUS_CACHE_DIR": str(onnx_cache)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_tf_same_pads_are_folded_into_the_convolutions(onnx_cache: Path, tmp_path: Path) -> None:
+    """The cached export has no Pad node left (each stride-2 TF-SAME pad became the conv's asymmetric
+    ``pads``), and it computes exactly what the unfolded graph torch exported computes."""
+    import onnx
+
+    folded = onnx.load(str(ox.ensure_efficientnet_lite0_onnx()))
+    ops = [n.op_type for n in folded.graph.node]
+    assert "Pad" not in ops and ops.count("Conv") == 49
+    asymmetric = [
+        list(a.ints)
+        for n in folded.graph.node
+        if n.op_type == "Conv"
+        for a in n.attribute
+        if a.name == "pads" and list(a.ints[:2]) != list(a.ints[2:])
+    ]
+    assert len(asymmetric) == 5 and all(p[2] - p[0] == 1 for p in asymmetric)  # the extra pixel bottom/right
+
+    raw = tmp_path / "raw.onnx"  # torch's own export, before folding
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(
+            eff.load_pretrained().eval(),
+            (torch.zeros(1, 3, 224, 224),),
+            str(raw),
+            input_names=[ox.INPUT_NAME],
+            opset_version=ox.OPSET,
+            dynamo=False,
+        )
+    assert "Pad" in [n.op_type for n in onnx.load(str(raw)).graph.node]
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    run = {}
+    for name, proto in (("raw", str(raw)), ("folded", folded.SerializeToString())):
+        session = onnxruntime.InferenceSession(proto, providers=["CPUExecutionProvider"])
+        run[name] = session.run(None, {ox.INPUT_NAME: x})
+    for a, b in zip(run["raw"], run["folded"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-5)

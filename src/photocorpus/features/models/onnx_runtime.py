@@ -27,6 +27,7 @@ from photocorpus.features.models import efficientnet_lite0_weights_path, file_sh
 from photocorpus.features.preprocess import normalize
 
 if TYPE_CHECKING:
+    import onnx
     import onnxruntime
     from torch import nn
 
@@ -41,11 +42,13 @@ __all__ = [
     "ensure_efficientnet_lite0_onnx",
     "ensure_onnx",
     "export_onnx",
+    "fold_pads_into_convs",
     "onnx_cache_path",
 ]
 
 # Bump when the model code or export settings change in a way that alters the graph.
-CODE_VERSION = 1
+# 2: TF-SAME Pad nodes folded into their convolutions (fold_pads_into_convs).
+CODE_VERSION = 2
 OPSET = 17
 INPUT_NAME = "images"
 _META_KEY = "photocorpus"
@@ -109,7 +112,7 @@ def export_onnx(
                 do_constant_folding=True,
                 dynamo=False,
             )
-        proto = onnx.load(str(tmp))
+        proto = fold_pads_into_convs(tmp)
         entry = proto.metadata_props.add()
         entry.key = _META_KEY
         entry.value = json.dumps({"code_version": CODE_VERSION, "input_size": input_size, **(metadata or {})})
@@ -120,6 +123,67 @@ def export_onnx(
         tmp.unlink(missing_ok=True)
         raise
     return dest
+
+
+def fold_pads_into_convs(path: Path) -> onnx.ModelProto:
+    """The exported graph with each zero ``Pad`` that feeds only a ``Conv`` folded into the conv's own
+    (asymmetric) ``pads``, which ONNX allows and torch's ``conv2d`` cannot express.
+
+    Why: TF "SAME" padding on the stride-2 layers exports as ``Pad`` + ``Conv``, with the pad widths
+    computed by a small shape subgraph. onnxruntime cannot fuse those, and each ``Pad`` breaks its
+    blocked NCHWc layout, so every one costs two layout reorders besides the copy: measured on 2 AVX2
+    cores, EfficientNet-Lite0 ran at 70 images/s with them and 100-112 without, with bit-identical
+    outputs. onnxruntime's basic (hardware-independent) optimisations fold the pad widths into
+    constants first; the result is plain ONNX.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    folded_path = path.with_name(path.name + ".basic")
+    options.optimized_model_filepath = str(folded_path)
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        proto = onnx.load(str(folded_path))
+    finally:
+        folded_path.unlink(missing_ok=True)
+    constants = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in proto.graph.output}
+    folded = []
+    for node in proto.graph.node:
+        if node.op_type != "Pad" or node.output[0] in graph_outputs:
+            continue
+        mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
+        users = consumers.get(node.output[0], [])
+        pads = constants.get(node.input[1]) if len(node.input) > 1 else None
+        value = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(1)
+        if mode != b"constant" or pads is None or value is None or np.any(value != 0):
+            continue
+        if len(users) != 1 or users[0].op_type != "Conv" or len(pads) != 8 or any(pads[[0, 1, 4, 5]]):
+            continue
+        conv = users[0]
+        old = next((list(a.ints) for a in conv.attribute if a.name == "pads"), [0, 0, 0, 0])
+        if any(old) or any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in conv.attribute):
+            continue
+        keep = [a for a in conv.attribute if a.name != "pads"]
+        del conv.attribute[:]
+        conv.attribute.extend([*keep, helper.make_attribute("pads", [int(x) for x in pads[[2, 3, 6, 7]]])])
+        conv.input[0] = node.input[0]
+        folded.append(node)
+    for node in folded:
+        proto.graph.node.remove(node)
+    # the pad widths' constants are unused now: drop them, or every session warns about them
+    used = {name for node in proto.graph.node for name in node.input}
+    unused = [init for init in proto.graph.initializer if init.name not in used]
+    for init in unused:
+        proto.graph.initializer.remove(init)
+    return proto
 
 
 def ensure_onnx(
