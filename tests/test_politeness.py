@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -83,26 +85,33 @@ def test_registered_secrets_are_redacted_from_any_logger() -> None:
     assert secret not in record.getMessage() and REDACTED in record.getMessage()
 
 
-def test_the_cli_log_handler_redacts_every_logger() -> None:
-    """setup_logging's stderr handler carries the redacting filter, so a secret that any library logs
-    (httpx logs full request URLs, query strings included) comes out as [REDACTED]."""
-    secret = "handler-secret-77e1c0ffee"
-    register_secret(secret)
+@contextlib.contextmanager
+def _cli_log_handler_writing_to(stream: io.StringIO, *, verbose: bool) -> Iterator[None]:
+    """setup_logging's own handler, writing to ``stream`` for the block; the logging state as it was after."""
     root = logging.getLogger()
     before, levels = list(root.handlers), (root.level, logging.getLogger("photocorpus").level)
-    setup_logging(verbose=True)
+    setup_logging(verbose=verbose)
     handler = next(h for h in root.handlers if isinstance(h, _PhotocorpusHandler))
-    stream = io.StringIO()
     old_stream = handler.setStream(stream)
     try:
-        logging.getLogger("httpx").warning("HTTP Request: GET /rest?api_key=%s", secret)
-        logging.getLogger("photocorpus.test").info("calling with %s", secret)
+        yield
     finally:
         handler.setStream(old_stream)
         for added in set(root.handlers) - set(before):
             root.removeHandler(added)
         root.setLevel(levels[0])
         logging.getLogger("photocorpus").setLevel(levels[1])
+
+
+def test_the_cli_log_handler_redacts_every_logger() -> None:
+    """setup_logging's stderr handler carries the redacting filter, so a secret that any library logs
+    (httpx logs full request URLs, query strings included) comes out as [REDACTED]."""
+    secret = "handler-secret-77e1c0ffee"
+    register_secret(secret)
+    stream = io.StringIO()
+    with _cli_log_handler_writing_to(stream, verbose=True):
+        logging.getLogger("httpx").warning("HTTP Request: GET /rest?api_key=%s", secret)
+        logging.getLogger("photocorpus.test").info("calling with %s", secret)
     text = stream.getvalue()
     assert secret not in text and text.count(REDACTED) == 2, text
 
@@ -113,24 +122,13 @@ def test_a_log_line_that_cannot_be_written_does_not_dump_the_exception_being_han
     print its traceback chained to that exception, secret and all; ours prints one redacted line."""
     secret = "closed-stream-secret-5eed"
     register_secret(secret)
-    root = logging.getLogger()
-    before, levels = list(root.handlers), (root.level, logging.getLogger("photocorpus").level)
-    setup_logging()
-    handler = next(h for h in root.handlers if isinstance(h, _PhotocorpusHandler))
     closed = io.StringIO()
     closed.close()
-    old_stream = handler.setStream(closed)
-    try:
+    with _cli_log_handler_writing_to(closed, verbose=False):
         try:
             raise ConnectionError(f"server said: bad session {secret}")
         except ConnectionError:
             logging.getLogger("photocorpus.test").warning("retrying after %s", f"session {secret}")
-    finally:
-        handler.setStream(old_stream)
-        for added in set(root.handlers) - set(before):
-            root.removeHandler(added)
-        root.setLevel(levels[0])
-        logging.getLogger("photocorpus").setLevel(levels[1])
     _out, err = capfd.readouterr()
     assert secret not in err
     assert "a log line could not be written (ValueError)" in err and REDACTED in err
