@@ -229,9 +229,7 @@ class ObjectStore:
         providers' public https forms, which open for public objects (GCS: or for a signed-in user).
         Anything else (memory://, file://, a custom S3 endpoint) has none: reports show the thumbnail.
         """
-        rel = check_relpath(relpath)
-        url = f"{self.url}/{rel[len(IMAGES_PREFIX) :]}"
-        scheme, _, rest = url.partition("://")
+        scheme, _, rest = self.url_of(relpath).partition("://")
         bucket, _, key = rest.partition("/")
         quoted = urllib.parse.quote(key)
         if scheme in ("http", "https"):
@@ -287,9 +285,6 @@ class ObjectStore:
         """The object's bytes; FileNotFoundError (an OSError, as for a local file) when it is not there."""
         return bytes(self._call("read", relpath, self.fs.cat_file, self.key(relpath)))
 
-    def exists(self, relpath: str) -> bool:
-        return bool(self._call("check", relpath, self.fs.exists, self.key(relpath)))
-
     def list_images(self) -> set[str]:
         """Every object under the store, as catalog paths (``images/...``)."""
         root = self.root
@@ -339,9 +334,3 @@ class RemoteImage:
 
     def read(self) -> bytes:
         return self.store.read(self.relpath)
-
-
-def clear_filesystem_cache() -> None:
-    """Forget the filesystems made in this process (tests that swap stores)."""
-    with _fs_lock:
-        _fs_cache.clear()

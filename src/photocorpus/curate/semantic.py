@@ -185,7 +185,7 @@ _ALIGNMENTS = sorted(
 )
 
 
-def _verify_task(task: tuple[str, str, float]) -> float:
+def _verify_task(task: tuple[ImageLocation, ImageLocation, float]) -> float:
     """Worker: decode two files and score them (-1 when either cannot be read)."""
     path_a, path_b, stop_at = task
     ga, gb = _gray(path_a), _gray(path_b)
