@@ -73,6 +73,7 @@ RELIABILITY_MODULES = frozenset(
         "test_corpus",
         "test_layout",
         "test_export",
+        "test_worker_pools",
     }
 )
 

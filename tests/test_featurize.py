@@ -238,6 +238,56 @@ def test_torch_backend_agrees_with_onnxruntime(
     np.testing.assert_allclose(results["torch"], results["onnx"], rtol=2e-2, atol=2e-2)
 
 
+def test_workers_running_the_model_give_the_rows_of_the_driver_running_it(
+    tmp_path: Path, instany_images: Path, onnx_cache: Path
+) -> None:
+    """On CPU, two workers each decode and run a single-threaded model; one worker leaves the model in
+    the driver. Both paths must store the same features, labels and categories, in the same order."""
+    _copy(sorted(instany_images.glob("*.jpg"))[300:340], tmp_path / "src")
+    runs = {}
+    for workers in (2, 1):
+        with Corpus.create(tmp_path / f"w{workers}") as corpus:
+            import_folder(corpus, tmp_path / "src", workers=1)
+            report = featurize_images(corpus, workers=workers, threads=2, batch_size=8)
+            assert report.computed == 40
+            fs = store.open_feature_set(corpus, "efficientnet-lite0")
+            runs[workers] = {
+                "backend": report.backend,
+                "ids": fs.photo_ids(),
+                "features": np.asarray(fs.matrix(), np.float32),
+                "labels": corpus.conn.execute(
+                    "SELECT photo_id, rank, class_index FROM image_labels ORDER BY photo_id, rank"
+                ).fetchall(),
+                "categories": corpus.conn.execute(
+                    "SELECT photo_id, ontology, category FROM image_categories ORDER BY 1, 2"
+                ).fetchall(),
+            }
+    assert runs[2]["backend"] == "onnxruntime/CPUExecutionProvider [2 workers x 1 thread(s)]"
+    assert runs[1]["backend"] == "onnxruntime/CPUExecutionProvider"
+    np.testing.assert_array_equal(runs[2]["ids"], runs[1]["ids"])
+    np.testing.assert_allclose(runs[2]["features"], runs[1]["features"], atol=2e-3, rtol=1e-3)
+    assert runs[2]["labels"] == runs[1]["labels"]
+    assert runs[2]["categories"] == runs[1]["categories"]
+
+
+def test_a_model_the_workers_cannot_load_stops_the_run_with_a_clear_error(
+    tmp_path: Path, instany_images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached export that became unreadable: the workers cannot open it, so the run stops with a
+    FeaturizeError that says so before any photo is marked, instead of a broken process pool."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PHOTOCORPUS_CACHE_DIR", str(cache))  # inherited by the spawned workers
+    exported = ensure_efficientnet_lite0_onnx()
+    exported.write_bytes(b"not an onnx graph")
+    _copy(sorted(instany_images.glob("*.jpg"))[:4], tmp_path / "src")
+    with Corpus.create(tmp_path / "c") as corpus:
+        import_folder(corpus, tmp_path / "src", workers=1)
+        with pytest.raises(FeaturizeError, match="could not be loaded in a featurize worker"):
+            featurize_images(corpus, workers=2, threads=2)
+        assert corpus.conn.execute("SELECT COUNT(*) FROM stages WHERE stage = ?", (STAGE,)).fetchone()[0] == 0
+        assert pending_photo_ids(corpus, ["efficientnet-lite0"], STAGE).size == 4
+
+
 # --------------------------------------------------------------------------------------- raw pixels
 @pytest.fixture()
 def small_corpus(tmp_path: Path, instany_images: Path) -> Iterator[Corpus]:

@@ -66,9 +66,33 @@ def featurized(
     yield corpus
 
 
+def _children(pid: int) -> set[int]:
+    """Direct children of a process (Linux /proc: the parent pid is the 4th field of ``stat``)."""
+    found: set[int] = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["model-in-driver", "model-in-workers"])
 def test_kill_9_then_rerun_gives_every_photo_exactly_one_row(
-    tmp_path: Path, instany_images: Path, cache_env: dict
+    tmp_path: Path, instany_images: Path, cache_env: dict, workers: str
 ) -> None:
+    """With one worker the driver runs the model; with two, each worker runs its own. Either way a
+    kill -9 of the command loses nothing committed, leaves no worker behind, and a re-run completes."""
     corpus = tmp_path / "c"
     n = 160
     _make_corpus(corpus, sorted(instany_images.glob("*.jpg"))[1000 : 1000 + n], shard_rows=16, batch_size=8)
@@ -81,7 +105,7 @@ def test_kill_9_then_rerun_gives_every_photo_exactly_one_row(
         str(corpus),
         "--quiet",
         "--workers",
-        "1",
+        workers,
     ]
     proc = subprocess.Popen(
         cmd, env={**os.environ, **cache_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -89,10 +113,16 @@ def test_kill_9_then_rerun_gives_every_photo_exactly_one_row(
     deadline = time.monotonic() + 300
     while _rows(corpus, "efficientnet-lite0") < 16 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+    helpers = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = _rows(corpus, "efficientnet-lite0")
     assert 16 <= partial < n, "the run was not interrupted part-way"
+    assert len(helpers) >= int(workers)  # the decode or inference workers were running
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in helpers), "workers outlived the killed command"
 
     out = json.loads(run_cli("featurize", "--corpus", str(corpus), "--json", "--quiet", env=cache_env).stdout)
     assert out["pending"] == out["computed"] == n - partial

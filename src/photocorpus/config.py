@@ -211,8 +211,15 @@ class FeaturizeSettings(_Section):
     """Image features, ImageNet labels and caption embeddings (``photocorpus featurize``)."""
 
     batch_size: int = Field(32, ge=1, le=4096, description="Images per inference call.")
-    workers: int = Field(0, ge=0, description="Decode/preprocess worker processes; 0 means one per CPU core.")
-    threads: int = Field(0, ge=0, description="Inference threads (onnxruntime/torch); 0 means one per core.")
+    workers: int = Field(
+        0,
+        ge=0,
+        description="Worker processes; 0 means one per CPU core. With onnxruntime on the CPU each decodes "
+        "and runs its own model; otherwise they decode and the main process infers.",
+    )
+    threads: int = Field(
+        0, ge=0, description="Inference threads in all (split among model workers); 0 means one per core."
+    )
     shard_rows: int = Field(
         4096, ge=1, description="Rows per feature-store shard (one catalog commit each); capped at ~256 MB."
     )

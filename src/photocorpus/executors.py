@@ -8,8 +8,10 @@ every run, which is what makes an interrupted-then-resumed run identical to an u
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -31,9 +33,28 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _ignore_sigint() -> None:
-    # The driver owns Ctrl-C: it finishes the current batch and commits. Workers must not die first.
+def worker_setup() -> None:
+    """Initializer of every photocorpus process pool: ignore Ctrl-C, and exit once the driver is gone.
+
+    The driver owns Ctrl-C: it finishes the current batch and commits, so workers must not die first.
+    The watchdog is for a driver killed with SIGKILL: a ``concurrent.futures`` worker waits on its
+    call queue, and a spawned worker holds both ends of that pipe, so it never sees end-of-file and
+    would wait forever, holding its memory (a featurize worker: an onnxruntime session); every kill
+    of a command left its workers behind. A daemon thread waits on the parent's sentinel (a pipe the
+    driver holds open for the worker's whole life) and ends the process when it closes. Unlike a
+    parent-pid check, this also catches a driver that died while the worker was still starting.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:  # not started by multiprocessing: nothing to watch
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="photocorpus-orphan-watch", daemon=True).start()
 
 
 def _run_shard(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -52,7 +73,7 @@ class LocalExecutor:
             # spawn, not fork: the driver may hold threads (progress bars, sqlite) whose locks fork
             # would copy in a locked state.
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup
             )
         return self
 

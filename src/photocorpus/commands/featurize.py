@@ -49,9 +49,15 @@ def featurize(
     batch_size: Annotated[int | None, typer.Option(min=1, help="Images per inference call.")] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=0, help="Decode worker processes (default: one per core; 0: in the main process)."),
+        typer.Option(
+            min=0,
+            help="Worker processes (default: one per core; 0: all in the main process). With onnxruntime "
+            "on the CPU each decodes and runs its own model; otherwise they decode for the main process.",
+        ),
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Inference threads.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Inference threads in all (split among model workers).")
+    ] = None,
     backend: Annotated[str | None, typer.Option(help="auto, onnx or torch.")] = None,
     dtype: Annotated[str | None, typer.Option(help="float16 (default) or float32.")] = None,
     pca: Annotated[int | None, typer.Option(min=0, help="raw-pixels: keep this many PCA dims.")] = None,

@@ -22,9 +22,11 @@ done and that still lacks a row, one pass of the model and stores:
   (``corrupt_image`` ...), so one unreadable photo is recorded once and never stops a run.
 
 How it runs: the driver reads the pending photo ids (fetched, minus those already in *every* output
-set, minus permanent failures), and a pool of worker processes decodes and preprocesses them at
-reduced scale (JPEG DCT draft, crop-window-only resize; :mod:`photocorpus.features.preprocess`) a few
-batches ahead, in order, while the driver runs batched inference (onnxruntime, or torch on a GPU).
+set, minus permanent failures) and sends batches of them, in order, to worker processes that decode
+and preprocess at reduced scale (JPEG DCT draft, crop-window-only resize;
+:mod:`photocorpus.features.preprocess`). With onnxruntime on the CPU each worker also runs its own
+single-threaded model and returns the outputs (:class:`_InferencePool`); on a GPU, with torch, or
+with one worker, the workers only decode a few batches ahead while the driver runs batched inference.
 Rows are buffered up to ``shard_rows`` (at most ~256 MB) and committed as one transaction: a new shard
 per feature set, the labels, the categories and the stage rows. So a kill -9 loses at most one
 uncommitted shard, a re-run does exactly what is left, and memory stays bounded by the shard buffer
@@ -35,12 +37,12 @@ loading it is one mmap.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import math
 import multiprocessing
 import os
 import shutil
-import signal
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -53,6 +55,7 @@ from PIL import Image, UnidentifiedImageError
 
 from photocorpus import reasons
 from photocorpus.errors import PhotocorpusError, StorageError
+from photocorpus.executors import worker_setup
 from photocorpus.features import store
 from photocorpus.features.labels import (
     PRESETS,
@@ -269,11 +272,6 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
-def _ignore_sigint() -> None:
-    # The driver owns Ctrl-C: it commits the current shard and stops. Workers must not die first.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 class _DecodePool:
     """Ordered, bounded decode-ahead: up to ``depth`` batches in flight in worker processes.
 
@@ -292,7 +290,7 @@ class _DecodePool:
         if self.workers > 0:
             # spawn, not fork: the driver holds sqlite and onnxruntime threads whose locks fork would copy.
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup
             )
         return self
 
@@ -322,6 +320,88 @@ def _gather(futures: list[concurrent.futures.Future[list[_Decoded]]]) -> list[_D
     for fut in futures:
         out.extend(fut.result())
     return out
+
+
+_WORKER_RUNNER: _Runner | None = None  # the model of an inference worker process (one per process)
+_WORKER_ERROR: str | None = None  # why it could not be loaded, reported by the first batch
+
+
+def _init_inference_worker(model: str, weights: str | None, backend: str, threads: int) -> None:
+    """Process-pool initializer: load the model once per worker (a failure is reported per batch, as
+    a :class:`FeaturizeError`, instead of a pool broken for no stated reason)."""
+    global _WORKER_RUNNER, _WORKER_ERROR
+    worker_setup()
+    try:
+        spec = _spec(model)
+        _WORKER_RUNNER = make_runner(
+            spec, Path(weights) if weights else None, backend, threads, share_cores=True
+        )
+    except Exception as exc:
+        _WORKER_ERROR = f"{model} could not be loaded in a featurize worker: {_short(exc)}"
+
+
+def _worker_runner() -> _Runner:
+    if _WORKER_RUNNER is None:
+        raise FeaturizeError(_WORKER_ERROR or "featurize worker has no model")
+    return _WORKER_RUNNER
+
+
+def _worker_backend() -> str:
+    return _worker_runner().backend
+
+
+def _infer_shard(tasks: Sequence[_DecodeTask]) -> Inferred:
+    """Worker side of the CPU path: decode a batch and run the model on it (the Ray actor's step)."""
+    return infer_batch(_worker_runner(), _decode_shard(tasks))
+
+
+class _InferencePool:
+    """Decode *and* infer in worker processes, each holding its own model with ``threads`` threads.
+
+    Why, on CPU: with the model in the driver, its inference threads and the decode processes took
+    turns on the same cores, and each operator of the two-threaded session waited for its slower
+    half. With one single-threaded model per core, each decoding its own batches, every core is
+    always busy with one or the other and the driver has little left to do (2 cores: the stage
+    went from 79 to 87-93 img/s, from 74 to 82-87 % of bare onnxruntime; docs/benchmarks.md).
+    Batches come back in submission order, at most ``depth_per_worker`` per worker in flight; the
+    driver makes the label rows and commits, exactly as with the other executors.
+    """
+
+    def __init__(
+        self, workers: int, model: str, weights: Path | None, backend: str, threads: int,
+        depth_per_worker: int = 2,
+    ) -> None:  # fmt: skip
+        self.depth = max(1, workers * depth_per_worker)
+        # spawn, not fork: the driver holds sqlite (and maybe onnxruntime) state that fork would copy.
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_inference_worker,
+            initargs=(model, str(weights) if weights else None, backend, threads),
+        )
+        try:
+            self.backend = self._pool.submit(_worker_backend).result()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> _InferencePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def map(self, batches: Iterable[list[_DecodeTask]]) -> Iterator[Inferred]:
+        pending: deque[concurrent.futures.Future[Inferred]] = deque()
+        for batch in batches:
+            pending.append(self._pool.submit(_infer_shard, batch))
+            if len(pending) >= self.depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 # ---------------------------------------------------------------------------------------- runners
@@ -470,6 +550,16 @@ def _choose_backend(requested: str) -> tuple[str, str]:
     if _torch_cuda_available():
         return "torch", "cuda"
     return "onnx", "cpu"
+
+
+def _onnx_on_cpu(requested: str) -> bool:
+    """Whether ``requested`` resolves to onnxruntime on the CPU (no CUDA provider in this build)."""
+    chosen, _ = _choose_backend(requested)
+    if chosen != "onnx":
+        return False
+    import onnxruntime
+
+    return "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
 
 
 def _weights_file(spec: ImageModelSpec, weights: str | os.PathLike[str] | None) -> Path | None:
@@ -945,19 +1035,31 @@ def featurize_images(
         report.peak_rss_mb = _peak_rss_mb()
         return report
 
+    backend = backend or cfg.backend
+    # On CPU with onnxruntime, each worker decodes and infers with its own single-threaded model
+    # (see _InferencePool); on a GPU, or with torch on the CPU, workers decode and the driver infers.
+    workers_infer = not on_ray and spec.name != "raw-pixels" and workers > 1 and _onnx_on_cpu(backend)
     # On Ray the decode workers are the actors themselves; the local pool only fits a PCA basis.
-    with _DecodePool(0 if on_ray else workers) as pool:
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(_DecodePool(0 if on_ray or workers_infer else workers))
         pca = None
         if spec.name == "raw-pixels" and pca_dims:
             pca, pca_info = _load_or_fit_pca(corpus, names[0], pca_dims, side, todo, pool, cfg.text_seed)
             params["pca"] = pca_info
-        backend = backend or cfg.backend
         ray_pool = None
+        infer_pool = None
         if on_ray:
             from photocorpus.features.distributed import ActorPool
 
             ray_pool = ActorPool(executor, spec.name, weights_path, backend, pca)
             report.backend = ray_pool.backend
+        elif workers_infer:
+            _onnx_path(spec, weights_path)  # export once here, not racing in every worker
+            per_worker = max(1, threads // workers)
+            infer_pool = stack.enter_context(
+                _InferencePool(workers, spec.name, weights_path, backend, per_worker)
+            )
+            report.backend = f"{infer_pool.backend} [{workers} workers x {per_worker} thread(s)]"
         else:
             runner = make_runner(spec, weights_path, backend, threads, share_cores=workers > 0, pca=pca)
             report.backend = runner.backend
@@ -984,6 +1086,8 @@ def featurize_images(
         inferred: Iterator[Inferred]
         if ray_pool is not None:
             inferred = ray_pool.map(batches())
+        elif infer_pool is not None:
+            inferred = infer_pool.map(batches())
         else:
             inferred = (infer_batch(runner, decoded) for decoded in pool.map(batches()))
         for batch in inferred:

@@ -12,12 +12,12 @@ This module imports Pillow only inside the workers: the driver imports it just t
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from photocorpus.executors import worker_setup
 from photocorpus.fetch.spec import RenderSpec
 
 if TYPE_CHECKING:
@@ -45,9 +45,9 @@ class RenderResult:
 
 
 def init_worker() -> None:
-    """Pool initializer: ignore Ctrl-C (the driver owns it and stops between batches) and load the
-    imaging code now, while the first downloads are still running."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Pool initializer: :func:`~photocorpus.executors.worker_setup` (Ctrl-C ignored, exit with the
+    driver), then load the imaging code now, while the first downloads are still running."""
+    worker_setup()
     import photocorpus.fetch.imaging  # noqa: F401
 
 
