@@ -233,6 +233,36 @@ def test_gallery_escapes_untrusted_text(tmp_path: Path) -> None:
     c.close()
 
 
+@pytest.mark.parametrize(
+    ("images_url", "shown"),
+    [
+        ("s3://bkt/pre", "https://bkt.s3.amazonaws.com/pre/nyc/00000/1.jpg"),
+        ("gs://bkt/pre", "https://storage.googleapis.com/bkt/pre/nyc/00000/1.jpg"),
+        ("memory://bkt/pre", None),  # no address a browser can open: the object is named, not shown
+    ],
+)
+def test_gallery_shows_store_images_by_their_browser_address(
+    tmp_path: Path, images_url: str, shown: str | None
+) -> None:
+    """A hit on an object store links its https address, as the explore report does; the catalog row,
+    not the hit's URL text, decides which object it is."""
+    from photocorpus.config import Settings, StorageSettings
+    from photocorpus.corpus import StoredFile
+    from photocorpus.learn.gallery import write_gallery
+    from photocorpus.learn.search import Hit
+
+    with Corpus.create(tmp_path / "c", Settings(storage=StorageSettings(images_url=images_url))) as c:
+        (pid,) = c.add_photos([PhotoRecord("t", "1", ["nyc"], caption="x")])
+        rel = "images/nyc/00000/1.jpg"
+        c.commit_file(pid, StoredFile(rel, "0" * 64, 10, 10, 100, "JPEG"))
+        hit = Hit(1, 0.9, pid, "1", "nyc", "x", c.image_url(rel), "m")
+        text = write_gallery(c, [hit], query="q", subtitle="s").read_text(encoding="utf-8")
+    if shown is None:
+        assert "<img" not in text and f"class='missing'>{images_url}/nyc/00000/1.jpg<" in text
+    else:
+        assert f"<img loading='lazy' src='{shown}'" in text
+
+
 def test_report_queries_rank_frequent_tags_by_count_then_name(tmp_path: Path) -> None:
     from photocorpus.learn.report_search import QUERIES, report_queries
 

@@ -12,7 +12,7 @@ import hashlib
 import html
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -36,14 +36,25 @@ def gallery_path(corpus: Corpus, query: str) -> Path:
 
 
 def render_gallery(
-    hits: Sequence[Hit], *, title: str, subtitle: str, page: Path, query_image: Path | None = None
+    hits: Sequence[Hit],
+    *,
+    title: str,
+    subtitle: str,
+    page: Path,
+    query_image: Path | None = None,
+    browser_urls: Mapping[int, str] | None = None,
 ) -> str:
+    """The page's HTML. ``browser_urls`` maps photo ids on an object store to an https address a
+    browser can open (``ObjectStore.browser_url``); a stored image without one is named, not shown."""
     esc = html.escape
     cards = []
     for hit in hits:
         if hit.path and "://" in hit.path:  # on an object store: shown only where a browser can fetch it
-            if hit.path.startswith(("http://", "https://")):
-                img = f"<img loading='lazy' src='{esc(hit.path)}' alt='{esc(hit.source_id)}'>"
+            url = (browser_urls or {}).get(hit.photo_id)
+            if url is None and hit.path.startswith(("http://", "https://")):
+                url = hit.path
+            if url is not None:
+                img = f"<img loading='lazy' src='{esc(url)}' alt='{esc(hit.source_id)}'>"
             else:
                 img = f"<div class='missing'>{esc(hit.path)}</div>"
         elif hit.path:
@@ -99,9 +110,27 @@ def write_gallery(
     page = (out or gallery_path(corpus, query)).absolute()
     page.parent.mkdir(parents=True, exist_ok=True)
     text = render_gallery(
-        hits, title=f"Search: {query}", subtitle=subtitle, page=page, query_image=query_image
+        hits,
+        title=f"Search: {query}",
+        subtitle=subtitle,
+        page=page,
+        query_image=query_image,
+        browser_urls=_browser_urls(corpus, hits),
     )
     tmp = page.with_name(f".{page.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, page)
     return page
+
+
+def _browser_urls(corpus: Corpus, hits: Sequence[Hit]) -> dict[int, str]:
+    """https addresses of hits whose images live on the corpus's object store (s3:// on AWS, gs://),
+    as the explore report links them; none for a local corpus or a store a browser cannot reach."""
+    store = corpus.image_store
+    ids = [hit.photo_id for hit in hits if hit.path]
+    if store is None or not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = corpus.conn.execute(f"SELECT photo_id, path FROM files WHERE photo_id IN ({marks})", ids)
+    urls = {int(pid): store.browser_url(rel) for pid, rel in rows}
+    return {pid: url for pid, url in urls.items() if url}
