@@ -210,7 +210,12 @@ class FetchSettings(_Section):
 class FeaturizeSettings(_Section):
     """Image features, ImageNet labels and caption embeddings (``photocorpus featurize``)."""
 
-    batch_size: int = Field(32, ge=1, le=4096, description="Images per inference call.")
+    batch_size: int = Field(
+        32,
+        ge=1,
+        le=4096,
+        description="Images per batch (one inference call on a GPU; one at a time on the CPU).",
+    )
     workers: int = Field(
         0,
         ge=0,

@@ -46,7 +46,10 @@ def featurize(
     weights: Annotated[
         Path | None, typer.Option(help="State dict for vgg19/resnet50 (torchvision key format).")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per inference call.")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="Images per batch: one inference call on a GPU; on the CPU, one at a time."),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
