@@ -40,3 +40,25 @@ def files_on_disk(corpus_dir: Path) -> dict[str, str]:
             path = Path(dirpath, name)
             out[path.relative_to(corpus_dir).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (Linux /proc: the state follows the name)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def child_pids(pid: int) -> set[int]:
+    """Direct children of a process (Linux /proc: the parent pid is the 4th field of ``stat``)."""
+    found: set[int] = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found

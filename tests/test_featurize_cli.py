@@ -21,6 +21,7 @@ from photocorpus.corpus import Corpus
 from photocorpus.features import store
 from photocorpus.features.mirflickr_dat import read_dat
 from tests.conftest import run_cli
+from tests.helpers import child_pids, process_alive
 
 
 @pytest.fixture(scope="module")
@@ -66,27 +67,6 @@ def featurized(
     yield corpus
 
 
-def _children(pid: int) -> set[int]:
-    """Direct children of a process (Linux /proc: the parent pid is the 4th field of ``stat``)."""
-    found: set[int] = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended meanwhile
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.parametrize("workers", ["1", "2"], ids=["model-in-driver", "model-in-workers"])
 def test_kill_9_then_rerun_gives_every_photo_exactly_one_row(
     tmp_path: Path, instany_images: Path, cache_env: dict, workers: str
@@ -113,16 +93,16 @@ def test_kill_9_then_rerun_gives_every_photo_exactly_one_row(
     deadline = time.monotonic() + 300
     while _rows(corpus, "efficientnet-lite0") < 16 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    helpers = _children(proc.pid)
+    helpers = child_pids(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = _rows(corpus, "efficientnet-lite0")
     assert 16 <= partial < n, "the run was not interrupted part-way"
     assert len(helpers) >= int(workers)  # the decode or inference workers were running
     deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in helpers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in helpers), "workers outlived the killed command"
+    assert not any(process_alive(pid) for pid in helpers), "workers outlived the killed command"
 
     out = json.loads(run_cli("featurize", "--corpus", str(corpus), "--json", "--quiet", env=cache_env).stdout)
     assert out["pending"] == out["computed"] == n - partial

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import process_alive
+
 DRIVER = textwrap.dedent(
     """
     import json, multiprocessing, os, sys, time
@@ -41,14 +43,6 @@ DRIVER = textwrap.dedent(
         time.sleep(600)
     """
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from Linux /proc")
@@ -76,14 +70,14 @@ def test_workers_exit_when_their_driver_is_killed(tmp_path: Path, initializer: s
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         workers = [int(p) for p in line.split()]
-        assert len(workers) == 2 and all(_alive(p) for p in workers), line
+        assert len(workers) == 2 and all(process_alive(p) for p in workers), line
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     deadline = time.monotonic() + 20
-    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+    while any(process_alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    left = [p for p in workers if _alive(p)]
+    left = [p for p in workers if process_alive(p)]
     info = {p: Path(f"/proc/{p}/status").read_text() for p in left}
     for p in left:  # do not leak them into the rest of the session
         os.kill(p, signal.SIGKILL)
