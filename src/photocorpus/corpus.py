@@ -400,6 +400,7 @@ class Corpus:
 
     def __init__(self, root: Path, conn: sqlite3.Connection, settings: Settings) -> None:
         self.root = root
+        self._root_resolved = root.resolve()  # every abs_path check starts from it
         self.conn = conn
         self.settings = settings
         self._in_transaction = False
@@ -758,7 +759,7 @@ class Corpus:
 
         For a stored image, use :meth:`image_location` instead: images may live on an object store.
         """
-        return layout.resolve_inside(self.root, relpath)
+        return layout.resolve_inside(self.root, relpath, root_resolved=self._root_resolved)
 
     @property
     def image_store(self) -> ObjectStore | None:
