@@ -784,6 +784,16 @@ class Corpus:
         check_relpath(relpath)
         return RemoteImage(store, relpath)
 
+    def file_paths(self, photo_ids: Sequence[int]) -> dict[int, str]:
+        """Catalog paths of the stored files of ``photo_ids`` (photos without a file are left out)."""
+        if not photo_ids:
+            return {}
+        marks = ",".join("?" * len(photo_ids))
+        rows = self.conn.execute(
+            f"SELECT photo_id, path FROM files WHERE photo_id IN ({marks})", tuple(photo_ids)
+        )
+        return {int(r[0]): r[1] for r in rows}
+
     def image_url(self, relpath: str) -> str:
         """A stored image's address for people: its absolute path, or its URL on the object store."""
         store = self.image_store

@@ -562,13 +562,11 @@ def _choose_backend(requested: str) -> tuple[str, str]:
 
 
 def _onnx_on_cpu(requested: str) -> bool:
-    """Whether ``requested`` resolves to onnxruntime on the CPU (no CUDA provider in this build)."""
-    chosen, _ = _choose_backend(requested)
-    if chosen != "onnx":
-        return False
-    import onnxruntime
+    """Whether ``requested`` resolves to onnxruntime on the CPU: the provider an ``_OnnxRunner`` gets."""
+    from photocorpus.features.models.onnx_runtime import default_providers
 
-    return "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
+    chosen, _ = _choose_backend(requested)
+    return chosen == "onnx" and default_providers()[0] == "CPUExecutionProvider"
 
 
 def _weights_file(spec: ImageModelSpec, weights: str | os.PathLike[str] | None) -> Path | None:
@@ -662,12 +660,6 @@ def pending_photo_ids(corpus: Corpus, set_names: Sequence[str], stage: str) -> n
     if have is None or have.size == 0:
         return eligible
     return np.setdiff1d(eligible, have, assume_unique=True)
-
-
-def _paths_for(corpus: Corpus, ids: Sequence[int]) -> dict[int, str]:
-    marks = ",".join("?" * len(ids))
-    rows = corpus.conn.execute(f"SELECT photo_id, path FROM files WHERE photo_id IN ({marks})", tuple(ids))
-    return {int(r[0]): r[1] for r in rows}
 
 
 # ------------------------------------------------------------------------------ labels and ontology
@@ -907,7 +899,7 @@ def _load_or_fit_pca(
     vectors: list[np.ndarray] = []
     for start in range(0, len(sample), 256):
         chunk = sample[start : start + 256].tolist()
-        paths = _paths_for(corpus, chunk)
+        paths = corpus.file_paths(chunk)
         tasks = [[_DecodeTask(pid, corpus.image_location(paths[pid]), side) for pid in chunk]]
         for decoded in pool.map(tasks):
             vectors.extend(d.pixels for d in decoded if d.pixels is not None)
@@ -1085,7 +1077,7 @@ def featurize_images(
         def batches() -> Iterator[list[_DecodeTask]]:
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size].tolist()
-                paths = _paths_for(corpus, chunk)
+                paths = corpus.file_paths(chunk)
                 yield [
                     _DecodeTask(pid, corpus.image_location(paths[pid]), side) for pid in chunk if pid in paths
                 ]

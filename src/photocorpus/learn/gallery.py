@@ -127,10 +127,8 @@ def _browser_urls(corpus: Corpus, hits: Sequence[Hit]) -> dict[int, str]:
     """https addresses of hits whose images live on the corpus's object store (s3:// on AWS, gs://),
     as the explore report links them; none for a local corpus or a store a browser cannot reach."""
     store = corpus.image_store
-    ids = [hit.photo_id for hit in hits if hit.path]
-    if store is None or not ids:
+    if store is None:
         return {}
-    marks = ",".join("?" * len(ids))
-    rows = corpus.conn.execute(f"SELECT photo_id, path FROM files WHERE photo_id IN ({marks})", ids)
-    urls = {int(pid): store.browser_url(rel) for pid, rel in rows}
+    paths = corpus.file_paths([hit.photo_id for hit in hits if hit.path])
+    urls = {pid: store.browser_url(rel) for pid, rel in paths.items()}
     return {pid: url for pid, url in urls.items() if url}
