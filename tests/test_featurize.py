@@ -24,9 +24,18 @@ from photocorpus.config import FeaturizeSettings, Settings
 from photocorpus.corpus import Corpus
 from photocorpus.features import store
 from photocorpus.features.models.onnx_runtime import OnnxImageModel, ensure_efficientnet_lite0_onnx
-from photocorpus.features.pipeline import FeaturizeError, featurize_images, pending_photo_ids
+from photocorpus.features.pipeline import (
+    FeaturizeError,
+    Inferred,
+    _Decoded,
+    _InferencePool,
+    featurize_images,
+    join_inferred,
+    pending_photo_ids,
+)
 from photocorpus.features.preprocess import raw_pixels
 from photocorpus.importing import import_folder
+from tests.helpers import child_pids
 
 ESPRESSO = 967
 DOMESTIC_CATS = range(281, 286)
@@ -286,6 +295,46 @@ def test_a_model_the_workers_cannot_load_stops_the_run_with_a_clear_error(
             featurize_images(corpus, workers=2, threads=2)
         assert corpus.conn.execute("SELECT COUNT(*) FROM stages WHERE stage = ?", (STAGE,)).fetchone()[0] == 0
         assert pending_photo_ids(corpus, ["efficientnet-lite0"], STAGE).size == 4
+
+
+def test_every_inference_worker_is_started_and_loaded_before_the_first_batch(onnx_cache: Path) -> None:
+    """The process pool spawns a worker per submit only while none is idle: a single readiness probe
+    left the second worker to start (and load its model) after the first batches were queued."""
+
+    def workers() -> set[int]:
+        pids = set()
+        for pid in child_pids(os.getpid()):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+                pids.add(pid)
+        return pids
+
+    before = workers()
+    with _InferencePool(2, "efficientnet-lite0", None, "onnx", 1) as pool:
+        assert len(workers() - before) == 2
+        assert pool.backend == "onnxruntime/CPUExecutionProvider"
+
+
+def test_a_batch_run_in_shards_joins_back_in_order() -> None:
+    """Shards of one batch (one of them all failures) join into the batch's rows in shard order."""
+
+    def shard(ids: list[int], failed: list[int]) -> Inferred:
+        outputs = {"f": np.array([[i, i] for i in ids], np.float32), "l": np.array([[i] for i in ids])}
+        fails = [_Decoded(i, None, "corrupt_image") for i in failed]
+        return Inferred(np.array(ids, np.int64), outputs if ids else None, fails, len(ids) + len(failed))
+
+    joined = join_inferred([shard([5, 6], [7]), shard([], [8, 9]), shard([10], [])])
+    np.testing.assert_array_equal(joined.ids, [5, 6, 10])
+    assert joined.outputs is not None
+    np.testing.assert_array_equal(joined.outputs["f"][:, 0], [5, 6, 10])
+    np.testing.assert_array_equal(joined.outputs["l"][:, 0], [5, 6, 10])
+    assert [f.photo_id for f in joined.failures] == [7, 8, 9]
+    assert joined.size == 6
+    nothing = join_inferred([shard([], [1]), shard([], [2])])
+    assert nothing.outputs is None and nothing.ids.size == 0 and nothing.size == 2
 
 
 # --------------------------------------------------------------------------------------- raw pixels

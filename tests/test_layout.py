@@ -85,6 +85,41 @@ def test_resolve_inside_refuses_symlink_escape(tmp_path: Path) -> None:
         layout.resolve_inside(root, "images/x.jpg")
 
 
+def test_resolving_many_paths_gives_each_path_what_resolve_inside_gives(tmp_path: Path) -> None:
+    """The batch resolver resolves a folder once, so its shortcut must not skip any symlink: file
+    links inside and outside, a folder linked outside, missing files, and malformed paths."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"x")
+    root = tmp_path / "corpus"
+    (root / "images" / "a" / "00000").mkdir(parents=True)
+    (root / "images" / "a" / "00000" / "1.jpg").write_bytes(b"x")
+    (root / "images" / "a" / "00000" / "inside.jpg").symlink_to(root / "images" / "a" / "00000" / "1.jpg")
+    (root / "images" / "a" / "00000" / "out.jpg").symlink_to(outside / "secret.jpg")
+    (root / "images" / "b").symlink_to(outside)
+    (root / "images" / "c").symlink_to(root / "images" / "a")
+    paths = [
+        "images/a/00000/1.jpg", "images/a/00000/missing.jpg", "images/a/00000/inside.jpg",
+        "images/a/00000/out.jpg", "images/b/secret.jpg", "images/c/00000/1.jpg", "images/a/00000/.",
+        "images", "images/a/../b/secret.jpg", "/etc/passwd", "images//a", "",
+    ]  # fmt: skip
+    for rel in paths:
+        try:
+            expected: Path | type[UnsafePathError] = layout.resolve_inside(root, rel)
+        except UnsafePathError:
+            expected = UnsafePathError
+        # alone, and after its folder was resolved for another path of the same call
+        for batch in ([rel], ["images/a/00000/1.jpg", "images/c/00000/1.jpg", rel]):
+            if expected is UnsafePathError:
+                with pytest.raises(UnsafePathError):
+                    layout.resolve_many_inside(root, batch)
+            else:
+                assert layout.resolve_many_inside(root, batch)[-1] == expected, rel
+    assert layout.resolve_many_inside(root, ["images/c/00000/1.jpg"]) == [
+        (root / "images/a/00000/1.jpg").resolve()
+    ]
+
+
 def test_hostile_records_get_paths_inside_the_corpus(tmp_path: Path) -> None:
     corpus = Corpus.create(tmp_path / "c")
     records = [PhotoRecord(source="flickr", source_id=t or "empty", labels=[t or "empty"]) for t in HOSTILE]

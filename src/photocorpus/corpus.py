@@ -634,16 +634,30 @@ class Corpus:
         detail: str | None = None,
     ) -> None:
         """Record a photo's status for one stage; repeated attempts are counted."""
+        self.set_stages([photo_id], stage, status, reason, detail)
+
+    def set_stages(
+        self,
+        photo_ids: Iterable[int],
+        stage: str,
+        status: str,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """:meth:`set_stage` for many photos with the same outcome, in one statement (a featurize
+        commit marks thousands of photos done at once)."""
         if status not in STAGE_STATUSES:
             raise ValueError(f"unknown stage status {status!r}; expected one of {STAGE_STATUSES}")
+        detail = (detail or None) and detail[:2000]
+        now = utc_now()
         with self.transaction() as conn:
-            conn.execute(
+            conn.executemany(
                 """INSERT INTO stages (photo_id, stage, status, reason, detail, attempts, updated_at)
                    VALUES (?, ?, ?, ?, ?, 1, ?)
                    ON CONFLICT (photo_id, stage) DO UPDATE SET status = excluded.status,
                        reason = excluded.reason, detail = excluded.detail,
                        attempts = stages.attempts + 1, updated_at = excluded.updated_at""",
-                (photo_id, stage, status, reason, (detail or None) and detail[:2000], utc_now()),
+                [(int(pid), stage, status, reason, detail, now) for pid in photo_ids],
             )
 
     def stage_status(self, photo_ids: Sequence[int], stage: str) -> dict[int, str]:
@@ -783,6 +797,14 @@ class Corpus:
             return str(self.abs_path(relpath))
         check_relpath(relpath)
         return RemoteImage(store, relpath)
+
+    def image_locations(self, relpaths: Sequence[str]) -> list[ImageLocation]:
+        """:meth:`image_location` of many stored images, checked the same way; on local disk each
+        folder is resolved once (:func:`photocorpus.layout.resolve_many_inside`)."""
+        if self.image_store is not None:
+            return [self.image_location(relpath) for relpath in relpaths]
+        resolved = layout.resolve_many_inside(self.root, relpaths, root_resolved=self._root_resolved)
+        return [str(path) for path in resolved]
 
     def file_paths(self, photo_ids: Sequence[int]) -> dict[int, str]:
         """Catalog paths of the stored files of ``photo_ids`` (photos without a file are left out)."""

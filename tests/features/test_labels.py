@@ -209,6 +209,26 @@ def test_topk_is_numerically_stable_and_deterministic_on_ties() -> None:
         labels.topk(np.zeros((1, 1, 4)))
 
 
+@pytest.mark.parametrize("classes", [12, 1000])
+def test_topk_order_equals_a_full_stable_sort_with_ties_and_nan(classes: int) -> None:
+    """The partition shortcut must agree with sorting every class: best first, ties to the lower index
+    (also across the k-th place), NaN rows handled by the fallback, float16 input too."""
+    rng = np.random.default_rng(classes)
+    for trial in range(60):
+        x = rng.standard_normal((int(rng.integers(1, 40)), classes)).astype(np.float32)
+        if trial % 2:
+            x = np.round(x * 2) / 2  # many ties, also at the k-th place
+        if trial % 5 == 0:
+            x[0, int(rng.integers(classes))] = np.nan
+        if trial % 7 == 0:
+            x = x.astype(np.float16)
+        k = int(rng.integers(1, 11))
+        expected = np.argsort(-x.astype(np.float64), axis=-1, kind="stable")[:, :k]
+        idx, probs = labels.topk(x, k)
+        np.testing.assert_array_equal(idx, expected)
+        np.testing.assert_array_equal(probs, np.take_along_axis(labels.softmax(x), expected, axis=-1))
+
+
 def test_labels_and_dat_modules_do_not_import_torch() -> None:
     code = (
         "import sys; import photocorpus.features.labels as l, photocorpus.features.mirflickr_dat; "

@@ -244,17 +244,45 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def topk(logits: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def topk(logits: np.ndarray, k: int = 5, *, probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` class indices and their softmax probabilities, best first.
 
     Accepts one logit vector ``(C,)`` or a batch ``(N, C)``; outputs have shape ``(k,)`` / ``(N, k)``.
-    Ties keep the lower class index first so results are deterministic.
+    Ties keep the lower class index first so results are deterministic. ``probs``: the softmax of
+    ``logits`` when the caller has computed it already.
     """
     x = np.asarray(logits)
     if x.ndim not in (1, 2):
         raise ValueError(f"expected logits of shape (C,) or (N, C), got {x.shape}")
     if not 1 <= k <= x.shape[-1]:
         raise ValueError(f"k must be in 1..{x.shape[-1]}, got {k}")
-    probs = softmax(x, axis=-1)
-    order = np.argsort(-x.astype(np.float64), axis=-1, kind="stable")[..., :k]
-    return order.astype(np.int64), np.take_along_axis(probs, order, axis=-1)
+    if probs is None:
+        probs = softmax(x, axis=-1)
+    order = _top_indices(x.reshape(-1, x.shape[-1]), k).reshape(*x.shape[:-1], k)
+    return order, np.take_along_axis(probs, order, axis=-1)
+
+
+def _top_indices(x: np.ndarray, k: int) -> np.ndarray:
+    """Row-wise indices of the ``k`` largest values of ``x`` (N, C), best first, ties by lower index.
+
+    Why not one ``argsort``: sorting all 1000 classes of every photo to keep five was most of the
+    featurize driver's label time (3 ms per batch of 32). A partition finds each row's k-th value;
+    rows whose values at or above it are exactly k (a tie across the cut, or a NaN, makes them
+    more or fewer) only sort those k, the rest fall back to the full stable sort.
+    """
+    n, c = x.shape
+    order = np.empty((n, k), dtype=np.int64)
+    simple = np.zeros(n, dtype=bool)
+    if 4 * k < c:
+        part = np.argpartition(x, c - k, axis=1)[:, c - k :]
+        kth = np.take_along_axis(x, part, axis=1).min(axis=1, keepdims=True)
+        above = x >= kth
+        simple = above.sum(axis=1) == k
+        if simple.any():
+            cand = np.nonzero(above[simple])[1].reshape(-1, k)  # ascending class index per row
+            vals = np.take_along_axis(x[simple], cand, axis=1).astype(np.float64)
+            order[simple] = np.take_along_axis(cand, np.argsort(-vals, axis=1, kind="stable"), axis=1)
+    rest = ~simple
+    if rest.any():
+        order[rest] = np.argsort(-x[rest].astype(np.float64), axis=1, kind="stable")[:, :k]
+    return order

@@ -45,10 +45,10 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -268,6 +268,14 @@ def _decode(task: _DecodeTask) -> _Decoded:
     return _Decoded(task.photo_id, pixels)
 
 
+def _decode_tasks(corpus: Corpus, photo_ids: list[int], side: int) -> list[_DecodeTask]:
+    """Decode tasks for those of ``photo_ids`` that have a stored file, each path checked."""
+    paths = corpus.file_paths(photo_ids)
+    kept = [pid for pid in photo_ids if pid in paths]
+    locations = corpus.image_locations([paths[pid] for pid in kept])
+    return [_DecodeTask(pid, location, side) for pid, location in zip(kept, locations, strict=True)]
+
+
 def _decode_shard(tasks: Sequence[_DecodeTask]) -> list[_Decoded]:
     return [_decode(t) for t in tasks]
 
@@ -308,22 +316,39 @@ class _DecodePool:
             for batch in batches:
                 yield _decode_shard(batch)
             return
-        pending: deque[list[concurrent.futures.Future[list[_Decoded]]]] = deque()
-        for batch in batches:
-            step = max(1, math.ceil(len(batch) / self.workers))
-            shards = [batch[i : i + step] for i in range(0, len(batch), step)]
-            pending.append([self._pool.submit(_decode_shard, shard) for shard in shards])
-            if len(pending) >= self.depth:
-                yield _gather(pending.popleft())
-        while pending:
-            yield _gather(pending.popleft())
+        yield from _split_map(self._pool, _decode_shard, batches, self.workers, self.depth, _join_decoded)
 
 
-def _gather(futures: list[concurrent.futures.Future[list[_Decoded]]]) -> list[_Decoded]:
-    out: list[_Decoded] = []
-    for fut in futures:
-        out.extend(fut.result())
-    return out
+_T = TypeVar("_T")
+
+
+def _split_map(
+    pool: concurrent.futures.Executor,
+    fn: Callable[[list[_DecodeTask]], _T],
+    batches: Iterable[list[_DecodeTask]],
+    parts: int,
+    depth: int,
+    join: Callable[[list[_T]], _T],
+) -> Iterator[_T]:
+    """``join(fn(part) for each part)`` per batch, in order, each batch split into ``parts`` shards that
+    run in parallel, at most ``depth`` batches in flight.
+
+    Why split a batch rather than hand whole batches to workers in turn: every worker has a part of
+    each batch, so they all finish the last batch together (whole batches left one core idle for up
+    to a batch's time at the end of a run) and the first results come back sooner.
+    """
+    pending: deque[list[concurrent.futures.Future[_T]]] = deque()
+    for batch in batches:
+        step = max(1, math.ceil(len(batch) / parts))
+        pending.append([pool.submit(fn, batch[i : i + step]) for i in range(0, len(batch), step)])
+        if len(pending) >= depth:
+            yield join([fut.result() for fut in pending.popleft()])
+    while pending:
+        yield join([fut.result() for fut in pending.popleft()])
+
+
+def _join_decoded(parts: list[list[_Decoded]]) -> list[_Decoded]:
+    return [d for part in parts for d in part]
 
 
 _WORKER_RUNNER: _Runner | None = None  # the model of an inference worker process (one per process)
@@ -367,15 +392,16 @@ class _InferencePool:
     half. With one single-threaded model per core, each decoding its own batches, every core is
     always busy with one or the other and the driver has little left to do (2 cores: the stage
     went from 79 to 87-93 img/s, from 74 to 82-87 % of bare onnxruntime; docs/benchmarks.md).
-    Batches come back in submission order, at most ``depth_per_worker`` per worker in flight; the
-    driver makes the label rows and commits, exactly as with the other executors.
+    Each batch is split across the workers (:func:`_split_map`) and comes back whole, in submission
+    order, at most ``depth`` batches in flight; the driver makes the label rows and commits, exactly
+    as with the other executors.
     """
 
     def __init__(
-        self, workers: int, model: str, weights: Path | None, backend: str, threads: int,
-        depth_per_worker: int = 2,
-    ) -> None:  # fmt: skip
-        self.depth = max(1, workers * depth_per_worker)
+        self, workers: int, model: str, weights: Path | None, backend: str, threads: int, depth: int = 2
+    ) -> None:
+        self.workers = workers
+        self.depth = max(1, depth)  # batches in flight, each split across all workers
         # spawn, not fork: the driver holds sqlite (and maybe onnxruntime) state that fork would copy.
         self._pool = concurrent.futures.ProcessPoolExecutor(
             workers,
@@ -384,7 +410,12 @@ class _InferencePool:
             initargs=(model, str(weights) if weights else None, backend, threads),
         )
         try:
-            self.backend = self._pool.submit(_worker_backend).result()
+            # One probe per worker: the pool spawns a process per submit while none is idle, so all
+            # start (and load their model) at once; one probe started the second only when the first
+            # was ready, about half a second into a 30-second run.
+            probes = [self._pool.submit(_worker_backend) for _ in range(workers)]
+            backends = [probe.result() for probe in probes]  # waits for all: a failed load raises here
+            self.backend = backends[0]
         except BaseException:
             self.close()
             raise
@@ -399,13 +430,7 @@ class _InferencePool:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def map(self, batches: Iterable[list[_DecodeTask]]) -> Iterator[Inferred]:
-        pending: deque[concurrent.futures.Future[Inferred]] = deque()
-        for batch in batches:
-            pending.append(self._pool.submit(_infer_shard, batch))
-            if len(pending) >= self.depth:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        yield from _split_map(self._pool, _infer_shard, batches, self.workers, self.depth, join_inferred)
 
 
 # ---------------------------------------------------------------------------------------- runners
@@ -518,6 +543,20 @@ class Inferred:
     outputs: dict[str, np.ndarray] | None  # model output name -> (len(ids), D) float32
     failures: list[_Decoded]
     size: int  # photos in the batch
+
+
+def join_inferred(parts: list[Inferred]) -> Inferred:
+    """One :class:`Inferred` for a batch whose shards ran separately (rows in shard order)."""
+    if len(parts) == 1:
+        return parts[0]
+    with_rows = [p for p in parts if p.outputs is not None]
+    outputs = (
+        {name: np.concatenate([p.outputs[name] for p in with_rows]) for name in with_rows[0].outputs}  # type: ignore[index]
+        if with_rows
+        else None
+    )
+    ids = np.concatenate([p.ids for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    return Inferred(ids, outputs, [f for p in parts for f in p.failures], sum(p.size for p in parts))
 
 
 def infer_batch(runner: _Runner, decoded: list[_Decoded]) -> Inferred:
@@ -701,13 +740,13 @@ def _label_rows(
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Rows for ``image_labels`` (top-5 per photo) and ``image_categories`` (one per ontology)."""
     table = imagenet_class_table()
-    top, top_probs = topk(logits, TOP_K)
+    probs_all = softmax(logits)
+    top, top_probs = topk(logits, TOP_K, probs=probs_all)
     labels = [
         (int(pid), model, rank + 1, int(c), table[c].wnid, table[c].name, float(p))
         for pid, classes, probs in zip(ids, top, top_probs, strict=True)
         for rank, (c, p) in enumerate(zip(classes, probs, strict=True))
     ]
-    probs_all = softmax(logits)
     categories: list[tuple[Any, ...]] = []
     for onto in ontologies:
         mass = probs_all @ onto.onehot  # (N, C)
@@ -829,8 +868,7 @@ class _Writer:
                             params=self.params,
                         )  # fmt: skip
                 _write_labels(self.corpus, buf.labels, buf.categories)
-                for pid in ids.tolist():
-                    self.corpus.set_stage(pid, self.stage, "done")
+                self.corpus.set_stages(ids.tolist(), self.stage, "done")
             for f in buf.failures:
                 self.corpus.set_stage(f.photo_id, self.stage, "failed", f.reason, f.detail)
         for name in self.have:
@@ -899,9 +937,7 @@ def _load_or_fit_pca(
     vectors: list[np.ndarray] = []
     for start in range(0, len(sample), 256):
         chunk = sample[start : start + 256].tolist()
-        paths = corpus.file_paths(chunk)
-        tasks = [[_DecodeTask(pid, corpus.image_location(paths[pid]), side) for pid in chunk]]
-        for decoded in pool.map(tasks):
+        for decoded in pool.map([_decode_tasks(corpus, chunk, side)]):
             vectors.extend(d.pixels for d in decoded if d.pixels is not None)
     if len(vectors) < dims:
         raise FeaturizeError(f"raw-pixels --pca {dims}: only {len(vectors)} readable photos to fit it")
@@ -1076,11 +1112,7 @@ def featurize_images(
 
         def batches() -> Iterator[list[_DecodeTask]]:
             for start in range(0, len(todo), batch_size):
-                chunk = todo[start : start + batch_size].tolist()
-                paths = corpus.file_paths(chunk)
-                yield [
-                    _DecodeTask(pid, corpus.image_location(paths[pid]), side) for pid in chunk if pid in paths
-                ]
+                yield _decode_tasks(corpus, todo[start : start + batch_size].tolist(), side)
                 if stop:
                     return
 
