@@ -1093,8 +1093,10 @@ def featurize_images(
         elif workers_infer:
             _onnx_path(spec, weights_path)  # export once here, not racing in every worker
             per_worker = max(1, threads // workers)
+            # two shards per worker in flight, also when there are more workers than photos in a batch
+            depth = max(2, math.ceil(2 * workers / min(workers, batch_size)))
             infer_pool = stack.enter_context(
-                _InferencePool(workers, spec.name, weights_path, backend, per_worker)
+                _InferencePool(workers, spec.name, weights_path, backend, per_worker, depth)
             )
             report.backend = f"{infer_pool.backend} [{workers} workers x {per_worker} thread(s)]"
         else:
