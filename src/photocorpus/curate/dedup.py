@@ -130,7 +130,9 @@ def hash_photos(
 
     def batches() -> Iterator[list[list[tuple[int, ImageLocation, str]]]]:
         for lo in range(0, len(todo), HASH_BATCH):
-            chunk = [(pid, corpus.image_location(rel), sha) for pid, rel, sha in todo[lo : lo + HASH_BATCH]]
+            part = todo[lo : lo + HASH_BATCH]
+            locations = corpus.image_locations([rel for _pid, rel, _sha in part])
+            chunk = [(pid, loc, sha) for (pid, _rel, sha), loc in zip(part, locations, strict=True)]
             yield [chunk[i : i + HASH_SHARD] for i in range(0, len(chunk), HASH_SHARD)]
             if stop:
                 return
@@ -318,11 +320,9 @@ def semantic_links(
     a, b = has[found.left], has[found.right]
     todo = np.flatnonzero(linked[a] != linked[b])
     a, b = a[todo], b[todo]
-    paths = {
-        int(cat.photo_id[p]): corpus.image_location(cat.path[p])
-        for p in np.unique(np.concatenate([a, b]))
-        if cat.path[p]
-    }
+    stored = [p for p in np.unique(np.concatenate([a, b])) if cat.path[p]]
+    locations = corpus.image_locations([cat.path[p] for p in stored])
+    paths = {int(cat.photo_id[p]): loc for p, loc in zip(stored, locations, strict=True)}
     corr = verify_pairs(
         [(int(cat.photo_id[x]), int(cat.photo_id[y])) for x, y in zip(a, b, strict=True)],
         paths,

@@ -95,7 +95,9 @@ def compute_features(
     feats: list[np.ndarray] = []
     for lo in range(0, len(rows), batch):
         chunk = rows[lo : lo + batch]
-        prepared = preprocess_batch([image_input(corpus.image_location(r["path"])) for r in chunk])
+        prepared = preprocess_batch(
+            [image_input(loc) for loc in corpus.image_locations([r["path"] for r in chunk])]
+        )
         if prepared.indices:
             pooled, _logits = model.run(prepared.pixels)
             ids.extend(int(chunk[i]["photo_id"]) for i in prepared.indices)

@@ -201,9 +201,10 @@ def pending_quality(corpus: Corpus, redo: bool = False) -> list[_Task]:
                 "SELECT photo_id FROM stages WHERE stage = ? AND status = 'failed'", (STAGE,)
             )
         }
+    locations = corpus.image_locations([r["path"] for r in rows])
     return [
-        _Task(int(r["photo_id"]), corpus.image_location(r["path"]), r["sha256"], int(r["w"]), int(r["h"]))
-        for r in rows
+        _Task(int(r["photo_id"]), loc, r["sha256"], int(r["w"]), int(r["h"]))
+        for r, loc in zip(rows, locations, strict=True)
         if int(r["photo_id"]) not in failed
     ]
 

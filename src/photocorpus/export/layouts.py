@@ -83,7 +83,9 @@ def _jpegs_in_order(
         for photo in photos:
             yield photo, image_jpeg(corpus, photo, None)
         return
-    tasks = [(corpus.image_location(p.path), p.format, size) for p in photos if p.path]
+    stored = [p for p in photos if p.path]
+    locations = corpus.image_locations([p.path for p in stored])  # type: ignore[arg-type]
+    tasks = [(loc, p.format, size) for p, loc in zip(stored, locations, strict=True)]
     batches = (tasks[i : i + BATCH] for i in range(0, len(tasks), BATCH))
     done = 0
     with LocalExecutor(workers or 0) as pool:

@@ -147,7 +147,7 @@ def train_classifier(
 
         base, digest = load_base()
         picked = np.flatnonzero(usable)
-        paths = [corpus.image_location(meta.paths[i]) for i in picked]  # type: ignore[arg-type]
+        paths = corpus.image_locations([meta.paths[i] for i in picked])  # type: ignore[arg-type]
         acts, ok, _errors = trunk_activations(base, finetune_blocks, paths, progress=progress, stop=stop)
         readable = picked[ok]
         for s in masks:
@@ -381,7 +381,7 @@ def predict_corpus(
             kept = chunk
         else:
             meta = photo_meta(corpus, chunk.tolist())
-            paths = [corpus.image_location(p) for p in meta.paths if p]
+            paths = corpus.image_locations([p for p in meta.paths if p])
             with_file = np.array([p is not None for p in meta.paths])
             probs, errors = model.predict_files(paths)
             bad = {e[0] for e in errors}
