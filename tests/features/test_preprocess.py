@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import simplejpeg
 import skimage.data
-from PIL import Image
+from PIL import Image, ImageOps
 
 from photocorpus.features import preprocess as pp
 
@@ -93,6 +94,105 @@ def test_small_jpeg_is_not_drafted() -> None:
     buf = io.BytesIO()
     Image.fromarray(skimage.data.coffee()).save(buf, "JPEG")
     assert pp.load_rgb(buf.getvalue()).size == (600, 400)
+
+
+def _pillow_rgb(source: Path | bytes) -> np.ndarray:
+    """What Pillow alone shows for an image it decodes at full size: upright, 8-bit RGB."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+
+
+@pytest.fixture()
+def fast_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the JPEGs decoded by simplejpeg, i.e. not by Pillow (one entry per successful decode)."""
+    decoded: list[int] = []
+    original = simplejpeg.decode_jpeg
+
+    def counting(*args: object, **kwargs: object) -> np.ndarray:
+        out = original(*args, **kwargs)
+        decoded.append(1)
+        return out
+
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", counting)
+    return decoded
+
+
+def test_small_real_jpegs_skip_pillows_decoder_with_its_exact_pixels(
+    instany_images: Path, mirflickr_images: Path, fast_decodes: list[int]
+) -> None:
+    paths = sorted(instany_images.glob("*.jpg"))[::15] + sorted(mirflickr_images.glob("*.jpg"))[::25]
+    assert len(paths) > 300
+    for path in paths:
+        expected = _pillow_rgb(path)
+        got = pp.load_rgb(path)
+        assert got.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(got), expected, err_msg=str(path))
+    assert len(fast_decodes) == len(paths)
+    np.testing.assert_array_equal(np.asarray(pp.load_rgb(paths[0].read_bytes())), _pillow_rgb(paths[0]))
+    assert len(fast_decodes) == len(paths) + 1
+
+
+def _jpeg(img: Image.Image, **save: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", **save)
+    return buf.getvalue()
+
+
+def _with_restart_marker_mid_scan(data: bytes) -> bytes:
+    """A stray RST marker in the entropy data: libjpeg warns, Pillow decodes it anyway."""
+    mid = len(data) // 2
+    return data[:mid] + b"\xff\xd0" + data[mid + 2 :]
+
+
+_COFFEE = Image.fromarray(skimage.data.coffee())  # 600x400
+_EXIF_UPRIGHT = Image.Exif()
+_EXIF_UPRIGHT[0x0112] = 1
+_EXIF_ROTATED = Image.Exif()
+_EXIF_ROTATED[0x0112] = 8
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "fast"),
+    [
+        ("progressive", _jpeg(_COFFEE, progressive=True), True),
+        ("4:4:4", _jpeg(_COFFEE, subsampling=0, quality=95), True),
+        ("greyscale", _jpeg(_COFFEE.convert("L")), True),
+        ("EXIF, upright", _jpeg(_COFFEE, exif=_EXIF_UPRIGHT.tobytes()), True),
+        ("EXIF, rotated", _jpeg(_COFFEE, exif=_EXIF_ROTATED.tobytes()), False),
+        ("CMYK", _jpeg(_COFFEE.convert("CMYK")), False),
+        ("libjpeg warning", _with_restart_marker_mid_scan(_jpeg(_COFFEE)), False),
+        ("large enough to draft", _jpeg(_COFFEE.resize((1200, 800))), False),
+    ],
+)
+def test_jpegs_the_fast_path_is_unsure_of_still_give_pillows_pixels(
+    case: str, data: bytes, fast: bool, fast_decodes: list[int], tmp_path: Path
+) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(data)
+    expected = np.asarray(load_rgb_pillow_only(data))
+    for source in (path, data):
+        np.testing.assert_array_equal(np.asarray(pp.load_rgb(source)), expected, err_msg=case)
+    assert len(fast_decodes) == (2 if fast else 0), case
+
+
+def load_rgb_pillow_only(data: bytes) -> Image.Image:
+    """The decode before the fast path existed: Pillow, drafted as ``load_rgb`` drafts."""
+    with Image.open(io.BytesIO(data)) as img:
+        if min(img.size) >= 2 * pp.RESIZE_SIZE:
+            img.draft("RGB", (pp.RESIZE_SIZE * img.width // min(img.size), pp.RESIZE_SIZE))
+        return ImageOps.exif_transpose(img).convert("RGB")
+
+
+def test_a_truncated_jpeg_fails_as_pillow_fails(tmp_path: Path, fast_decodes: list[int]) -> None:
+    data = _jpeg(_COFFEE)[:20_000]
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data)
+    for source in (path, data):
+        with pytest.raises(OSError, match="truncated"):
+            pp.load_rgb(source)
+    assert fast_decodes == []
+    with pytest.raises(FileNotFoundError):
+        pp.load_rgb(tmp_path / "missing.jpg")
 
 
 def test_path_bytes_and_image_inputs_agree(tmp_path: Path) -> None:
