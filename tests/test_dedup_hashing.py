@@ -177,5 +177,10 @@ def test_no_frame_on_a_plain_photo_and_decode_of_other_formats(instany_images: P
     rotated.save(buf, "JPEG", quality=95, exif=exif)
     upright = hash_image_bytes(path.read_bytes())
     assert bin(hash_image_bytes(buf.getvalue()).phash ^ upright.phash).count("1") <= 4
+    # the EXIF block behind 120 kB of APP2 segments (as a big ICC profile puts it) still counts
+    app2 = b"".join(b"\xff\xe2" + (60_007).to_bytes(2, "big") + b"FILL\x00" + bytes(60_000) for _ in range(2))
+    behind = buf.getvalue()[:2] + app2 + buf.getvalue()[2:]
+    assert behind.index(b"Exif\x00\x00") > 65_536
+    assert bin(hash_image_bytes(behind).phash ^ upright.phash).count("1") <= 4
     with pytest.raises((OSError, ValueError)):
         decode_gray(b"not an image at all")

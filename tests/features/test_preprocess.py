@@ -138,6 +138,16 @@ def _jpeg(img: Image.Image, **save: object) -> bytes:
     return buf.getvalue()
 
 
+def _behind_app2_segments(data: bytes, total: int = 100_000) -> bytes:
+    """The same JPEG with ``total`` bytes of APP2 segments (as big ICC profiles are) before the rest."""
+    segments = b""
+    while total > 0:
+        payload = b"FILL\x00" + b"\x00" * min(total, 60_000)
+        segments += b"\xff\xe2" + (len(payload) + 2).to_bytes(2, "big") + payload
+        total -= 60_000
+    return data[:2] + segments + data[2:]
+
+
 def _with_restart_marker_mid_scan(data: bytes) -> bytes:
     """A stray RST marker in the entropy data: libjpeg warns, Pillow decodes it anyway."""
     mid = len(data) // 2
@@ -159,6 +169,11 @@ _EXIF_ROTATED[0x0112] = 8
         ("greyscale", _jpeg(_COFFEE.convert("L")), True),
         ("EXIF, upright", _jpeg(_COFFEE, exif=_EXIF_UPRIGHT.tobytes()), True),
         ("EXIF, rotated", _jpeg(_COFFEE, exif=_EXIF_ROTATED.tobytes()), False),
+        (
+            "EXIF, rotated, behind 100 kB",
+            _behind_app2_segments(_jpeg(_COFFEE, exif=_EXIF_ROTATED.tobytes())),
+            False,
+        ),
         ("CMYK", _jpeg(_COFFEE.convert("CMYK")), False),
         ("libjpeg warning", _with_restart_marker_mid_scan(_jpeg(_COFFEE)), False),
         ("large enough to draft", _jpeg(_COFFEE.resize((1200, 800))), False),

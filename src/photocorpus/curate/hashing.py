@@ -117,9 +117,12 @@ def decode_gray(data: bytes, min_side: int = DECODE_MIN_SIDE) -> np.ndarray:
 
 
 def _has_exif_rotation(data: bytes) -> bool:
-    """Cheap check for an EXIF orientation other than 1 in a JPEG's first kilobytes."""
-    head = data[:65536]
-    if b"Exif\x00\x00" not in head:
+    """Cheap check for an EXIF orientation other than 1 in a JPEG.
+
+    The marker is looked for in the whole file, not its first 64 kB: ICC profiles and other APPn
+    segments may come before the EXIF block (a chance match in the image data costs one header parse).
+    """
+    if b"Exif\x00\x00" not in data:
         return False
     try:
         orientation = Image.open(io.BytesIO(data)).getexif().get(0x0112, 1)

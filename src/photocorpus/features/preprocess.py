@@ -155,7 +155,9 @@ def _decode_small_jpeg(data: bytes, min_side: int | None) -> np.ndarray | None:
         return None  # Pillow warns or refuses (decompression bomb)
     if min_side is not None and min(width, height) >= 2 * min_side:
         return None
-    if b"Exif\x00\x00" in data[:65536]:  # APP1 sits before the image data; rare in stored copies
+    # Anywhere, not just the first 64 kB: ICC or other APPn segments may come first. A chance match
+    # in the entropy-coded data only costs the fast path.
+    if b"Exif\x00\x00" in data:
         try:
             with Image.open(io.BytesIO(data)) as img:
                 orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
