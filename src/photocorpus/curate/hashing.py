@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+from photocorpus.features.preprocess import jpeg_exif_orientation
+
 HASH_SIZE = 8  # 8x8 = 64 bits
 PHASH_IMAGE = 32  # pHash input side (4x the hash side, as in imagehash)
 DECODE_MIN_SIDE = 64  # decode at the largest DCT reduction keeping both sides >= this (frame precision)
@@ -117,18 +119,9 @@ def decode_gray(data: bytes, min_side: int = DECODE_MIN_SIDE) -> np.ndarray:
 
 
 def _has_exif_rotation(data: bytes) -> bool:
-    """Cheap check for an EXIF orientation other than 1 in a JPEG.
-
-    The marker is looked for in the whole file, not its first 64 kB: ICC profiles and other APPn
-    segments may come before the EXIF block (a chance match in the image data costs one header parse).
-    """
-    if b"Exif\x00\x00" not in data:
-        return False
-    try:
-        orientation = Image.open(io.BytesIO(data)).getexif().get(0x0112, 1)
-    except Exception:  # a broken EXIF block means we cannot know: decode as stored
-        return False
-    return orientation not in (0, 1)
+    """An EXIF orientation other than upright (an unreadable EXIF block: we cannot know, decode as stored)."""
+    orientation = jpeg_exif_orientation(data)
+    return orientation is not None and orientation not in (0, 1)
 
 
 def frame_box(gray: np.ndarray, tolerance: float = FRAME_TOLERANCE) -> tuple[int, int, int, int]:

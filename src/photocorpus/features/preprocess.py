@@ -155,19 +155,28 @@ def _decode_small_jpeg(data: bytes, min_side: int | None) -> np.ndarray | None:
         return None  # Pillow warns or refuses (decompression bomb)
     if min_side is not None and min(width, height) >= 2 * min_side:
         return None
-    # Anywhere, not just the first 64 kB: ICC or other APPn segments may come first. A chance match
-    # in the entropy-coded data only costs the fast path.
-    if b"Exif\x00\x00" in data:
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-        except Exception:
-            return None
-        if orientation not in (0, 1):
-            return None
+    if jpeg_exif_orientation(data) not in (0, 1):  # rotated, or an EXIF block Pillow cannot read
+        return None
     try:
         return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False)
     except ValueError:
+        return None
+
+
+def jpeg_exif_orientation(data: bytes) -> int | None:
+    """The EXIF orientation of JPEG bytes as Pillow reads it: 1 without an EXIF block, ``None`` when
+    the block is there but Pillow cannot read it (each caller decides what that means).
+
+    Shared by the featurize and dedup fast paths. Most stored copies have no EXIF, so Pillow's header
+    parse runs only when the marker is there. It is looked for in the whole file, not its first 64 kB:
+    ICC profiles or other APPn segments may come first. A chance match in the image data costs one parse.
+    """
+    if b"Exif\x00\x00" not in data:
+        return 1
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:
         return None
 
 
