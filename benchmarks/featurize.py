@@ -90,6 +90,17 @@ def predecode(paths: list[Path]) -> tuple[np.ndarray, float]:
     return normalize(crops), decode_s
 
 
+def import_corpus(cli: list[str], paths: list[Path], dest: Path) -> None:
+    """A corpus at ``dest`` holding ``paths``, imported the way a user would (not timed)."""
+    src = dest.parent / "src" / "nyc"
+    src.mkdir(parents=True)
+    for p in paths:
+        (src / p.name).symlink_to(p)
+    subprocess.run([*cli, "init", str(dest)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*cli, "import", str(src.parent), "-C", str(dest), "--quiet"], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
 def featurize_command(
     cli: list[str], corpus: Path, threads: int, batch_size: int, workers: int | None, photos: int
 ) -> dict[str, Any]:
@@ -143,14 +154,8 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="featurize-bench-") as tmp:
         base = Path(tmp) / "base"
-        src = Path(tmp) / "src" / "nyc"
-        src.mkdir(parents=True)
-        for p in paths:
-            (src / p.name).symlink_to(p)
         cli = [sys.executable, "-m", "photocorpus"]
-        subprocess.run([*cli, "init", str(base)], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([*cli, "import", str(src.parent), "-C", str(base), "--quiet"], check=True,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+        import_corpus(cli, paths, base)
 
         x, decode_s = predecode(paths)
         result["decode_only_img_per_s_1_core"] = round(len(paths) / decode_s, 1)

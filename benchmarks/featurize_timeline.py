@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "instany100k" / "images"
+from featurize import DATA, import_corpus  # the corpus set-up of benchmarks/featurize.py (same folder)
 
 
 def _timed(owner: Any, name: str, events: list[tuple[str, float, float]]) -> None:
@@ -77,15 +76,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="featurize-timeline-") as tmp:
-        src = Path(tmp) / "src" / "nyc"
-        src.mkdir(parents=True)
-        for p in sorted(DATA.glob("*.jpg")):
-            (src / p.name).symlink_to(p)
         base = Path(tmp) / "base"
-        cli = [sys.executable, "-m", "photocorpus"]
-        subprocess.run([*cli, "init", str(base)], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([*cli, "import", str(src.parent), "-C", str(base), "--quiet"], check=True,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+        import_corpus([sys.executable, "-m", "photocorpus"], sorted(DATA.glob("*.jpg")), base)
         for run in range(args.runs):
             print(one_run(base, Path(tmp) / f"run{run}"), flush=True)
 
