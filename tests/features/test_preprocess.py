@@ -97,8 +97,11 @@ def test_small_jpeg_is_not_drafted() -> None:
 
 
 def _pillow_rgb(source: Path | bytes) -> np.ndarray:
-    """What Pillow alone shows for an image it decodes at full size: upright, 8-bit RGB."""
+    """The decode before the fast path existed: Pillow alone, drafted as ``load_rgb`` drafts, upright
+    8-bit RGB."""
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        if min(img.size) >= 2 * pp.RESIZE_SIZE:
+            img.draft("RGB", (pp.RESIZE_SIZE * img.width // min(img.size), pp.RESIZE_SIZE))
         return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 
 
@@ -184,18 +187,10 @@ def test_jpegs_the_fast_path_is_unsure_of_still_give_pillows_pixels(
 ) -> None:
     path = tmp_path / "photo.jpg"
     path.write_bytes(data)
-    expected = np.asarray(load_rgb_pillow_only(data))
+    expected = _pillow_rgb(data)
     for source in (path, data):
         np.testing.assert_array_equal(np.asarray(pp.load_rgb(source)), expected, err_msg=case)
     assert len(fast_decodes) == (2 if fast else 0), case
-
-
-def load_rgb_pillow_only(data: bytes) -> Image.Image:
-    """The decode before the fast path existed: Pillow, drafted as ``load_rgb`` drafts."""
-    with Image.open(io.BytesIO(data)) as img:
-        if min(img.size) >= 2 * pp.RESIZE_SIZE:
-            img.draft("RGB", (pp.RESIZE_SIZE * img.width // min(img.size), pp.RESIZE_SIZE))
-        return ImageOps.exif_transpose(img).convert("RGB")
 
 
 def test_a_truncated_jpeg_fails_as_pillow_fails(tmp_path: Path, fast_decodes: list[int]) -> None:
