@@ -41,6 +41,14 @@ def _formats() -> dict[str, tuple[bytes, str]]:
     }
 
 
+# A Content-Length shorter than the body: the client cannot tell the stray bytes from a next response
+# until they arrive. If they come with the body's end, aiohttp's parser refuses the response (bytes after
+# the declared end of a "Connection: close" response); if they come after the body was read, the body
+# is the declared first half of a JPEG, and validation refuses it. Which one happens is up to the
+# loopback's timing (about 1 run in 6 here); either way the photo fails and nothing is stored.
+_SHORT_LENGTH_OUTCOMES = frozenset({reasons.CONNECTION_ERROR, reasons.CORRUPT_IMAGE})
+
+
 def test_hostile_responses_get_the_right_outcome(tmp_path: Path, instany_images: Path) -> None:
     paths = sorted(instany_images.glob("*.jpg"))
     jpeg = real_jpeg(paths[0], (600, 600))
@@ -50,12 +58,11 @@ def test_hostile_responses_get_the_right_outcome(tmp_path: Path, instany_images:
     with ImageServer() as server:
         port = server.port
         server.add("/ok.jpg", Route(jpeg))
-        cases: dict[str, tuple[Route, str | None]] = {
+        cases: dict[str, tuple[Route, str | frozenset[str] | None]] = {
             # Content-Length promises 5,000 more bytes than ever come: a truncated download, retried
             "length_too_long": (Route(jpeg, declared_length=len(jpeg) + 5000), reasons.TRUNCATED_BODY),
-            # Content-Length stops half-way and more bytes follow: aiohttp's parser refuses the
-            # response (bytes after the declared end), so half a JPEG is never stored
-            "length_too_short": (Route(jpeg, declared_length=len(jpeg) // 2), reasons.CONNECTION_ERROR),
+            # Content-Length stops half-way and more bytes follow: see _SHORT_LENGTH_OUTCOMES
+            "length_too_short": (Route(jpeg, declared_length=len(jpeg) // 2), _SHORT_LENGTH_OUTCOMES),
             # the bytes decide, not the header: a JPEG labelled as HTML, or as PNG, is still a photo
             "type_says_html": (Route(other, content_type="text/html"), None),
             "type_says_png": (Route(other, content_type="image/png"), None),
@@ -95,7 +102,11 @@ def test_hostile_responses_get_the_right_outcome(tmp_path: Path, instany_images:
         for name, pid in ids.items():
             stage = corpus.photo(pid)["stages"]["fetch"]
             got[name] = None if stage["status"] == "done" else stage["reason"]
-        assert got == {name: reason for name, (_route, reason) in cases.items()}
+        want = {name: reason for name, (_route, reason) in cases.items()}
+        for name in [n for n, reason in want.items() if isinstance(reason, frozenset)]:
+            assert got.pop(name) in want.pop(name)  # one of several failures, and nothing stored
+            assert corpus.photo(ids[name])["file"] is None
+        assert got == want
         assert server.requests_to("/length_too_long") == 2  # a truncated body is transient: one retry
         for name in ("type_says_html", "png16", "gif_animated", "webp"):
             stored = corpus.photo(ids[name])["file"]
