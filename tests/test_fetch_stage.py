@@ -15,6 +15,7 @@ from PIL import Image
 from photocorpus import reasons
 from photocorpus.config import FetchSettings
 from photocorpus.corpus import Corpus
+from photocorpus.fetch.plan import pending_pages
 from photocorpus.fetch.stage import fetch_photos
 from photocorpus.records import ImageURL, PhotoRecord
 from photocorpus.sources.urls import harvest_url_list
@@ -342,3 +343,35 @@ def test_exif_of_the_original_bytes_is_stored_with_file_origin(
     assert set(json.loads(row[5]).values()) == {"file"}
     assert corpus.conn.execute("SELECT 1 FROM photo_exif WHERE photo_id = ?", (without,)).fetchone() is None
     assert corpus.metadata_coverage()["exif"] == 1
+
+
+def test_limit_visits_that_many_photos_in_id_order_and_a_rerun_the_rest(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    jpeg = real_jpeg(photos[0], (640, 512))
+    urls = [server.add(f"/{i}.jpg", Route(jpeg)) for i in range(8)]
+    corpus = Corpus.create(tmp_path / "c")
+    ids = corpus.add_photos([_photo(f"p{i}", ImageURL("url_l", url)) for i, url in enumerate(urls)])
+    assert ids == sorted(ids)
+    # pages of 3, at most 7 ids in all: 3 + 3 + 1, in id order, each with its photos' URLs
+    pages = list(pending_pages(corpus, 3, limit=7))
+    assert [page for page, _urls in pages] == [ids[0:3], ids[3:6], ids[6:7]]
+    assert {pid: [o.url for o in opts] for pid, opts in pages[1][1].items()} == {
+        pid: [urls[i]] for i, pid in enumerate(ids) if i in (3, 4, 5)
+    }
+    # stopping between pages: no further page is read
+    seen: list[list[int]] = []
+    for page, _urls in pending_pages(corpus, 3, stopping=lambda: bool(seen)):
+        seen.append(page)
+    assert seen == [ids[0:3]]
+
+    report = fetch_photos(corpus, _settings(), limit=5)
+    assert report.visited == 5
+    assert [server.requests_to(f"/{i}.jpg") for i in range(8)] == [1] * 5 + [0] * 3
+    assert [page for page, _urls in pending_pages(corpus, 3)] == [ids[5:8]]
+    report = fetch_photos(corpus, _settings())
+    assert report.visited == 3
+    assert [server.requests_to(f"/{i}.jpg") for i in range(8)] == [1] * 8
+    assert list(pending_pages(corpus, 3)) == []
+    assert all(corpus.photo(pid)["stages"]["fetch"]["status"] == "done" for pid in ids)
+    corpus.close()

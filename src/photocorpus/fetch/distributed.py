@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from photocorpus.config import ExecutorSettings, FetchSettings
 from photocorpus.fetch.http import ByteBudget, Download, Downloader
-from photocorpus.fetch.plan import UrlOption, load_urls, pending_ids
+from photocorpus.fetch.plan import UrlOption, pending_pages
 from photocorpus.fetch.stage import _COMMIT_INTERVAL_S, _PAGE, STORED_FORMAT, _FetchRun, _Outcome
 from photocorpus.fetch.worker import render_batch
 from photocorpus.imagestore import ObjectStore
@@ -168,16 +168,9 @@ async def produce_with_ray(
             await run._commit(fsync_pool)
             last_commit = time.monotonic()
 
-    after = 0
     visited = 0
     try:
-        while not run._stopping() and (run.limit is None or visited < run.limit):
-            page = _PAGE if run.limit is None else min(_PAGE, run.limit - visited)
-            ids = pending_ids(run.corpus, after, page, retry)
-            if not ids:
-                break
-            after = ids[-1]
-            urls = load_urls(run.corpus, ids)
+        for ids, urls in pending_pages(run.corpus, _PAGE, retry, run.limit, run._stopping):
             for lo in range(0, len(ids), executor.shard_size):
                 chunk = ids[lo : lo + executor.shard_size]
                 while len(in_flight) >= max_in_flight:

@@ -11,7 +11,7 @@ the source gave, largest first. ``default_size_only`` takes just the source's de
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from photocorpus import reasons
@@ -115,6 +115,33 @@ def pending_ids(corpus: Corpus, after_id: int, limit: int, retry: Sequence[str] 
               WHERE p.id > ? AND {where}
               ORDER BY p.id LIMIT ?"""
     return [int(r[0]) for r in corpus.conn.execute(sql, (STAGE, after_id, *params, limit))]
+
+
+def pending_pages(
+    corpus: Corpus,
+    page_size: int,
+    retry: Sequence[str] = (),
+    limit: int | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+) -> Iterator[tuple[list[int], dict[int, list[UrlOption]]]]:
+    """Pages of the photo ids still to visit, in id order, each with its photos' candidate URLs: at
+    most ``limit`` ids in all, and no further page once ``stopping()`` says so.
+
+    Why one walk for the local and the Ray fetch loops: the keyset paging (each page starts after the
+    last id given, so commits between pages neither skip nor repeat a photo) and the limit must be the
+    same in both; only what they do with a page differs. The caller is expected to visit every id it
+    is given unless it is stopping.
+    """
+    after = 0
+    given = 0
+    while not stopping() and (limit is None or given < limit):
+        size = page_size if limit is None else min(page_size, limit - given)
+        ids = pending_ids(corpus, after, size, retry)
+        if not ids:
+            return
+        after = ids[-1]
+        given += len(ids)
+        yield ids, load_urls(corpus, ids)
 
 
 def load_urls(corpus: Corpus, photo_ids: Sequence[int]) -> dict[int, list[UrlOption]]:

@@ -42,7 +42,7 @@ from photocorpus.enrich.exif import store_exif
 from photocorpus.errors import ConfigError, StorageError
 from photocorpus.executors import default_workers
 from photocorpus.fetch.http import ByteBudget, Download, Downloader
-from photocorpus.fetch.plan import STAGE, UrlOption, candidate_urls, count_pending, load_urls, pending_ids
+from photocorpus.fetch.plan import STAGE, UrlOption, candidate_urls, count_pending, pending_pages
 from photocorpus.fetch.plan import retry_reasons as resolve_retry_reasons
 from photocorpus.fetch.politeness import url_expired
 from photocorpus.fetch.spec import Geometry, RenderSpec
@@ -254,16 +254,9 @@ class _FetchRun:
             else:
                 self._done.append(task.result())
 
-        after = 0
         visited = 0
         try:
-            while not self._stopping() and (self.limit is None or visited < self.limit):
-                page = _PAGE if self.limit is None else min(_PAGE, self.limit - visited)
-                ids = pending_ids(self.corpus, after, page, retry)
-                if not ids:
-                    break
-                after = ids[-1]
-                urls = load_urls(self.corpus, ids)
+            for ids, urls in pending_pages(self.corpus, _PAGE, retry, self.limit, self._stopping):
                 for photo_id in ids:
                     await slots.acquire()
                     await self._budget.wait_for_room()
