@@ -20,6 +20,7 @@ from photocorpus.curate.hashing import (
 )
 from photocorpus.curate.mih import as_signed, as_unsigned, hamming_pairs
 from photocorpus.curate.variants import make_variant
+from tests.fixtures.image_server import behind_app2_segments
 
 
 def _brute_force_code_pairs(codes: np.ndarray, t: int) -> set[tuple[int, int]]:
@@ -178,8 +179,7 @@ def test_no_frame_on_a_plain_photo_and_decode_of_other_formats(instany_images: P
     upright = hash_image_bytes(path.read_bytes())
     assert bin(hash_image_bytes(buf.getvalue()).phash ^ upright.phash).count("1") <= 4
     # the EXIF block behind 120 kB of APP2 segments (as a big ICC profile puts it) still counts
-    app2 = b"".join(b"\xff\xe2" + (60_007).to_bytes(2, "big") + b"FILL\x00" + bytes(60_000) for _ in range(2))
-    behind = buf.getvalue()[:2] + app2 + buf.getvalue()[2:]
+    behind = behind_app2_segments(buf.getvalue(), 120_000)
     assert behind.index(b"Exif\x00\x00") > 65_536
     assert bin(hash_image_bytes(behind).phash ^ upright.phash).count("1") <= 4
     with pytest.raises((OSError, ValueError)):

@@ -14,6 +14,7 @@ import skimage.data
 from PIL import Image, ImageOps
 
 from photocorpus.features import preprocess as pp
+from tests.fixtures.image_server import behind_app2_segments
 
 
 def _reference(img: Image.Image, resize: int = 256, crop: int = 224) -> np.ndarray:
@@ -141,16 +142,6 @@ def _jpeg(img: Image.Image, **save: object) -> bytes:
     return buf.getvalue()
 
 
-def _behind_app2_segments(data: bytes, total: int = 100_000) -> bytes:
-    """The same JPEG with ``total`` bytes of APP2 segments (as big ICC profiles are) before the rest."""
-    segments = b""
-    while total > 0:
-        payload = b"FILL\x00" + b"\x00" * min(total, 60_000)
-        segments += b"\xff\xe2" + (len(payload) + 2).to_bytes(2, "big") + payload
-        total -= 60_000
-    return data[:2] + segments + data[2:]
-
-
 def _with_restart_marker_mid_scan(data: bytes) -> bytes:
     """A stray RST marker in the entropy data: libjpeg warns, Pillow decodes it anyway."""
     mid = len(data) // 2
@@ -174,7 +165,7 @@ _EXIF_ROTATED[0x0112] = 8
         ("EXIF, rotated", _jpeg(_COFFEE, exif=_EXIF_ROTATED.tobytes()), False),
         (
             "EXIF, rotated, behind 100 kB",
-            _behind_app2_segments(_jpeg(_COFFEE, exif=_EXIF_ROTATED.tobytes())),
+            behind_app2_segments(_jpeg(_COFFEE, exif=_EXIF_ROTATED.tobytes())),
             False,
         ),
         ("CMYK", _jpeg(_COFFEE.convert("CMYK")), False),
