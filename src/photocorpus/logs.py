@@ -9,29 +9,48 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import threading
 
 _SECRETS: set[str] = set()
 _LOCK = threading.Lock()
+_PATTERN: re.Pattern[str] | None = None  # every registered secret in every spelling; rebuilt on register
 REDACTED = "[REDACTED]"
 
 
 def register_secret(value: str | None) -> None:
     """Never let ``value`` reach a log line (secrets shorter than 6 characters are not registered)."""
+    global _PATTERN
     if value and len(value) >= 6:
         with _LOCK:
-            _SECRETS.add(value)
+            if value not in _SECRETS:
+                _SECRETS.add(value)
+                _PATTERN = _secrets_pattern(_SECRETS)
+
+
+def _secrets_pattern(secrets: set[str]) -> re.Pattern[str]:
+    """One regex that finds each secret as a server or a library may echo it back.
+
+    A key travels in query strings, so what comes back is not always the exact string: a server may
+    echo it upper- or lower-cased, and a URL quoted in an error message has it percent-encoded, once or
+    twice, in either hex case, any character or all of them. So each character matches itself in any
+    case, or its UTF-8 bytes as ``%XX`` or ``%25XX``; the longest secret is tried first.
+    """
+
+    def char(c: str) -> str:
+        escaped = "".join(f"%(?:25)?{b:02x}" for b in c.encode("utf-8"))
+        return f"(?:{re.escape(c)}|{escaped})"
+
+    alternatives = ["".join(char(c) for c in secret) for secret in sorted(secrets, key=len, reverse=True)]
+    return re.compile("|".join(alternatives), re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """Replace every registered secret in ``text``."""
+    """Replace every registered secret in ``text``, in any case and percent-encoded (see above)."""
     with _LOCK:
-        secrets = sorted(_SECRETS, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+        pattern = _PATTERN
+    return text if pattern is None else pattern.sub(REDACTED, text)
 
 
 class RedactingFilter(logging.Filter):

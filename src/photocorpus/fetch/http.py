@@ -17,16 +17,26 @@ import logging
 import random
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from photocorpus import USER_AGENT, reasons
 from photocorpus.config import FetchSettings
 from photocorpus.fetch.politeness import HostLimiter, x_robots_disallows
-from photocorpus.netguard import AddressPolicy, BlockedURLError, check_resolved, check_url
+from photocorpus.netguard import (
+    AddressPolicy,
+    BlockedAddressError,
+    BlockedURLError,
+    check_connect_address,
+    check_resolved,
+    check_url,
+)
 from photocorpus.ratelimit import backoff_delay, parse_retry_after
 
 log = logging.getLogger("photocorpus.fetch")
@@ -121,6 +131,22 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
+def guarded_socket_factory(policy: AddressPolicy) -> Callable[[tuple[Any, ...]], socket.socket]:
+    """A socket factory for the connector that checks the address of every connection it opens.
+
+    aiohttp does not call the resolver for a host that is already an IP address, so the resolver alone
+    would leave IP literals to the URL check. This factory sees the address each socket is about to
+    connect to, however it was found, and refuses a forbidden one with :class:`BlockedAddressError`.
+    """
+
+    def factory(addr_info: tuple[Any, ...]) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        check_connect_address(str(sockaddr[0]), policy)
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    return factory
+
+
 class _Failure(Exception):
     """One attempt failed with a reason code (internal control flow)."""
 
@@ -153,6 +179,7 @@ class Downloader:
             limit=s.concurrency,
             limit_per_host=s.per_host_connections,
             resolver=GuardedResolver(self.policy),
+            socket_factory=guarded_socket_factory(self.policy),
             ttl_dns_cache=300,
         )
         self._session = aiohttp.ClientSession(
@@ -234,12 +261,13 @@ class Downloader:
         try:
             for hop in range(self.settings.max_redirects + 1):
                 try:
-                    host = check_url(current, self.policy)
+                    checked = check_url(current, self.policy)
                 except BlockedURLError as exc:
                     raise _Failure(reasons.BLOCKED_URL, str(exc)) from None
-                await self.hosts.wait_turn(_host_key(current, host))
+                current = str(checked)  # the normalised URL that is requested, and reported
+                await self.hosts.wait_turn(_host_key(current, checked.raw_host))
                 async with asyncio.timeout(self.settings.total_timeout_s) as deadline:
-                    status, location, body = await self._request(current, deadline)
+                    status, location, body = await self._request(checked, deadline)
                 if location is None:
                     return Download(current, status, body)
                 current = urljoin(current, location)
@@ -257,10 +285,14 @@ class Downloader:
             return Download(current, status, None, reasons.TRUNCATED_BODY, _describe(exc))
         except aiohttp.InvalidURL as exc:
             return Download(current, status, None, reasons.BLOCKED_URL, f"invalid URL: {exc}")
+        except aiohttp.ClientConnectorError as exc:  # the socket factory's refusal arrives wrapped
+            if isinstance(exc.os_error, BlockedAddressError):
+                return Download(current, status, None, reasons.BLOCKED_URL, str(exc.os_error))
+            return Download(current, status, None, reasons.CONNECTION_ERROR, _describe(exc))
         except (aiohttp.ClientError, OSError) as exc:
             return Download(current, status, None, reasons.CONNECTION_ERROR, _describe(exc))
 
-    async def _request(self, url: str, deadline: asyncio.Timeout) -> tuple[int, str | None, bytes | None]:
+    async def _request(self, url: URL, deadline: asyncio.Timeout) -> tuple[int, str | None, bytes | None]:
         """One GET without following redirects: (status, redirect location or None, body)."""
         assert self._session is not None, "use Downloader as an async context manager"
         s = self.settings
