@@ -383,7 +383,8 @@ PRESETS: dict[str, tuple[tuple[str, ...], tuple[Rule, ...], str, str]] = {
         SEED004_CATEGORIES,
         SEED004_RULES,
         SEED004_DEFAULT,
-        "The nine photo-group categories of seed 004 (Flickr groups).",
+        "The nine higher-level object types of seed 004 "
+        "(one Instagram feed: top-1 ImageNet labels grouped into an ontology).",
     ),
 }
 

@@ -237,6 +237,16 @@ def test_labels_and_dat_modules_do_not_import_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_seed004_ontology_says_what_the_seed_says() -> None:
+    """Seed 004 grouped the top-1 ImageNet labels of one person's Instagram feed into nine object types;
+    it has nothing to do with Flickr groups (which the description once claimed). The shipped JSON and
+    the generator that rebuilds it must agree."""
+    shipped = json.loads((ROOT / "src/photocorpus/data/ontology_seed004.json").read_text(encoding="utf-8"))
+    assert "Flickr" not in shipped["description"]
+    assert "Instagram" in shipped["description"] and "ImageNet" in shipped["description"]
+    assert _load_generator().PRESETS["seed004"][3] == shipped["description"]
+
+
 def _load_generator():
     spec = importlib.util.spec_from_file_location(
         "build_imagenet_ontology", ROOT / "scripts/build_imagenet_ontology.py"
