@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
-from photocorpus.explore.cluster import choose_k, ensure_clusters, kmeans, load_run, summarize_clusters
+from photocorpus.explore.cluster import (
+    FLAT_SILHOUETTE_TOLERANCE,
+    WEAK_SILHOUETTE,
+    auto_k_is_weak,
+    choose_k,
+    ensure_clusters,
+    kmeans,
+    load_run,
+    summarize_clusters,
+)
 from photocorpus.explore.errors import ExploreError
 from tests.test_explore_embed import blobs, corpus_with_features
 
@@ -106,3 +115,20 @@ def test_summaries_rank_distinctive_tags_and_list_the_photos_nearest_the_centre(
         assert ranked.index("#nyc") > 0
     assert summaries[0].top_labels == [("pizza", 2), ("plate", 1)]
     assert summaries[1].top_labels == [("pier", 3)]
+
+
+def test_flat_silhouettes_keep_a_small_k_and_say_the_choice_is_weak(tmp_path: Path) -> None:
+    """Photos with no group structure (uniform noise) give flat, low silhouettes: the choice must not
+    drift to the top of the grid, and the run must record that it is weak (issue #21)."""
+    x = np.random.default_rng(5).normal(size=(600, 50)).astype(np.float32)
+    k, scores = choose_k(x, seed=0)
+    top = max(scores.values())
+    assert top < WEAK_SILHOUETTE
+    assert k == min(c for c, v in scores.items() if v >= top - FLAT_SILHOUETTE_TOLERANCE)
+    assert k < max(scores)  # not the top of the grid
+    corpus, ids = corpus_with_features(tmp_path, x)
+    run = ensure_clusters(corpus, "cnn", ids, "auto", z=lambda: x, seed=0)
+    assert run.params["auto_k_weak"] is True
+    clear, _ = blobs(n_per=50, centers=8, seed=3)
+    _, clear_scores = choose_k(clear, seed=0)
+    assert not auto_k_is_weak(clear_scores)

@@ -9,7 +9,12 @@ in one BLAS pass.
 ``k="auto"`` fits every k of :data:`K_AUTO_RANGE` (4, 5, 6, 8, 10, 12, 15, 20, 25, 30) and keeps the
 one with the highest silhouette, measured on a seeded sample of :data:`SILHOUETTE_SAMPLE` photos.
 Silhouette rewards compact, well-separated clusters; on photo corpora it usually picks a smaller k
-than a human would, so pass ``--k N`` to browse finer groups.
+than a human would, so pass ``--k N`` to browse finer groups. When the silhouettes are flat (several k
+within :data:`FLAT_SILHOUETTE_TOLERANCE` of the best), the smallest of those k is kept: a difference
+that small is sampling noise, and without it the choice drifted to the top of the grid (k = 25 or 30 on
+InstaNY100K photos). A best silhouette under :data:`WEAK_SILHOUETTE` (0.25, below which Kaufman and
+Rousseeuw find "no substantial structure") marks the choice as weak, and the run, the report and the
+command say so.
 
 A run is stored as ``cluster_runs`` (run name ``<feature set>/k<k>``, method, seed, photos, params
 with the silhouettes) plus one ``clusters`` row per photo (cluster, distance to the centroid), written
@@ -34,10 +39,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAISS_MIN_ROWS",
+    "FLAT_SILHOUETTE_TOLERANCE",
     "GALLERY_SIZE",
     "K_AUTO_RANGE",
+    "WEAK_SILHOUETTE",
     "ClusterRun",
     "ClusterSummary",
+    "auto_k_is_weak",
     "choose_k",
     "ensure_clusters",
     "kmeans",
@@ -49,6 +57,8 @@ __all__ = [
 FAISS_MIN_ROWS = 50_000
 K_AUTO_RANGE: tuple[int, ...] = (4, 5, 6, 8, 10, 12, 15, 20, 25, 30)
 SILHOUETTE_SAMPLE = 5_000
+FLAT_SILHOUETTE_TOLERANCE = 0.01
+WEAK_SILHOUETTE = 0.25
 GALLERY_SIZE = 12
 TOP_TERMS = 8
 TOP_LABELS = 5
@@ -154,8 +164,14 @@ def choose_k(
         labels = kmeans(z, k, seed=seed, faiss_min_rows=faiss_min_rows).labels
         ls = labels if rows is None else labels[rows]
         scores[k] = float(silhouette_score(zs, ls)) if len(set(ls.tolist())) > 1 else -1.0
-    best = max(candidates, key=lambda k: (scores[k], -k))
+    top = max(scores.values())
+    best = min(k for k in candidates if scores[k] >= top - FLAT_SILHOUETTE_TOLERANCE)
     return best, scores
+
+
+def auto_k_is_weak(silhouettes: dict[int, float] | dict[str, float]) -> bool:
+    """Whether the best silhouette of an automatic choice is too low to call the clusters real."""
+    return bool(silhouettes) and max(silhouettes.values()) < WEAK_SILHOUETTE
 
 
 # ------------------------------------------------------------------------------------------ catalog
@@ -234,6 +250,7 @@ def ensure_clusters(
         "inertia": round(result.inertia, 4),
         "k_range": list(K_AUTO_RANGE) if k_request == "auto" else None,
         "silhouettes": {str(key): round(val, 5) for key, val in silhouettes.items()},
+        "auto_k_weak": auto_k_is_weak(silhouettes),
     }
     with corpus.transaction() as conn:
         conn.execute("DELETE FROM cluster_runs WHERE run = ?", (name,))  # cascades to clusters

@@ -352,7 +352,9 @@ def explore(
         )  # fmt: skip
         result.clusters.append(
             {"run": run.run, "k": run.k, "method": run.method, "reused": run.reused,
-             "silhouettes": run.params.get("silhouettes", {})}
+             "silhouettes": run.params.get("silhouettes", {}),
+             "weak": run.params.get("k_request") == "auto"
+             and clustering.auto_k_is_weak(run.params.get("silhouettes", {}))}
         )  # fmt: skip
     if png:
         t = time.perf_counter()
@@ -558,6 +560,11 @@ def _stats(
     if run.params.get("k_request") == "auto" and run.params.get("silhouettes"):
         best = run.params["silhouettes"].get(str(run.k))
         k_note += f" (auto: best silhouette {best:.3f})" if best is not None else " (auto)"
+        if clustering.auto_k_is_weak(run.params["silhouettes"]):
+            k_note += (
+                f"; weak: no k separates these photos well (every silhouette under "
+                f"{clustering.WEAK_SILHOUETTE}), pass --k N to choose"
+            )
     stats = [
         ("Photos on the map", f"{len(ids):,} of {total:,}"),
         ("Labels", f"{len(label_counts):,}" + (f": {top}" if top else "")),
