@@ -172,6 +172,29 @@ def test_hover_shows_the_thumbnail_and_the_caption_as_text(page: Any) -> None:
     assert "<b onmouseover=alert(4)>owner</b>" in facts
 
 
+def test_every_tooltip_fact_is_visible_in_full(page: Any) -> None:
+    """Long facet names (``cluster (efficientnet-lite0, k = 25)``, ``top ImageNet label (...)``) once
+    squeezed their values to zero width; every value must now be on screen, whole, inside the tooltip."""
+    ids = photo_ids(page)
+    point, xy = isolated_point(page, list(range(len(ids))))
+    hover(page, point, xy)
+    wait_for(lambda: page.execute_script("return photocorpusReport.hovered") == point, what="the hover")
+    rows = page.execute_script(
+        "var tip = document.getElementById('pc-tooltip').getBoundingClientRect(), out = [];"
+        "document.querySelectorAll('#pc-tt-facts > div').forEach(function (row) {"
+        "  var dt = row.querySelector('dt'), dd = row.querySelector('dd'), r = dd.getBoundingClientRect();"
+        "  out.push([dt.textContent, dd.textContent, r.width, dd.scrollWidth - dd.clientWidth,"
+        "            r.left >= tip.left - 1 && r.right <= tip.right + 1]);"
+        "});"
+        "return out;"
+    )
+    names = [r[0] for r in rows]
+    assert any(n.startswith("cluster (efficientnet-lite0") for n in names), names
+    assert any(n.startswith("top ImageNet label") for n in names), names
+    for name, value, width, clipped, inside in rows:
+        assert value and width > 0 and clipped <= 0 and inside, (name, value, width, clipped, inside)
+
+
 def test_legend_toggle_hides_points_and_shows_them_again(page: Any) -> None:
     codes = page.execute_script("return photocorpusReport.codes()")
     hidden_count = codes.count(0)
