@@ -42,3 +42,29 @@ class ImportSourceError(PhotocorpusError):
 
 class StorageError(PhotocorpusError):
     """Writing to the corpus failed (disk full, permission denied...). Nothing committed is damaged."""
+
+
+class UntrustedJSONError(PhotocorpusError, ValueError):
+    """JSON from outside (a sidecar, a URL list, an API answer) was refused: too large, nested too deep
+    or not JSON. ``reason`` is a stable code (``json_too_large``, ``json_too_deep``, ``invalid_json``).
+
+    Also a ``ValueError``, as ``json.JSONDecodeError`` is, so code that already treats unreadable JSON
+    as bad input treats a refused document the same way.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class CatalogCorruptError(PhotocorpusError):
+    """``catalog.sqlite`` is damaged (truncated, overwritten, emptied): the command stops before it
+    writes more into it, and the message gives the recovery steps (``photocorpus verify``, then
+    ``sqlite3 .recover``), because writing on into a damaged SQLite file can spread the damage.
+    ``damage`` (what was found) and ``advice`` (what to do) are the message's two parts, for
+    ``verify``, which prints them as its finding."""
+
+    def __init__(self, message: str, damage: str = "", advice: str = "") -> None:
+        self.damage = damage
+        self.advice = advice
+        super().__init__(message)

@@ -5,12 +5,16 @@ per key, backoff with jitter on Flickr's soft errors, Retry-After) and we must g
 key never shows up in an exception, a log line or the catalog. Every error raised here is built from
 the method name and the non-secret parameters only; httpx's own exception texts, which contain the
 full URL, are never passed on.
+
+An answer is read as a stream up to :data:`MAX_ANSWER_BYTES` and parsed with
+:func:`~photocorpus.untrusted_json.loads_untrusted`: a proxy or a broken server can send anything, and
+an answer that is not JSON, nested too deep, too large or under a ``Content-Encoding`` its bytes do
+not match is a malformed answer, retried like a 503 and then refused, never a crash of the command.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 import time
@@ -21,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from photocorpus import USER_AGENT
-from photocorpus.errors import PhotocorpusError
+from photocorpus.errors import PhotocorpusError, UntrustedJSONError
 from photocorpus.logs import redact, register_secret
 from photocorpus.ratelimit import backoff_delay, parse_retry_after, shared_limiter
+from photocorpus.untrusted_json import INVALID_JSON, loads_untrusted
 
 if TYPE_CHECKING:
     from photocorpus.config import FlickrSettings
@@ -35,6 +40,9 @@ DEFAULT_API_URL = "https://api.flickr.com/services/rest/"
 # 0 "unknown" (sometimes sent under load), 201 "operation failed" on busy shards.
 RETRYABLE_CODES = frozenset({0, 10, 105, 201})
 AUTH_CODES = frozenset({96, 97, 98, 99, 100})
+# The largest answer we read: a 500-photo search page with every extra is ~1 MB, a photo with
+# thousands of comments a few MB. It bounds memory against a runaway body or a gzip bomb.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
 
 
 class FlickrError(PhotocorpusError):
@@ -162,20 +170,23 @@ class FlickrClient:
     def _attempt(self, method: str, query: Mapping[str, str]) -> tuple[str | None, Any]:
         """One HTTP round trip: (None, payload) on success, (cause, retry_after_or_None) to retry."""
         try:
-            resp = self._http.get(self.api_url, params=query)
+            with self._http.stream("GET", self.api_url, params=query) as resp:
+                if resp.status_code == 429 or resp.status_code >= 500:
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.backoff_cap_s)
+                    return f"http_{resp.status_code}", retry_after
+                if resp.status_code != 200:
+                    raise FlickrError(method, None, f"HTTP {resp.status_code}")
+                body = _read_at_most(resp, MAX_ANSWER_BYTES + 1)
         except httpx.TimeoutException:
             return "timeout", None
+        except httpx.DecodingError:  # e.g. "Content-Encoding: gzip" over bytes that are not gzip
+            return "bad_content_encoding", None
         except httpx.TransportError as exc:  # connection refused/reset: never show str(exc) (it has the URL)
             return f"network:{type(exc).__name__}", None
-        if resp.status_code == 429 or resp.status_code >= 500:
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.backoff_cap_s)
-            return f"http_{resp.status_code}", retry_after
-        if resp.status_code != 200:
-            raise FlickrError(method, None, f"HTTP {resp.status_code}")
         try:
-            payload = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return "bad_json", None
+            payload = loads_untrusted(body, max_bytes=MAX_ANSWER_BYTES)
+        except UntrustedJSONError as exc:  # bad_json (the cause's name before the other two), json_too_*
+            return ("bad_json" if exc.reason == INVALID_JSON else exc.reason), None
         if not isinstance(payload, dict):
             return "bad_json", None
         if payload.get("stat") == "fail":
@@ -192,6 +203,19 @@ class FlickrClient:
                 )
             raise FlickrError(method, code, message)
         return None, payload
+
+
+def _read_at_most(resp: httpx.Response, limit: int) -> bytes:
+    """The decoded body of ``resp``, stopping once ``limit`` bytes have arrived (the caller refuses
+    an answer that long), so a runaway answer never sits in memory whole."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)
 
 
 def _as_int(value: Any) -> int | None:

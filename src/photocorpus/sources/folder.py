@@ -29,6 +29,7 @@ from typing import Any
 from photocorpus.curate.text import extract_hashtags
 from photocorpus.errors import ImportSourceError
 from photocorpus.records import PhotoRecord, utc_iso
+from photocorpus.untrusted_json import loads_untrusted
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"})
 _MIRFLICKR_NAME = re.compile(r"^im(\d+)\.jpe?g$", re.IGNORECASE)
@@ -52,6 +53,9 @@ class LocalCandidate:
     record: PhotoRecord | None = field(default=None, compare=False, hash=False)
     # Set for media the layout lists but never imports (e.g. "video"); counted, not stored.
     skip_reason: str | None = None
+    # What the listing could not read of this image's metadata (an instaloader post JSON nested too
+    # deep, say): kept with build_record's own warnings, so the photo says why its metadata is missing.
+    sidecar_warnings: tuple[str, ...] = ()
 
 
 def is_image_name(name: str) -> bool:
@@ -208,7 +212,7 @@ def build_record(cand: LocalCandidate) -> tuple[PhotoRecord, list[str]]:
     """
     if cand.record is not None:
         return cand.record, []
-    warnings: list[str] = []
+    warnings: list[str] = list(cand.sidecar_warnings)
     meta: dict[str, Any] = {}
     caption: str | None = None
     tags: list[str] = []
@@ -218,7 +222,7 @@ def build_record(cand: LocalCandidate) -> tuple[PhotoRecord, list[str]]:
         warnings.append(f"caption: {exc}")
     if cand.json_path:
         try:
-            loaded = json.loads(_read_text(cand.json_path) or "{}")
+            loaded = loads_untrusted(_read_text(cand.json_path) or "{}", max_bytes=MAX_SIDECAR_BYTES)
             if isinstance(loaded, dict):
                 meta = loaded
             else:

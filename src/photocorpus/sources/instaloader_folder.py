@@ -25,7 +25,6 @@ small JSON costs ~0.15 ms to read, so 100,000 posts add ~15 s. Images are still 
 
 from __future__ import annotations
 
-import json
 import logging
 import lzma
 import os
@@ -37,6 +36,7 @@ from typing import Any
 
 from photocorpus.records import PhotoRecord
 from photocorpus.sources.folder import MAX_SIDECAR_BYTES, LocalCandidate, is_image_name
+from photocorpus.untrusted_json import loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,10 @@ def _split_json_name(name: str) -> str | None:
 
 
 def read_json_file(path: str | os.PathLike[str]) -> Any:
-    """A ``.json`` or xz-compressed ``.json.xz`` file, at most MAX_SIDECAR_BYTES once decompressed.
+    """A ``.json`` or xz-compressed ``.json.xz`` file, at most MAX_SIDECAR_BYTES once decompressed and
+    nested no deeper than :data:`~photocorpus.untrusted_json.MAX_DEPTH`: it came from outside.
 
-    Raises ``ValueError`` (also for broken xz data) or ``OSError``.
+    Raises ``ValueError`` (also for broken xz data and refused JSON) or ``OSError``.
     """
     opener = lzma.open if str(path).endswith(".xz") else open
     try:
@@ -71,9 +72,7 @@ def read_json_file(path: str | os.PathLike[str]) -> Any:
             data = fh.read(MAX_SIDECAR_BYTES + 1)
     except (lzma.LZMAError, EOFError) as exc:
         raise ValueError(f"broken xz data: {exc}") from exc
-    if len(data) > MAX_SIDECAR_BYTES:
-        raise ValueError(f"larger than {MAX_SIDECAR_BYTES} bytes")
-    return json.loads(data)
+    return loads_untrusted(data, max_bytes=MAX_SIDECAR_BYTES)
 
 
 def _is_instaloader_structure(data: Any) -> bool:
@@ -152,8 +151,9 @@ def _images_by_stem(filenames: list[str]) -> dict[str, str]:
     return images
 
 
-def _load_posts(folder: Path, filenames: list[str]) -> dict[str, Any]:
-    """{stem: instaloader Post} for the post JSONs of one folder (``.json.xz`` wins over ``.json``)."""
+def _load_posts(folder: Path, filenames: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """{stem: instaloader Post} for the post JSONs of one folder (``.json.xz`` wins over ``.json``), and
+    {stem: why} for those that could not be read, so their images can say why they lack metadata."""
     from instaloader import InstaloaderException, load_structure
 
     chosen: dict[str, str] = {}
@@ -162,6 +162,7 @@ def _load_posts(folder: Path, filenames: list[str]) -> dict[str, Any]:
         if stem is not None and (stem not in chosen or name.endswith(".xz")):
             chosen[stem] = name
     posts: dict[str, Any] = {}
+    unreadable: dict[str, str] = {}
     for stem, name in sorted(chosen.items()):
         try:
             data = read_json_file(folder / name)
@@ -171,9 +172,10 @@ def _load_posts(folder: Path, filenames: list[str]) -> dict[str, Any]:
             post.shortcode  # noqa: B018 - a node without one is unusable; fail here, not later
         except (OSError, ValueError, KeyError, TypeError, AssertionError, InstaloaderException) as exc:
             log.warning("ignoring %s: not a readable instaloader post (%s)", folder / name, exc)
+            unreadable[stem] = f"post json {name}: {exc}"[:300]
             continue
         posts[stem] = post
-    return posts
+    return posts, unreadable
 
 
 def _iter_instaloader_folder(
@@ -184,7 +186,8 @@ def _iter_instaloader_folder(
     images = _images_by_stem(filenames)
     present = set(filenames)
     claimed: set[str] = set()
-    for stem, post in _load_posts(folder, filenames).items():
+    posts, unreadable = _load_posts(folder, filenames)
+    for stem, post in posts.items():
         try:
             media = post_media(post, label, owner_lookup=False)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -213,12 +216,14 @@ def _iter_instaloader_folder(
         # No metadata JSON claims it: import it as a plain folder would, caption from the .txt.
         sidecar = _SIDECAR_SUFFIX.match(image_stem)
         caption_stem = sidecar.group("stem") if sidecar and f"{image_stem}.txt" not in present else image_stem
+        why = unreadable.get(image_stem) or (unreadable.get(sidecar.group("stem")) if sidecar else None)
         yield LocalCandidate(
             path=str(folder / name),
             source="folder",
             source_id=(folder / image_stem).relative_to(root).as_posix(),
             label=label,
             caption_path=str(folder / f"{caption_stem}.txt") if f"{caption_stem}.txt" in present else None,
+            sidecar_warnings=(why,) if why else (),
         )
 
 
@@ -238,7 +243,7 @@ def _iter_instalooter_folder(
     }
     dumps = {n[:-5] for n in filenames if n.endswith(".json") and _MEDIA_ID.match(n[:-5])}
     for stem in sorted(images.keys() | videos | dumps, key=_media_id_sort_key):
-        node = _load_instalooter_node(folder / f"{stem}.json") if stem in dumps else None
+        node, why = _load_instalooter_node(folder / f"{stem}.json") if stem in dumps else (None, None)
         is_video = stem in videos or bool(node and node.get("is_video"))
         if is_video:
             path = str(folder / (images.get(stem) or f"{stem}.json"))
@@ -249,17 +254,20 @@ def _iter_instalooter_folder(
         record = _instalooter_record(node, stem, label) if node else None
         if record is None:
             record = PhotoRecord(source=SOURCE, source_id=stem, labels=[label])
+            if why:
+                record.extra["sidecar_warnings"] = [why]
         record.extra["file"] = images[stem]
         yield LocalCandidate(str(folder / images[stem]), SOURCE, stem, label, record=record)
 
 
-def _load_instalooter_node(path: Path) -> dict[str, Any] | None:
+def _load_instalooter_node(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The media node dumped at ``path`` (``None`` when it is not one), and why it could not be read."""
     try:
         data = read_json_file(path)
     except (OSError, ValueError) as exc:
         log.warning("ignoring %s: %s", path, exc)
-        return None
-    return data if _is_media_node(data) else None
+        return None, f"json dump {path.name}: {exc}"[:300]
+    return (data if _is_media_node(data) else None), None
 
 
 def _instalooter_record(node: dict[str, Any], stem: str, label: str) -> PhotoRecord | None:

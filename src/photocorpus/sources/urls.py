@@ -34,8 +34,9 @@ from urllib.parse import urlsplit
 
 from photocorpus.corpus import Corpus
 from photocorpus.curate.text import extract_hashtags
-from photocorpus.errors import ImportSourceError
+from photocorpus.errors import ImportSourceError, UntrustedJSONError
 from photocorpus.records import ImageURL, PhotoRecord
+from photocorpus.untrusted_json import loads_untrusted
 
 SOURCE = "urls"
 SIZE_KEY = "url"
@@ -43,6 +44,11 @@ URL_FORMATS = ("txt", "csv", "tsv", "json", "jsonl", "parquet")
 MAX_EXTRA_COLUMNS = 50
 MAX_EXTRA_TEXT = 1000
 MAX_URL_LEN = 8192
+# A jsonl row is a URL, a caption and a few columns (kilobytes); a line longer than this is not a row.
+MAX_JSONL_LINE_CHARS = 16 * 1024 * 1024
+# A whole .json list is parsed in one piece and held as Python objects (several times its size):
+# past this, the list belongs in .jsonl or .parquet, which are read as streams.
+MAX_JSON_FILE_CHARS = 1024 * 1024 * 1024
 
 csv.field_size_limit(16 * 1024 * 1024)  # captions can be long; the default 128 KiB limit is not
 
@@ -154,13 +160,19 @@ def _text_records(file: Path, fmt: str, gzipped: bool) -> Iterator[dict[str, Any
             elif fmt == "jsonl":
                 for number, line in enumerate(fh, 1):
                     if line.strip():
-                        obj = json.loads(line)
+                        try:
+                            obj = loads_untrusted(line, max_bytes=MAX_JSONL_LINE_CHARS)
+                        except UntrustedJSONError as exc:
+                            raise ImportSourceError(
+                                f"cannot read {file.name} as jsonl: line {number}: {exc}"
+                            ) from None
                         if not isinstance(obj, dict):
                             raise ImportSourceError(f"{file.name} line {number} is not a JSON object")
                         yield obj
             else:
-                yield from _json_records(json.load(fh), file)
-    except (json.JSONDecodeError, csv.Error, UnicodeError, EOFError, gzip.BadGzipFile) as exc:
+                data = loads_untrusted(fh.read(MAX_JSON_FILE_CHARS + 1), max_bytes=MAX_JSON_FILE_CHARS)
+                yield from _json_records(data, file)
+    except (UntrustedJSONError, csv.Error, UnicodeError, EOFError, gzip.BadGzipFile) as exc:
         raise ImportSourceError(f"cannot read {file.name} as {fmt}: {exc}") from exc
 
 
