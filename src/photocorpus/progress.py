@@ -1,7 +1,9 @@
 """Progress bars with rate and ETA for every long-running command.
 
 Rich draws them on stderr, so ``--json`` output on stdout stays machine-readable. On a non-terminal
-(CI, pipes) rich prints nothing until the end, which keeps logs small.
+(CI, pipes) rich prints nothing until the end, which keeps logs small. A description may name a
+label, query or feature set that came from a source, so it is shown with its control characters
+escaped (:func:`photocorpus.textsafety.terminal_safe`) and its rich markup escaped.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,6 +25,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+from photocorpus.textsafety import terminal_safe
 
 stderr_console = Console(stderr=True)
 
@@ -76,4 +81,5 @@ def progress_bar(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=stderr_console, transient=False) as bar:
-        yield ProgressHandle(bar, bar.add_task(description, total=total))
+        # The column renders the description as markup: escape it so "[/]" in a label cannot break it.
+        yield ProgressHandle(bar, bar.add_task(escape(terminal_safe(description)), total=total))

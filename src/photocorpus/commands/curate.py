@@ -1,4 +1,8 @@
-"""Curate commands: curate (all steps), dedup, quality, split and export."""
+"""Curate commands: curate (all steps), dedup, quality, split and export.
+
+Labels come from sources and folder names, so lines that name them print them through
+:func:`photocorpus.textsafety.terminal_safe`: a label cannot drive the terminal.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from photocorpus.cli_app import (
     open_corpus,
     use_executor,
 )
+from photocorpus.textsafety import terminal_safe
 
 if TYPE_CHECKING:
     from photocorpus.config import CurateSettings
@@ -100,9 +105,9 @@ def _split(c: Corpus, s: CurateSettings, languages: list[str] | None) -> dict[st
     report = run_splits(c, s, languages=languages)
     for label, counts in report.per_label.items():
         total = sum(counts.values()) or 1
-        shares = ", ".join(f"{k} {v} ({100 * v / total:.1f}%)" for k, v in counts.items())
-        typer.echo(f"split {label}: {shares}")
-    excluded = ", ".join(f"{k}={v}" for k, v in report.excluded.items()) or "none"
+        shares = ", ".join(f"{terminal_safe(k)} {v} ({100 * v / total:.1f}%)" for k, v in counts.items())
+        typer.echo(f"split {terminal_safe(label)}: {shares}")
+    excluded = ", ".join(f"{terminal_safe(k)}={v}" for k, v in report.excluded.items()) or "none"
     typer.echo(f"split: {report.newly_assigned} newly assigned; excluded: {excluded}")
     return {"split": report}
 
@@ -190,7 +195,7 @@ def curate(
         if captions.interrupted:
             typer.echo("Interrupted: re-run the same command to resume.", err=True)
             raise typer.Exit(130)
-        langs = ", ".join(f"{k}={v}" for k, v in list((captions.languages or {}).items())[:8])
+        langs = ", ".join(f"{terminal_safe(k)}={v}" for k, v in list((captions.languages or {}).items())[:8])
         typer.echo(f"captions: {captions.cleaned} cleaned; languages: {langs or 'none'}")
         bots = run_bots(c, s)
         reasons = ", ".join(f"{k}={v}" for k, v in bots.by_reason.items()) or "none"

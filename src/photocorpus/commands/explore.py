@@ -1,4 +1,8 @@
-"""``photocorpus explore``: 2-D maps, clusters and an interactive report of a feature set."""
+"""``photocorpus explore``: 2-D maps, clusters and an interactive report of a feature set.
+
+Feature-set names come from the catalog, so they are printed through
+:func:`photocorpus.textsafety.terminal_safe`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Annotated
 import typer
 
 from photocorpus.cli_app import CorpusOption, QuietOption, app, open_corpus
+from photocorpus.textsafety import terminal_safe
 
 
 @app.command()
@@ -74,8 +79,9 @@ def explore(
     for m, cl in zip(result.maps, result.clusters, strict=True):
         map_note = ", reused" if m["reused"] else ""
         k_note = " (reused)" if cl["reused"] else ""
+        feature_set = terminal_safe(m["feature_set"])
         typer.echo(
-            f"{m['feature_set']}: {m['method']} map (trustworthiness {m['trustworthiness']:.3f}{map_note}), "
+            f"{feature_set}: {m['method']} map (trustworthiness {m['trustworthiness']:.3f}{map_note}), "
             f"k-means k = {cl['k']}{k_note}"
         )
     th = result.thumbnails

@@ -1,4 +1,8 @@
-"""``photocorpus featurize`` and the ``photocorpus features`` group (list, export, MIRFLICKR .dat ...)."""
+"""``photocorpus featurize`` and the ``photocorpus features`` group (list, export, MIRFLICKR .dat ...).
+
+Set names and model ids from the catalog, category names from an ontology file and refusal messages
+that quote a .dat file's name are printed through :func:`photocorpus.textsafety.terminal_safe`.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from photocorpus.cli_app import (
     open_corpus,
     use_executor,
 )
+from photocorpus.textsafety import terminal_safe
 
 features_app = typer.Typer(
     help="Feature sets: list, export (.npz, MIRFLICKR .dat), import MIRFLICKR .dat, compact, remove.",
@@ -153,12 +158,13 @@ def list_(corpus: CorpusOption = Path("."), as_json: JsonOption = False) -> None
         typer.echo("No feature sets yet; compute some with `photocorpus featurize`.")
         return
     # Plain aligned columns rather than a rich table: names stay whole and greppable in any terminal width.
-    width = max(len(s["name"]) for s in sets)
+    names = [terminal_safe(s["name"]) for s in sets]
+    width = max(len(name) for name in names)
     typer.echo(f"{'name':<{width}}  {'rows':>10}  {'dims':>6}  {'dtype':<7}  {'shards':>6}  {'MB':>9}  model")
-    for s in sets:
+    for name, s in zip(names, sets, strict=True):
         typer.echo(
-            f"{s['name']:<{width}}  {s['rows']:>10,}  {s['dims']:>6}  {s['dtype']:<7}  {s['shards']:>6}  "
-            f"{s['bytes'] / 1e6:>9,.1f}  {s['model_id']}"
+            f"{name:<{width}}  {s['rows']:>10,}  {s['dims']:>6}  {s['dtype']:<7}  {s['shards']:>6}  "
+            f"{s['bytes'] / 1e6:>9,.1f}  {terminal_safe(s['model_id'])}"
         )
 
 
@@ -215,7 +221,7 @@ def import_mirflickr_(
             f"(fc7 {report.fc7_dim}, fc8 {report.fc8_dim}) -> {', '.join(report.feature_sets)}"
         )
         for message in report.refusals[:10]:
-            typer.echo(f"  refused: {message}", err=True)
+            typer.echo(f"  refused: {terminal_safe(message)}", err=True)
     if report.interrupted:
         raise typer.Exit(130)
 
@@ -252,7 +258,8 @@ def compact_(
         for name in names or [s["name"] for s in c.feature_sets()]:
             before = len(store.open_feature_set(c, name).shards)
             store.compact(c, name)
-            typer.echo(f"{name}: {before} shard(s) -> 1" if before > 1 else f"{name}: already one shard")
+            shown = terminal_safe(name)
+            typer.echo(f"{shown}: {before} shard(s) -> 1" if before > 1 else f"{shown}: already one shard")
 
 
 @features_app.command("remove")
@@ -313,7 +320,7 @@ def labels(
         return
     typer.echo(f"{ontology} categories ({model}):")
     for name, count in categories.items():
-        typer.echo(f"  {count:>7,}  {name}")
+        typer.echo(f"  {count:>7,}  {terminal_safe(name)}")
     typer.echo("top-1 ImageNet classes:")
     for name, count in classes.items():
-        typer.echo(f"  {count:>7,}  {name}")
+        typer.echo(f"  {count:>7,}  {terminal_safe(name)}")

@@ -1,4 +1,8 @@
-"""``photocorpus harvest flickr``: keyword search in dynamic upload-date windows."""
+"""``photocorpus harvest flickr``: keyword search in dynamic upload-date windows.
+
+Query labels may come from a downloaded query file, so they are printed through
+:func:`photocorpus.textsafety.terminal_safe`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import typer
 
 from photocorpus.cli_app import CorpusOption, QuietOption, open_corpus
 from photocorpus.commands.harvest import harvest_app
+from photocorpus.textsafety import terminal_safe
 
 
 @harvest_app.command("flickr")
@@ -98,7 +103,7 @@ def harvest_flickr(
             )  # fmt: skip
             report = harvester.run(todo, refresh=refresh)
     for label, count in report.per_query.items():
-        typer.echo(f"{label}: {count} photos logged")
+        typer.echo(f"{terminal_safe(label)}: {count} photos logged")
     typer.echo(
         f"{report.photos_new} new photos, {report.pages} pages, {report.api_calls} API calls, "
         f"{report.retries} retries"

@@ -1,4 +1,8 @@
-"""``photocorpus harvest instagram``: hashtags and profiles through instaloader, resumable."""
+"""``photocorpus harvest instagram``: hashtags and profiles through instaloader, resumable.
+
+A query's detail quotes Instagram's own message, so it and the query are printed through
+:func:`photocorpus.textsafety.terminal_safe`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import typer
 
 from photocorpus.cli_app import CorpusOption, QuietOption, open_corpus
 from photocorpus.commands.harvest import harvest_app
+from photocorpus.textsafety import terminal_safe
 
 
 @harvest_app.command("instagram")
@@ -91,10 +96,11 @@ def harvest_instagram_command(
         finally:
             loader.close()
     for q in report.queries:
-        where = f"{q.query}: {q.posts} posts read ({q.posts_in_pass} in this pass), {q.photos} photos"
+        query = terminal_safe(q.query)
+        where = f"{query}: {q.posts} posts read ({q.posts_in_pass} in this pass), {q.photos} photos"
         typer.echo(f"{where}, {q.videos} videos skipped; {q.status.replace('_', ' ')}")
         if q.detail:
-            typer.echo(f"  {q.detail}", err=True)
+            typer.echo(f"  {terminal_safe(q.detail)}", err=True)
     typer.echo(f"{report.photos} photo records from {report.posts} posts")
     if report.interrupted:
         typer.echo("Interrupted: re-run the same command to resume.", err=True)

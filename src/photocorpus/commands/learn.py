@@ -1,4 +1,9 @@
-"""``photocorpus train classifier|semantic``, ``predict``, ``search``, ``evaluate retrieval``, ``models``."""
+"""``photocorpus train classifier|semantic``, ``predict``, ``search``, ``evaluate retrieval``, ``models``.
+
+Labels, captions, source ids, file names, query texts and model names shown here are strangers' text
+or catalog data, so they are printed through :func:`photocorpus.textsafety.terminal_safe` (and, in
+rich tables, markup-escaped as well): none of them can drive the terminal.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from photocorpus.cli_app import CorpusOption, QuietOption, app, open_corpus
+from photocorpus.textsafety import terminal_safe
 
 if TYPE_CHECKING:
     from photocorpus.learn.heads import FitSettings
@@ -98,7 +104,8 @@ def _print_metrics(report: Any, as_json: bool) -> None:
         return
     m = report.metrics
     typer.echo(
-        f"Saved {report.name} to {report.path} (best epoch {m['best_epoch']} of {m['epochs_run']}, "
+        f"Saved {terminal_safe(report.name)} to {report.path} "
+        f"(best epoch {m['best_epoch']} of {m['epochs_run']}, "
         f"{m['train_seconds']} s; photos {m['photos']})"
     )
     for split in ("val", "test"):
@@ -269,16 +276,17 @@ def predict(
         typer.echo(json.dumps([p.to_json() for p in preds], indent=2, ensure_ascii=False))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{model}")
+    table = Table(title=escape(terminal_safe(model)))
     table.add_column("file")
     table.add_column("labels")
     for p in preds:
-        labels_text = (p.error and f"[red]{p.error}[/red]") or ", ".join(
-            f"{lab} {s:.2f}" for lab, s in p.labels
+        labels_text = (p.error and f"[red]{escape(terminal_safe(p.error))}[/red]") or ", ".join(
+            f"{escape(terminal_safe(lab))} {s:.2f}" for lab, s in p.labels
         )
-        table.add_row(p.key, labels_text)
+        table.add_row(escape(terminal_safe(p.key)), labels_text)
     Console().print(table)
 
 
@@ -339,17 +347,20 @@ def search(
         from rich.markup import escape
         from rich.table import Table
 
-        table = Table(title=f"{query if query is not None else image} — {searcher.method}")
+        title = terminal_safe(query if query is not None else image)
+        table = Table(title=f"{escape(title)} — {searcher.method}")
         for col in ("rank", "score", "id", "label", "caption"):
             table.add_column(col, overflow="fold", max_width=60 if col == "caption" else None)
         for h in hits:
             caption = h.caption if len(h.caption) <= 120 else h.caption[:119] + "…"
             table.add_row(
-                str(h.rank), f"{h.score:.3f}", escape(h.source_id), escape(h.label), escape(caption)
+                str(h.rank),
+                f"{h.score:.3f}",
+                *(escape(terminal_safe(text)) for text in (h.source_id, h.label, caption)),
             )
         Console().print(table)
     if query is not None and searcher.uses_bridge:
-        typer.echo(f"Bridge: {searcher.explain(query)}", err=True)
+        typer.echo(f"Bridge: {terminal_safe(searcher.explain(query))}", err=True)
     if page is not None:
         typer.echo(f"Gallery: {page}", err=as_json)
 
@@ -408,13 +419,13 @@ def evaluate_retrieval(
     if "mAP" in result:
         for text, r in result["queries"].items():
             ap = "–" if r["ap"] is None else f"{r['ap']:.3f}"
-            typer.echo(f"  {text:<24} AP {ap}  ({r['positives']} relevant)")
+            typer.echo(f"  {terminal_safe(text):<24} AP {ap}  ({r['positives']} relevant)")
         typer.echo(
             f"mAP {result['mAP']:.4f} over {len(result['queries'])} queries, {result['photos']} photos"
         )
     else:
         for text, r in result["queries"].items():
-            typer.echo(f"  {text:<24} P@{k} {r['precision']:.2f}  ({r['unjudged']} unjudged)")
+            typer.echo(f"  {terminal_safe(text):<24} P@{k} {r['precision']:.2f}  ({r['unjudged']} unjudged)")
         means = ", ".join(f"{g} {v:.3f}" for g, v in result[f"mean_P@{k}"].items())
         typer.echo(
             f"mean P@{k}: {means}; {len(result['unjudged'])} results unjudged"
@@ -444,4 +455,5 @@ def models(corpus: CorpusOption = Path("."), as_json: JsonOption = False) -> Non
             ),
             "",
         )
-        typer.echo(f"{e.name:<28} {e.kind:<11} {e.feature_set:<22} {headline}  ({e.created_at})")
+        name, feature_set = terminal_safe(e.name), terminal_safe(e.feature_set)
+        typer.echo(f"{name:<28} {e.kind:<11} {feature_set:<22} {headline}  ({e.created_at})")

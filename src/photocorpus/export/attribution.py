@@ -3,6 +3,9 @@
 CC licences require crediting the photographer (MIRFLICKR-1M ships its images on exactly that
 condition). Written as ``attribution.csv`` (title, owner, licence, source URL, plus ids) and a plain
 ``ATTRIBUTION.txt`` with one credit line per photo. Plain text on purpose: no markup to escape.
+Titles and owners are strangers' text, so every CSV cell goes through
+:func:`photocorpus.textsafety.csv_safe_cell`: a title such as ``=HYPERLINK(...)`` must not run as a
+formula in the spreadsheet a curator opens the credits in.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from photocorpus.export.rows import ExportPhoto
+from photocorpus.textsafety import csv_safe_row
 
 _CC = re.compile(r"\bcc\b|\bcc0\b|\bcc[- ]by|creative\s*commons|public\s*domain", re.IGNORECASE)
 COLUMNS = ("source", "source_id", "title", "owner", "license", "source_url", "file")
@@ -43,15 +47,17 @@ def write_attribution(out_dir: Path, photos: Iterable[tuple[ExportPhoto, str | N
     lines = ["Creative Commons photos in this export, with their credits.", ""]
     for photo, file in rows:
         writer.writerow(
-            [
-                photo.source,
-                photo.source_id,
-                _one_line(photo.title),
-                _one_line(photo.owner),
-                _one_line(photo.license),
-                photo.page_url or "",
-                file or "",
-            ]
+            csv_safe_row(
+                [
+                    photo.source,
+                    photo.source_id,
+                    _one_line(photo.title),
+                    _one_line(photo.owner),
+                    _one_line(photo.license),
+                    photo.page_url or "",
+                    file or "",
+                ]
+            )
         )
         title = _one_line(photo.title) or "Untitled"
         owner = _one_line(photo.owner) or "unknown"

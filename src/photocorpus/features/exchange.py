@@ -15,6 +15,9 @@
   logits as "fc8") in that layout, with our dims in the headers, plus ``index.csv`` mapping each file
   to its photo. MIRFLICKR photos keep their numbering (``N // 10000 / N.dat``, beside the original
   ``N // 10000 / N.jpg``); photos from other sources are named by catalog id the same way.
+  Its text cells (source ids come from the source: an Instagram shortcode may start with ``-``) go
+  through :func:`photocorpus.textsafety.csv_safe_cell`, so the file is safe to open in a spreadsheet,
+  and :func:`import_mirflickr` restores them when it reads the index back.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 from photocorpus.errors import PhotocorpusError
 from photocorpus.features import store
 from photocorpus.features.mirflickr_dat import DatFormatError, iter_dat_dir, read_dat, write_dat
+from photocorpus.textsafety import csv_safe_row, restore_csv_cell
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -167,7 +171,7 @@ def _read_index(root: Path) -> dict[str, tuple[str, str]]:
         for row in csv.DictReader(fh):
             dat = (row.get("dat") or "").removesuffix(".dat")
             if dat and row.get("source") is not None and row.get("source_id") is not None:
-                out[dat] = (row["source"], row["source_id"])
+                out[dat] = (restore_csv_cell(row["source"]), restore_csv_cell(row["source_id"]))
     return out
 
 
@@ -336,6 +340,6 @@ def export_mirflickr(
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["dat", "photo_id", "source", "source_id"])
-        writer.writerows(index_rows)
+        writer.writerows(csv_safe_row(row) for row in index_rows)
     os.replace(tmp, base / INDEX_FILE)
     return report

@@ -6,7 +6,9 @@
 * **Free queries.** Queries without labels (the paper's 24 InstaCities1M queries ship built in as
   ``instacities``) are scored by P@k against a judgments file ``query,photo,relevant``; results
   nobody has judged yet count as not relevant and are listed (``--unjudged FILE`` writes them as a
-  CSV template to fill in and pass back).
+  CSV template to fill in and pass back). That template holds queries and source ids and is meant
+  to be opened in a spreadsheet, so its cells go through :func:`photocorpus.textsafety.csv_safe_cell`
+  and :func:`read_judgments` restores them.
 
 Query files: one query per line; ``#`` starts a comment; ``label<TAB>query`` ties a query to a label
 column (otherwise the query text itself names the column).
@@ -33,6 +35,7 @@ from photocorpus.learn.dataset import (
 from photocorpus.learn.metrics import average_precision, precision_at_k, ranking
 from photocorpus.learn.query import parse_query, query_vector
 from photocorpus.learn.splits import assign_splits, resolve_spec
+from photocorpus.textsafety import csv_safe_cell, restore_csv_cell
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -96,8 +99,8 @@ def read_judgments(path: str | os.PathLike[str]) -> dict[str, dict[str, bool]]:
                 continue  # a template row nobody has judged yet
             if value not in ("0", "1"):
                 raise LearnError(f"{p}:{line_no}: relevant must be 0 or 1, got {value!r}")
-            forms = _key_forms(row.get("photo") or "")
-            bucket = out.setdefault((row.get("query") or "").strip(), {})
+            forms = _key_forms(restore_csv_cell(row.get("photo") or ""))
+            bucket = out.setdefault(restore_csv_cell((row.get("query") or "").strip()), {})
             for form in forms:
                 bucket[form] = value == "1"
     return out
@@ -243,4 +246,4 @@ def write_unjudged(path: str | os.PathLike[str], rows: Sequence[dict[str, str]])
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["query", "photo", "relevant", "path"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: csv_safe_cell(value) for key, value in row.items()} for row in rows)
