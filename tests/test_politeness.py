@@ -116,6 +116,17 @@ def test_the_cli_log_handler_redacts_every_logger() -> None:
     assert secret not in text and text.count(REDACTED) == 2, text
 
 
+def test_the_cli_log_handler_escapes_control_characters() -> None:
+    """A logged URL or server message may carry terminal escapes (``ESC]0;title BEL``, C1 CSI): the
+    handler shows them as ``\\xNN`` and keeps the newlines of a multi-line message (issue #23)."""
+    stream = io.StringIO()
+    with _cli_log_handler_writing_to(stream, verbose=True):
+        logging.getLogger("photocorpus.test").warning("from %s", "x\x1b]0;pwned\x07\x9b31m\x00\nsecond line")
+    text = stream.getvalue()
+    assert not any(c in text for c in "\x00\x07\x1b\x9b"), repr(text)
+    assert "x\\x1b]0;pwned\\x07\\x9b31m\\x00" in text and "\nsecond line" in text
+
+
 def test_a_log_line_that_cannot_be_written_does_not_dump_the_exception_being_handled(capfd) -> None:
     """Our handler's stream is closed (a finished in-process CLI run, a broken pipe) while a library
     logs from inside its ``except`` block, and that exception quotes a secret. logging's default would

@@ -13,6 +13,8 @@ import re
 import sys
 import threading
 
+from photocorpus.textsafety import terminal_safe
+
 _SECRETS: set[str] = set()
 _LOCK = threading.Lock()
 _PATTERN: re.Pattern[str] | None = None  # every registered secret in every spelling; rebuilt on register
@@ -86,6 +88,14 @@ def setup_logging(verbose: bool = False) -> None:
 
 class _PhotocorpusHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Our stderr handler (a distinct class so setup_logging can run twice without doubling output)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line with its control characters shown as ``\\xNN`` (newlines kept, for tracebacks).
+
+        Log lines quote URLs, file names and servers' messages, which anyone may craft: printed raw, an
+        ``ESC]0;...BEL`` in one would retitle the terminal or forge other output (issue #23).
+        """
+        return terminal_safe(super().format(record), keep_newlines=True)
 
     def handleError(self, record: logging.LogRecord) -> None:
         """One redacted line instead of logging's traceback dump.
