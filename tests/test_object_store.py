@@ -33,7 +33,11 @@ SECRET = "Sup3r-Secret-Value-0xC0FFEE"
 
 
 def _settings(images_url: str = "", **options: object) -> Settings:
-    return Settings(storage=StorageSettings(images_url=images_url, options=dict(options)))
+    # The file:// "buckets" here are folders outside the corpus: that takes the explicit opt-in.
+    outside = images_url.startswith("file:")
+    return Settings(
+        storage=StorageSettings(images_url=images_url, options=dict(options), allow_outside_corpus=outside)
+    )
 
 
 def _fetch_settings(**kw: object) -> FetchSettings:

@@ -3,19 +3,31 @@
 ``init`` writes every default out, each with its description as a comment, so a user can see and edit
 all knobs in one file without reading the code. Unknown keys are refused rather than ignored: a typo in
 ``corpus.toml`` must not silently fall back to a default.
+
+A ``corpus.toml`` travels with a shared corpus, so settings are also checked for safety, not only for
+type: worker counts are capped to what the machine can run
+(:func:`~photocorpus.executors.capped_workers`), a plain-http API endpoint never receives the API key
+unless it is loopback or explicitly allowed (:meth:`FlickrSettings.endpoint`), and ``images_url`` may
+point outside the corpus only at an object store or with ``[storage] allow_outside_corpus`` (checked
+where the corpus root is known: :func:`photocorpus.imagestore.check_images_url`).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from photocorpus.errors import ConfigError
+from photocorpus.executors import capped_workers
 
 CONFIG_FILE = "corpus.toml"
+ALLOW_HTTP_API_URL_ENV = "PHOTOCORPUS_ALLOW_HTTP_API_URL"  # "1": a plain-http API endpoint is allowed
 
 
 class _Section(BaseModel):
@@ -33,7 +45,16 @@ class LayoutSettings(_Section):
 class ImportSettings(_Section):
     """Folder import (``photocorpus import``)."""
 
-    link: bool = Field(False, description="Hard-link (or symlink across devices) instead of copying files.")
+    link: bool = Field(
+        False,
+        description="Hard-link each file (a symlink's target, never the symlink) instead of copying it; "
+        "copied where a hard link is impossible (another disk).",
+    )
+    follow_symlinks: bool = Field(
+        False,
+        description="Import symlinked files whose target lies outside the imported folder; off, they "
+        "fail with symlink_outside_source (a shared folder must not pull in files from elsewhere).",
+    )
     max_image_pixels: int = Field(
         178_956_970,
         ge=1,
@@ -42,6 +63,11 @@ class ImportSettings(_Section):
     batch_size: int = Field(256, ge=1, le=100_000, description="Photos per catalog transaction.")
     workers: int = Field(0, ge=0, description="Worker processes for validation; 0 means one per CPU core.")
 
+    @field_validator("workers")
+    @classmethod
+    def _cap_workers(cls, workers: int) -> int:
+        return capped_workers(workers, "[import] workers")
+
 
 class FlickrSettings(_Section):
     """Flickr harvest (``photocorpus harvest flickr``). Prefer $FLICKR_API_KEY to writing the key here."""
@@ -49,7 +75,13 @@ class FlickrSettings(_Section):
     api_key: str | None = Field(None, description="Flickr API key; $FLICKR_API_KEY takes precedence.")
     api_url: str = Field(
         "https://api.flickr.com/services/rest/",
-        description="REST endpoint; $PHOTOCORPUS_FLICKR_API_URL or --api-url override it.",
+        description="REST endpoint; $PHOTOCORPUS_FLICKR_API_URL or --api-url override it. Must be https "
+        "unless loopback or allow_http_api_url is set (the API key travels in every request).",
+    )
+    allow_http_api_url: bool = Field(
+        False,
+        description="Allow a plain-http api_url that is not loopback (a trusted mirror on your network); "
+        f"also ${ALLOW_HTTP_API_URL_ENV}=1.",
     )
     calls_per_hour: float = Field(
         3600, gt=0, description="Process-wide call budget per key (Flickr's limit)."
@@ -68,6 +100,33 @@ class FlickrSettings(_Section):
     extra_api_keys: list[str] = Field(
         [], description="More keys of yours to share `enrich` calls (one rate limit per key)."
     )
+
+    def endpoint(self, override: str | None = None) -> str:
+        """The API endpoint to send the key to: ``override`` (--api-url, $PHOTOCORPUS_FLICKR_API_URL)
+        or ``api_url``, refused when it is plain http to a host other than loopback.
+
+        Why: the key is a query parameter of every call, so over plain http anyone on the path reads
+        it. Checked here, where the key is about to be used, and not when corpus.toml is loaded, so a
+        bad endpoint never stops ``status`` or ``verify``.
+        """
+        url = override or self.api_url
+        setting = "--api-url / $PHOTOCORPUS_FLICKR_API_URL" if override else "[flickr] api_url"
+        parts = urllib.parse.urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        if scheme == "https" and parts.hostname:
+            return url
+        if scheme != "http" or not parts.hostname:
+            raise ConfigError(
+                f"{setting} must be an https:// URL, e.g. https://api.flickr.com/services/rest/"
+            )
+        allowed = self.allow_http_api_url or os.environ.get(ALLOW_HTTP_API_URL_ENV) == "1"
+        if not allowed and not _is_loopback(parts.hostname):
+            raise ConfigError(
+                f"{setting} is plain http to {parts.hostname}: the API key would cross the network "
+                f"unencrypted. Use https://, or for a mirror you trust set [flickr] allow_http_api_url = "
+                f"true (or ${ALLOW_HTTP_API_URL_ENV}=1)"
+            )
+        return url
 
 
 class InstagramSettings(_Section):
@@ -206,6 +265,11 @@ class FetchSettings(_Section):
     )
     batch_size: int = Field(128, ge=1, le=100_000, description="Photos per catalog transaction.")
 
+    @field_validator("workers")
+    @classmethod
+    def _cap_workers(cls, workers: int) -> int:
+        return capped_workers(workers, "[fetch] workers")
+
 
 class FeaturizeSettings(_Section):
     """Image features, ImageNet labels and caption embeddings (``photocorpus featurize``)."""
@@ -245,6 +309,11 @@ class FeaturizeSettings(_Section):
     lda_topics: int = Field(200, ge=2, le=5000, description="Topics of the caption LDA model.")
     word2vec_dims: int = Field(400, ge=8, le=2000, description="Word2vec vector size for caption embeddings.")
     text_seed: int = Field(0, description="Seed of every random step: raw-pixels PCA, LDA and word2vec.")
+
+    @field_validator("workers")
+    @classmethod
+    def _cap_workers(cls, workers: int) -> int:
+        return capped_workers(workers, "[featurize] workers")
 
 
 class CurateSettings(_Section):
@@ -354,6 +423,11 @@ class StorageSettings(_Section):
         description="fsspec storage options (endpoint_url, region...); put credentials in the "
         "provider's environment variables or $PHOTOCORPUS_STORAGE_OPTIONS (JSON), not here.",
     )
+    allow_outside_corpus: bool = Field(
+        False,
+        description="Allow an images_url that is neither an object store (s3, gs, az...) nor a folder "
+        "inside the corpus, e.g. file:// on another disk: every stage then writes there and verify lists it.",
+    )
 
 
 class Settings(_Section):
@@ -371,6 +445,15 @@ class Settings(_Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(corpus_dir: Path) -> Settings:

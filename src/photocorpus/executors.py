@@ -7,6 +7,7 @@ every run, which is what makes an interrupted-then-resumed run identical to an u
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
+MAX_WORKERS_PER_CORE = 4  # beyond this, processes only add start-up time and memory, never speed
+logger = logging.getLogger(__name__)
+
 
 def default_workers() -> int:
     """One worker per usable CPU core."""
@@ -31,6 +35,26 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def capped_workers(workers: int, setting: str) -> int:
+    """``workers``, or at most :data:`MAX_WORKERS_PER_CORE` per core, with a warning naming ``setting``.
+
+    Why capped and not refused: a ``corpus.toml`` written on a 64-core server must still run on a
+    laptop. Why at all: each worker is a spawned Python process; 100,000 of them took a minute to fail
+    with ``BrokenProcessPool`` instead of doing any work. The settings cap their ``workers`` when they
+    are loaded; pools cap what a ``--workers`` option passes them directly.
+    """
+    cores = default_workers()
+    limit = MAX_WORKERS_PER_CORE * cores
+    if workers <= limit:
+        return workers
+    logger.warning(
+        "%s = %d is more than %d worker processes per CPU core (%d cores here); using %d. "
+        "Lower %s (0 means one per core).",
+        setting, workers, MAX_WORKERS_PER_CORE, cores, limit, setting,
+    )  # fmt: skip
+    return limit
 
 
 def worker_setup() -> None:
@@ -65,7 +89,8 @@ class LocalExecutor:
     """A process pool (``workers`` > 1) or the calling process itself (``workers`` == 1)."""
 
     def __init__(self, workers: int = 0) -> None:
-        self.workers = workers or default_workers()
+        # --workers reaches here without passing through the settings' own cap
+        self.workers = capped_workers(workers, "--workers") if workers else default_workers()
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> LocalExecutor:

@@ -26,12 +26,18 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from photocorpus.errors import StorageError, UnsafePathError
+from photocorpus.errors import ConfigError, StorageError, UnsafePathError
 
 IMAGES_PREFIX = "images/"
+# Protocols that name a bucket of a storage service (memory: this process's RAM, for tests), never a
+# folder of this machine: an images_url with one of them may live outside the corpus folder.
+OBJECT_STORE_PROTOCOLS = frozenset(
+    {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci", "oss", "memory"}
+)
+LOCAL_PROTOCOLS = frozenset({"file", "local"})  # fsspec's names for this machine's own disks
 OPTIONS_ENV = "PHOTOCORPUS_STORAGE_OPTIONS"  # JSON object merged over [storage] options
 UPLOAD_THREADS = 16  # object stores answer one PUT in tens of ms: overlap them
 _MIN_SECRET_LEN = 4  # shorter option values (ports, flags) are not scrubbed from messages
@@ -151,6 +157,39 @@ def check_relpath(relpath: str) -> str:
     if bad:
         raise UnsafePathError(f"refusing image path {relpath!r}: it must be a relative path under images/")
     return relpath
+
+
+def check_images_url(url: str, corpus_root: Path, allow_outside: bool = False) -> None:
+    """Refuse an ``images_url`` outside the corpus folder unless it is an object store or allowed.
+
+    Why: ``corpus.toml`` travels with a shared corpus, and ``images_url`` decides where every stage
+    writes and what ``verify`` lists. A ``file://`` URL to another folder made ``import`` write there
+    and ``verify`` call that folder's own files orphans. So a local URL must name a folder strictly
+    inside the corpus (after ``..`` and symlinks are resolved, as fsspec leaves both to the OS), an
+    object store is fine anywhere, and anything else (``file://`` elsewhere, ``sftp://``, ``zip://``...)
+    needs ``[storage] allow_outside_corpus = true``.
+    """
+    if allow_outside:
+        return
+    protocol, _, rest = url.strip().partition("://")
+    protocol = protocol.lower()
+    if protocol in OBJECT_STORE_PROTOCOLS:
+        return
+    root = corpus_root.resolve()
+    if protocol in LOCAL_PROTOCOLS:
+        folder = Path(os.path.expanduser(rest))  # fsspec expands ~ and takes a relative path from cwd
+        folder = (folder if folder.is_absolute() else Path.cwd() / folder).resolve()
+        if root in folder.parents:
+            return
+        where = f"the folder {folder}, outside the corpus {root}"
+    else:
+        where = f"a {protocol}:// location, which is neither an object store nor inside the corpus {root}"
+    raise ConfigError(
+        f"[storage] images_url names {where}: every stage would write images there and `verify` would "
+        "list that folder's files. Use an object store (s3://, gs://, az://...) or a folder inside the "
+        "corpus, or, if that place is meant for this corpus's images, set [storage] "
+        "allow_outside_corpus = true in corpus.toml"
+    )
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,23 @@ Each batch is two transactions around the file moves (see :mod:`photocorpus.corp
 
 With images on an object store (``[storage] images_url``), step 2 puts each validated copy at its
 final key instead of renaming it (put-then-commit); ``--link`` needs images on the local disk.
+
+Symlinks: the folder may come from someone else, and a symlink in it can point anywhere (an image
+elsewhere on the disk, ``~/.ssh/id_rsa`` named ``a.jpg``). A file whose real path leaves the imported
+folder is not read unless ``follow_symlinks`` is set (``--follow-symlinks``); it fails with
+``symlink_outside_source``, and such a sidecar (caption, JSON) is skipped with a warning. A file that
+is followed is stored as a copy, or with ``--link`` as a hard link to the real file (a copy across
+devices): never as a symlink, which every later stage would refuse as leaving the corpus. A FIFO or
+device under an image's name fails with ``not_a_regular_file`` instead of hanging the worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +54,8 @@ class _ImportTask:
     tmp_dir: str
     link: bool
     max_pixels: int
+    source_root: str  # the imported folder's real path: what "inside" means for symlinks
+    follow_symlinks: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +63,9 @@ class _Prepared:
     candidate: LocalCandidate
     record: PhotoRecord
     probe: ImageProbe
-    tmp_file: str | None  # validated copy waiting in the scratch folder (copy mode)
+    tmp_file: str | None  # validated copy waiting in the scratch folder (copy mode, or across devices)
     exif: dict[str, Any] = field(default_factory=dict)  # structured EXIF read from the file itself
+    real_path: str | None = None  # the file read, symlinks resolved: what --link hard-links
 
 
 @dataclass(slots=True)
@@ -71,20 +84,74 @@ class ImportReport:
 
 def _prepare(task: _ImportTask) -> _Prepared:
     """Worker side: read sidecars and bytes, validate, and stage a copy. Never raises for bad input."""
-    cand = task.candidate
+    cand, skipped_sidecars = _without_outside_sidecars(task)
     record, _warnings = build_record(cand)
+    if skipped_sidecars:
+        record.extra.setdefault("sidecar_warnings", []).extend(skipped_sidecars)
+    real = os.path.realpath(cand.path)
+    if not task.follow_symlinks and not _inside(real, task.source_root):
+        detail = "a symlink to a file outside the imported folder; import --follow-symlinks to take it"
+        probe = ImageProbe(False, "", 0, reason=reasons.SYMLINK_OUTSIDE_SOURCE, detail=detail)
+        return _Prepared(cand, record, probe, None)
     try:
-        with open(cand.path, "rb") as fh:
-            data = fh.read()
+        data = _read_regular_file(real)
+    except _NotRegularFileError as exc:
+        probe = ImageProbe(False, "", 0, reason=reasons.NOT_A_REGULAR_FILE, detail=str(exc))
+        return _Prepared(cand, record, probe, None)
     except OSError as exc:
         probe = ImageProbe(False, "", 0, reason=reasons.READ_ERROR, detail=f"{exc.strerror or exc}"[:300])
         return _Prepared(cand, record, probe, None)
     probe = probe_image(data, task.max_pixels)
     tmp_file = None
-    if probe.ok and not task.link:
+    if probe.ok and (not task.link or not _same_device(real, task.tmp_dir)):
+        # --link across devices stores a copy of the bytes just validated, never a symlink
         tmp_file = str(storage.write_tmp(Path(task.tmp_dir), data))
     exif = fields_from_bytes(data) if probe.ok and probe.format in ("JPEG", "TIFF", "WEBP") else {}
-    return _Prepared(cand, record, probe, tmp_file, exif)
+    return _Prepared(cand, record, probe, tmp_file, exif, real)
+
+
+class _NotRegularFileError(Exception):
+    """The path names a FIFO, a device or a folder, not a file whose bytes could be an image."""
+
+
+def _read_regular_file(path: str) -> bytes:
+    """The bytes of the regular file at ``path``. Opened non-blocking, so a FIFO named ``x.jpg`` is
+    refused at once instead of blocking the worker forever (and ``/dev/zero`` is never read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "folder" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "device or socket"
+            raise _NotRegularFileError(f"a {kind}, not a regular file")
+        return fh.read()
+
+
+def _inside(real_path: str, real_root: str) -> bool:
+    return real_path.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def _same_device(path: str, folder: str) -> bool:
+    try:
+        return os.stat(path).st_dev == os.stat(folder).st_dev
+    except OSError:
+        return False
+
+
+def _without_outside_sidecars(task: _ImportTask) -> tuple[LocalCandidate, list[str]]:
+    """The candidate without the sidecars (caption, JSON, tags) whose real path leaves the imported
+    folder, unless symlinks are followed; and one warning per sidecar dropped. A caption file linked
+    to a private file would otherwise be stored, whole, as the photo's caption."""
+    cand = task.candidate
+    if task.follow_symlinks:
+        return cand, []
+    dropped: dict[str, None] = {}
+    warnings: list[str] = []
+    for name in ("caption_path", "json_path", "tags_path"):
+        path = getattr(cand, name)
+        if path is not None and not _inside(os.path.realpath(path), task.source_root):
+            dropped[name] = None
+            warnings.append(f"{name.removesuffix('_path')}: a symlink outside the imported folder, not read")
+    return (dataclasses.replace(cand, **dropped) if dropped else cand), warnings
 
 
 def _batched(items: Iterator[LocalCandidate], size: int) -> Iterator[list[LocalCandidate]]:
@@ -98,6 +165,7 @@ def import_folder(
     *,
     label: str | None = None,
     link: bool | None = None,
+    follow_symlinks: bool | None = None,
     workers: int | None = None,
     stop: StopFlag | None = None,
     advance: Advance | None = None,
@@ -107,6 +175,8 @@ def import_folder(
     layout = detect_layout(root)
     settings = corpus.settings.import_
     link = settings.link if link is None else link
+    follow_symlinks = settings.follow_symlinks if follow_symlinks is None else follow_symlinks
+    source_root = os.path.realpath(root)
     report = ImportReport(layout=layout)
     if link and corpus.image_store is not None:
         raise ConfigError(
@@ -130,7 +200,12 @@ def import_folder(
             if advance and len(batch) != len(todo):
                 advance(len(batch) - len(todo))
             if todo:
-                yield [_ImportTask(c, str(tmp_dir), link, settings.max_image_pixels) for c in todo]
+                yield [
+                    _ImportTask(
+                        c, str(tmp_dir), link, settings.max_image_pixels, source_root, follow_symlinks
+                    )
+                    for c in todo
+                ]
             if stop:
                 return
 
@@ -209,10 +284,12 @@ def _commit_batch(
             continue
         if store is not None:
             Path(prep.tmp_file).unlink(missing_ok=True)  # type: ignore[arg-type]
-        elif link:
-            storage.link_into(Path(prep.candidate.path), corpus.abs_path(paths[pid]), tmp_dir)
+        elif prep.tmp_file is None:  # --link on the same device: a hard link to the real file
+            storage.link_into(
+                Path(prep.real_path or prep.candidate.path), corpus.abs_path(paths[pid]), tmp_dir
+            )
         else:
-            storage.place(Path(prep.tmp_file), corpus.abs_path(paths[pid]))  # type: ignore[arg-type]
+            storage.place(Path(prep.tmp_file), corpus.abs_path(paths[pid]))
         probe = prep.probe
         stored.append(
             (

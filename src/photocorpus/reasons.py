@@ -12,6 +12,8 @@ CORRUPT_IMAGE = "corrupt_image"  # looks like an image, fails to decode (truncat
 DECOMPRESSION_BOMB = "decompression_bomb"  # more pixels than the configured limit
 UNSUPPORTED_FORMAT = "unsupported_format"  # an image, but of a format we do not store
 READ_ERROR = "read_error"  # the source file could not be read (permissions, vanished)
+NOT_A_REGULAR_FILE = "not_a_regular_file"  # import: a FIFO, device or folder under an image's name
+SYMLINK_OUTSIDE_SOURCE = "symlink_outside_source"  # import: links out of the folder (--follow-symlinks)
 TOO_SMALL = "too_small"
 URL_EXPIRED = "url_expired"  # a signed CDN URL (Instagram's) past its expiry: re-harvest for a fresh one
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import io
 import os
+import shutil
+import stat
 import uuid
 from pathlib import Path
 from typing import TypeAlias
@@ -44,25 +46,46 @@ def place(tmp_file: Path, dest: Path) -> None:
 
 
 def link_into(src: Path, dest: Path, tmp_dir: Path) -> str:
-    """Hard-link ``src`` at ``dest`` (symlink if on another device); return ``"hardlink"``/``"symlink"``.
+    """Hard-link the regular file ``src`` names at ``dest``, or copy it where a hard link is impossible
+    (another device, a file system without them); return ``"hardlink"`` or ``"copy"``.
 
-    The link is made under a scratch name and renamed, so ``dest`` appears atomically too.
+    Never a symlink, and never a link *to* one: a stored symlink points outside the corpus, so every
+    later stage refuses to read it ("resolves outside the corpus"). So ``src`` is resolved first and
+    the link it gives is checked to be a regular file (Linux's ``link()`` links a symlink itself, not
+    its target, whatever ``os.link``'s ``follow_symlinks`` says). The link is made under a scratch
+    name and renamed, so ``dest`` appears atomically too.
     """
     tmp = tmp_dir / f"{uuid.uuid4().hex}.link"
     kind = "hardlink"
     try:
+        target = src.resolve(strict=True)
         try:
-            os.link(src, tmp)
+            os.link(target, tmp)
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
-            os.symlink(src.resolve(), tmp)
-            kind = "symlink"
+            _copy_regular_file(target, tmp)
+            kind = "copy"
+        if not stat.S_ISREG(os.lstat(tmp).st_mode):  # the target was swapped for a link meanwhile
+            raise OSError(errno.EINVAL, "not a regular file", str(src))
         place(tmp, dest)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _storage_error(exc, dest) from exc
     return kind
+
+
+def _copy_regular_file(src: Path, dest: Path) -> None:
+    """Copy ``src`` to the new file ``dest`` and fsync it; refuse anything but a regular file (a FIFO
+    would block the copy forever, a device would never end)."""
+    fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    with open(fd, "rb") as source:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(src))
+        with open(dest, "xb") as out:
+            shutil.copyfileobj(source, out, 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
 
 
 def _storage_error(exc: OSError, path: Path) -> StorageError:

@@ -1,4 +1,9 @@
-"""Core commands: init, import, status, verify and demo."""
+"""Core commands: init, import, status, verify and demo.
+
+Labels, failure reasons, counters and file names shown here are read from the catalog and the disk,
+which a shared corpus lets a stranger fill, so each is printed through :func:`terminal_safe` (control
+characters escaped) and, in rich tables, also markup-escaped: see :mod:`photocorpus.textsafety`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from photocorpus.cli_app import CorpusOption, QuietOption, app, open_corpus
+from photocorpus.textsafety import terminal_safe
 
 
 @app.command()
@@ -31,7 +37,15 @@ def import_(
         str | None, typer.Option(help="Label for every photo (default: from the layout).")
     ] = None,
     link: Annotated[
-        bool | None, typer.Option("--link/--copy", help="Hard-link (or symlink) instead of copying.")
+        bool | None,
+        typer.Option("--link/--copy", help="Hard-link instead of copying (a copy across disks)."),
+    ] = None,
+    follow_symlinks: Annotated[
+        bool | None,
+        typer.Option(
+            "--follow-symlinks/--no-follow-symlinks",
+            help="Also import symlinked files whose target is outside the folder (default: refused).",
+        ),
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
     quiet: QuietOption = False,
@@ -50,8 +64,11 @@ def import_(
             graceful_interrupt() as stop,
             progress_bar(f"import ({layout})", total, enabled=not quiet) as adv,
         ):
-            report = import_folder(c, root, label=label, link=link, workers=workers, stop=stop, advance=adv)
-    failures = ", ".join(f"{k}={v}" for k, v in sorted(report.failures.items())) or "none"
+            report = import_folder(
+                c, root, label=label, link=link, follow_symlinks=follow_symlinks, workers=workers,
+                stop=stop, advance=adv,
+            )  # fmt: skip
+    failures = ", ".join(f"{terminal_safe(k)}={v}" for k, v in sorted(report.failures.items())) or "none"
     typer.echo(
         f"{report.layout}: {report.seen} seen, {report.imported} imported, "
         f"{report.skipped_existing} already in the corpus, {report.failed} failed ({failures})"
@@ -75,6 +92,13 @@ def status(
     _print_status(summary)
 
 
+def _cell(value: Any) -> str:
+    """Catalog text for a rich table or line: control characters and markup both escaped."""
+    from rich.markup import escape
+
+    return escape(terminal_safe(value))
+
+
 def _print_status(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -82,7 +106,7 @@ def _print_status(summary: dict[str, Any]) -> None:
     console = Console()
     files = summary["files"]
     console.print(
-        f"[bold]{summary['corpus']}[/bold]: {summary['photos']:,} photos, {files['count']:,} files "
+        f"[bold]{_cell(summary['corpus'])}[/bold]: {summary['photos']:,} photos, {files['count']:,} files "
         f"({files['bytes'] / 1e6:,.1f} MB)"
     )
     stages = Table(title="Stages", title_justify="left")
@@ -91,13 +115,13 @@ def _print_status(summary: dict[str, Any]) -> None:
     for s in statuses:
         stages.add_column(s, justify="right")
     for stage, counts in sorted(summary["stages"].items()):
-        stages.add_row(stage, *(f"{counts.get(s, 0):,}" for s in statuses))
+        stages.add_row(_cell(stage), *(f"{counts.get(s, 0):,}" for s in statuses))
     console.print(stages)
     labels = Table(title="Labels", title_justify="left")
     labels.add_column("label")
     labels.add_column("photos", justify="right")
     for label, count in list(summary["labels"].items())[:50]:
-        labels.add_row(label, f"{count:,}")
+        labels.add_row(_cell(label), f"{count:,}")
     if len(summary["labels"]) > 50:
         labels.add_row(f"... {len(summary['labels']) - 50} more", "")
     console.print(labels)
@@ -108,7 +132,7 @@ def _print_status(summary: dict[str, Any]) -> None:
         failures.add_column("photos", justify="right")
         for stage, reasons in sorted(summary["failures_by_stage"].items()):
             for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
-                failures.add_row(stage, reason, f"{count:,}")
+                failures.add_row(_cell(stage), _cell(reason), f"{count:,}")
         console.print(failures)
     coverage = summary.get("coverage") or {}
     if any(coverage.values()):
@@ -116,7 +140,7 @@ def _print_status(summary: dict[str, Any]) -> None:
         table.add_column("kind")
         table.add_column("photos", justify="right")
         for kind, count in coverage.items():
-            table.add_row(kind, f"{count:,}")
+            table.add_row(_cell(kind), f"{count:,}")
         console.print(table)
     _print_curate(console, summary.get("curate") or {})
     if summary["counters"]:
@@ -126,7 +150,7 @@ def _print_status(summary: dict[str, Any]) -> None:
         counters.add_column("value", justify="right")
         for stage, values in summary["counters"].items():
             for name, value in values.items():
-                counters.add_row(stage, name, f"{value:,}")
+                counters.add_row(_cell(stage), _cell(name), f"{value:,}")
         console.print(counters)
 
 
@@ -150,23 +174,36 @@ def _print_curate(console: Any, curate: dict[str, Any]) -> None:
     splits = curate.get("splits") or {}
     if splits or curate.get("excluded"):
         parts = [f"{name} {splits.get(name, 0):,}" for name in ("train", "val", "test")]
-        excluded = ", ".join(f"{k} {v:,}" for k, v in (curate.get("excluded") or {}).items())
+        excluded = ", ".join(f"{_cell(k)} {v:,}" for k, v in (curate.get("excluded") or {}).items())
         console.print(f"Splits: {', '.join(parts)}" + (f"; excluded: {excluded}" if excluded else ""))
 
 
 @app.command()
 def verify(corpus: CorpusOption = Path(".")) -> None:
     """Check the catalog's integrity and that files and rows match (no orphans, nothing missing)."""
-    with open_corpus(corpus) as c:
-        report = c.verify()
+    from photocorpus.corpus import Corpus, recovery_steps
+    from photocorpus.errors import CatalogCorruptError
+
+    try:
+        with Corpus.open(corpus, check=False) as c:  # no quick_check: integrity_check does it all
+            report = c.verify()
+    except CatalogCorruptError as exc:  # so damaged it cannot even be opened
+        typer.echo(f"integrity_check: {terminal_safe(exc.damage)}")
+        typer.echo(terminal_safe(exc.advice))
+        raise typer.Exit(1) from None
     typer.echo(f"integrity_check: {report.integrity}")
     typer.echo(f"orphan files: {len(report.orphan_files)}")
     for path in report.orphan_files[:20]:
-        typer.echo(f"  {path}")
+        typer.echo(f"  {terminal_safe(path)}")
     typer.echo(f"rows without files: {len(report.missing_files)}")
     for path in report.missing_files[:20]:
-        typer.echo(f"  {path}")
+        typer.echo(f"  {terminal_safe(path)}")
     typer.echo(f"dangling file intents: {report.dangling_intents} (cleaned by the next writing stage)")
+    typer.echo(f"symlinks or paths outside the corpus: {len(report.unsafe_files)}")
+    for path in report.unsafe_files[:20]:
+        typer.echo(f"  {terminal_safe(path)} (replace it with a copy of its file, or delete it)")
+    if report.integrity != "ok":
+        typer.echo(recovery_steps(c.root))
     if not report.ok:
         raise typer.Exit(1)
 
@@ -246,7 +283,7 @@ def _demo_flickr(corpus: Any, quiet: bool) -> None:
     filters = SearchFilters(licenses=parse_licenses(["cc"]), sort="interestingness-desc", per_page=100)
     api_url = os.environ.get("PHOTOCORPUS_FLICKR_API_URL")
     with (
-        FlickrClient.from_settings(api_key, settings, api_url) as client,
+        FlickrClient.from_settings(api_key, settings, settings.endpoint(api_url)) as client,
         graceful_interrupt() as stop,
         progress_bar("harvest flickr", len(DEMO_CITIES) * 100, enabled=not quiet) as bar,
     ):

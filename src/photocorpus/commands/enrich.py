@@ -46,7 +46,8 @@ def enrich_flickr(
             raise ConfigError("no Flickr API key: set FLICKR_API_KEY (see the README)")
         todo = plan(c, wanted, len(keys), settings.calls_per_hour, max_photos)
         typer.echo(f"Enrichment: {todo.describe()}.")
-        clients = [FlickrClient.from_settings(key, settings, api_url) for key in keys]
+        endpoint = settings.endpoint(api_url)  # never the key over plain http (see FlickrSettings)
+        clients = [FlickrClient.from_settings(key, settings, endpoint) for key in keys]
         try:
             with graceful_interrupt() as stop, progress_bar("enrich", todo.calls, "calls", not quiet) as bar:
                 report = FlickrEnricher(c, clients, wanted, stop=stop, progress=bar).run(max_photos)

@@ -91,7 +91,7 @@ def harvest_flickr(
             per_page=per_page,
         )
         api_key = os.environ.get("FLICKR_API_KEY") or settings.api_key or ""
-        client = FlickrClient.from_settings(api_key, settings, api_url)
+        client = FlickrClient.from_settings(api_key, settings, settings.endpoint(api_url))
         with (
             client,
             graceful_interrupt() as stop,

@@ -55,7 +55,7 @@ from PIL import Image, UnidentifiedImageError
 
 from photocorpus import reasons
 from photocorpus.errors import PhotocorpusError, StorageError
-from photocorpus.executors import worker_setup
+from photocorpus.executors import capped_workers, worker_setup
 from photocorpus.features import store
 from photocorpus.features.labels import (
     PRESETS,
@@ -1023,6 +1023,7 @@ def featurize_images(
     batch_size = batch_size or cfg.batch_size
     if workers is None:
         workers = cfg.workers or _default_cores()
+    workers = capped_workers(workers, "--workers")  # [featurize] workers is capped when it is loaded
     threads = threads or cfg.threads or _default_cores()
     dtype = dtype or cfg.dtype
     if dtype not in store.DTYPES:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -35,6 +36,16 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"MM\x00*", 0, "TIFF"),
     (b"BM", 0, "BMP"),
 )
+# Other kinds of file, named in a refusal instead of quoting the bytes (see describe_non_image).
+_KIND_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "gzip data"),
+    (b"\x7fELF", "an ELF executable"),
+    (b"-----BEGIN", "a PEM key or certificate"),
+    (b"\x00\x00\x00", "binary data"),
+)
+_BYTES_LITERAL = re.compile(r"""b(['"]).*?(?<!\\)\1""")  # b'...' in a decoder's error message
 _ORIENTATION_TAG = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
 
@@ -63,6 +74,38 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+def describe_non_image(data: bytes) -> str:
+    """What a refused file is, by its size and kind, without a single byte of its content.
+
+    Why: the detail is stored in the catalog (``stages.detail``), shown by ``status`` and exported.
+    It used to quote the first bytes, so a symlinked ``~/.ssh/id_rsa`` or a text file left its first
+    line in the catalog.
+    """
+    head = data[:512].lstrip()
+    kind = next((name for magic, name in _KIND_SIGNATURES if head.startswith(magic)), None)
+    if kind is None:
+        lowered = head[:64].lower()
+        if lowered.startswith((b"<!doctype html", b"<html")):
+            kind = "an HTML page"
+        elif lowered.startswith(b"<?xml") or lowered.startswith(b"<svg"):
+            kind = "an XML or SVG document"
+        elif head[:1] in (b"{", b"["):
+            kind = "JSON or other text"
+        else:
+            try:
+                data[:4096].decode("utf-8")
+                kind = "text"
+            except UnicodeDecodeError as exc:
+                kind = "text" if exc.start >= 4090 else "binary data"  # a character cut at the end
+    return f"{len(data)} bytes of {kind}, no image signature"
+
+
+def decoder_message(exc: BaseException) -> str:
+    """A decoder's error as a detail, with any bytes it quotes removed (Pillow's TIFF plugin puts
+    the file's header in its message, for one)."""
+    return _BYTES_LITERAL.sub("b'…'", f"{type(exc).__name__}: {exc}")[:300]
+
+
 def probe_image(data: bytes, max_pixels: int) -> ImageProbe:
     """Validate image bytes fully (every byte of compressed data is decoded) and measure them.
 
@@ -75,8 +118,8 @@ def probe_image(data: bytes, max_pixels: int) -> ImageProbe:
         return ImageProbe(False, digest, 0, reason=reasons.EMPTY_FILE, detail="zero bytes")
     fmt = sniff_format(data)
     if fmt is None:
-        head = data[:16].decode("ascii", "replace").strip()
-        return ImageProbe(False, digest, size, reason=reasons.NOT_AN_IMAGE, detail=f"starts with {head!r}")
+        detail = describe_non_image(data)
+        return ImageProbe(False, digest, size, reason=reasons.NOT_AN_IMAGE, detail=detail)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -100,17 +143,11 @@ def probe_image(data: bytes, max_pixels: int) -> ImageProbe:
             im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return ImageProbe(False, digest, size, fmt, reason=reasons.DECOMPRESSION_BOMB, detail=str(exc)[:300])
-    except UnidentifiedImageError as exc:
-        return ImageProbe(False, digest, size, fmt, reason=reasons.CORRUPT_IMAGE, detail=str(exc)[:300])
+    except UnidentifiedImageError:
+        detail = f"{size} bytes with a {fmt} signature that no decoder accepts"
+        return ImageProbe(False, digest, size, fmt, reason=reasons.CORRUPT_IMAGE, detail=detail)
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
-        return ImageProbe(
-            False,
-            digest,
-            size,
-            fmt,
-            reason=reasons.CORRUPT_IMAGE,
-            detail=f"{type(exc).__name__}: {exc}"[:300],
-        )
+        return ImageProbe(False, digest, size, fmt, reason=reasons.CORRUPT_IMAGE, detail=decoder_message(exc))
     if orientation in _SWAPS_AXES:
         width, height = height, width
     return ImageProbe(True, digest, size, fmt, width, height)
@@ -184,8 +221,7 @@ def render_image(data: bytes, spec: RenderSpec) -> RenderedImage:
         return fail(reasons.EMPTY_FILE, "zero bytes")
     fmt = sniff_format(data)
     if fmt is None:
-        head = data[:24].decode("ascii", "replace").strip()
-        return fail(reasons.NOT_AN_IMAGE, f"starts with {head!r}")
+        return fail(reasons.NOT_AN_IMAGE, describe_non_image(data))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -217,15 +253,16 @@ def render_image(data: bytes, spec: RenderSpec) -> RenderedImage:
             im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return fail(reasons.DECOMPRESSION_BOMB, str(exc), source_format=fmt)
-    except UnidentifiedImageError as exc:
-        return fail(reasons.CORRUPT_IMAGE, str(exc), source_format=fmt)
+    except UnidentifiedImageError:
+        detail = f"{size} bytes with a {fmt} signature that no decoder accepts"
+        return fail(reasons.CORRUPT_IMAGE, detail, source_format=fmt)
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, MemoryError) as exc:
-        return fail(reasons.CORRUPT_IMAGE, f"{type(exc).__name__}: {exc}", source_format=fmt)
+        return fail(reasons.CORRUPT_IMAGE, decoder_message(exc), source_format=fmt)
 
     try:
         return _finish(im, data, digest, fmt, orientation, source_mode, ow, oh, spec)
     except (OSError, ValueError, MemoryError) as exc:  # e.g. an exotic mode Pillow cannot convert
-        return fail(reasons.UNSUPPORTED_FORMAT, f"{type(exc).__name__}: {exc}", **known)
+        return fail(reasons.UNSUPPORTED_FORMAT, decoder_message(exc), **known)
 
 
 def _size_rejection(width: int, height: int, spec: RenderSpec) -> tuple[str, str] | None:
