@@ -26,13 +26,14 @@ from typing import Any
 from photocorpus import reasons, storage
 from photocorpus.corpus import Corpus, StoredFile
 from photocorpus.enrich.exif import fields_from_bytes, store_exif
+from photocorpus.enrich.s16a import S16aExtras, store_s16a
 from photocorpus.errors import ConfigError
 from photocorpus.executors import LocalExecutor
 from photocorpus.fetch.imaging import ImageProbe, probe_image
 from photocorpus.interrupt import StopFlag
 from photocorpus.progress import Advance
 from photocorpus.records import PhotoRecord
-from photocorpus.sources.folder import LocalCandidate, build_record, detect_layout, iter_candidates
+from photocorpus.sources.folder import LocalCandidate, detect_layout, iter_candidates, read_candidate
 
 STAGE = "fetch"  # an imported photo has its image, exactly like a fetched one
 STAGE_COUNTERS = "import"  # counters of the import itself (e.g. skipped_videos)
@@ -53,6 +54,8 @@ class _Prepared:
     probe: ImageProbe
     tmp_file: str | None  # validated copy waiting in the scratch folder (copy mode)
     exif: dict[str, Any] = field(default_factory=dict)  # structured EXIF read from the file itself
+    dataset_exif: dict[str, Any] = field(default_factory=dict)  # from the dataset's EXIF file (MIRFLICKR)
+    s16a: S16aExtras | None = None  # comments, albums, groups... of an s16a JSON file
 
 
 @dataclass(slots=True)
@@ -72,19 +75,20 @@ class ImportReport:
 def _prepare(task: _ImportTask) -> _Prepared:
     """Worker side: read sidecars and bytes, validate, and stage a copy. Never raises for bad input."""
     cand = task.candidate
-    record, _warnings = build_record(cand)
+    read = read_candidate(cand)
+    record = read.record
     try:
         with open(cand.path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
         probe = ImageProbe(False, "", 0, reason=reasons.READ_ERROR, detail=f"{exc.strerror or exc}"[:300])
-        return _Prepared(cand, record, probe, None)
+        return _Prepared(cand, record, probe, None, dataset_exif=read.dataset_exif, s16a=read.s16a)
     probe = probe_image(data, task.max_pixels)
     tmp_file = None
     if probe.ok and not task.link:
         tmp_file = str(storage.write_tmp(Path(task.tmp_dir), data))
     exif = fields_from_bytes(data) if probe.ok and probe.format in ("JPEG", "TIFF", "WEBP") else {}
-    return _Prepared(cand, record, probe, tmp_file, exif)
+    return _Prepared(cand, record, probe, tmp_file, exif, read.dataset_exif, read.s16a)
 
 
 def _batched(items: Iterator[LocalCandidate], size: int) -> Iterator[list[LocalCandidate]]:
@@ -232,12 +236,19 @@ def _commit_batch(
             )
         )
     # 3. files, statuses, intents dropped: one transaction
-    exif_by_photo = {pid: prep.exif for pid, prep in zip(photo_ids, prepared, strict=True) if prep.exif}
+    by_photo = dict(zip(photo_ids, prepared, strict=True))
     with corpus.transaction():
         for pid, sf in stored:
             corpus.commit_file(pid, sf, stage=STAGE)
-            if pid in exif_by_photo:
-                store_exif(corpus, pid, exif_by_photo[pid], "file")
+            prep = by_photo[pid]
+            # The dataset's metadata first, so that its values are the ones kept where the file's own
+            # EXIF disagrees: MIRFLICKR's images are re-encoded copies, its metadata describes the originals.
+            if prep.s16a is not None:
+                store_s16a(corpus, pid, prep.s16a)
+            if prep.dataset_exif:
+                store_exif(corpus, pid, prep.dataset_exif, "dataset")
+            if prep.exif:
+                store_exif(corpus, pid, prep.exif, "file")
         for pid, prep in zip(photo_ids, prepared, strict=True):
             if pid in paths:
                 continue
