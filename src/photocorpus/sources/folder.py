@@ -270,8 +270,10 @@ def read_candidate(cand: LocalCandidate) -> CandidateRead:
         "title", "caption", "description", "text", "tags", "hashtags", "owner", "username", "owner_name",
         "owner_id", "lat", "latitude", "lon", "lng", "longitude", "accuracy", "geo_accuracy", "license",
         "licence", "taken_at", "date_taken", "datetaken", "uploaded_at", "date_upload", "dateupload",
-        "url", "page_url", "geo_information", *s16a_keys,
+        "url", "page_url", *s16a_keys,
     }  # fmt: skip
+    if isinstance(meta.get("geo_information"), dict):  # s16a-shaped: read (or dropped if out of range)
+        known.add("geo_information")
     leftovers = {k: v for k, v in meta.items() if k not in known}
     if leftovers:
         extra["metadata"] = leftovers
