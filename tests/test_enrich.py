@@ -364,32 +364,35 @@ def test_mirflickr_json_export_carries_every_enriched_kind(tmp_path: Path) -> No
         with _client(server) as client:
             FlickrEnricher(corpus, [client]).run()
     out = tmp_path / "json"
-    assert export_mirflickr_json(corpus, out, chunk_size=50) == 120
-    assert sorted(p.name for p in out.iterdir()) == ["0", "1", "2"]
+    assert export_mirflickr_json(corpus, out) == 120
+    ids = dict(corpus.conn.execute("SELECT source_id, id FROM photos").fetchall())
     records = {}
     for path in out.glob("*/*.json"):
         record = json.loads(path.read_text(encoding="utf-8"))
+        pid = ids[record["source_id"]]
+        assert path.relative_to(out).as_posix() == f"{pid // 10000}/p{pid}.json"  # Flickr photos: catalog id
         records[record["source_id"]] = record
     assert len(records) == 120
     for truth in photos:
-        enriched = records[truth.id]["enriched"]  # every photo was asked, so every file has the block
+        record = records[truth.id]  # the s16a kinds under the s16a page's names, every one present
         if truth.exif is None:
-            assert enriched["unavailable"]["exif"] == "flickr_2" and "exif" not in enriched
+            assert record["unavailable"]["exif"] == "flickr_2" and record["exif_data"] is None
         elif truth.exif:
-            assert enriched["exif"]["make"] == truth.exif["Make"]
-            assert enriched["exif"]["iso"] == int(truth.exif["ISO"])
-            assert enriched["exif"]["sources"]["make"] == "api"
+            assert record["exif_data"]["make"] == truth.exif["Make"]
+            assert record["exif_data"]["iso"] == int(truth.exif["ISO"])
+            assert record["exif_data"]["sources"]["make"] == "api"
         else:
-            assert "exif" not in enriched
-        assert [c["text"] for c in enriched.get("comments", [])] == [t for _, t in truth.comments or []]
-        assert [c["authorname"] for c in enriched.get("comments", [])] == [a for a, _ in truth.comments or []]
-        assert [n["text"] for n in enriched.get("notes", [])] == truth.notes
-        assert enriched["note_count"] == len(truth.notes) and enriched["views"] == 12
+            assert record["exif_data"] is None
+        assert [c["text"] for c in record["user_comments"]] == [t for _, t in truth.comments or []]
+        assert [c["authorname"] for c in record["user_comments"]] == [a for a, _ in truth.comments or []]
+        assert [n["text"] for n in record["notes"]] == truth.notes
+        assert record["note_count"] == len(truth.notes) and record["views"] == 12
         public_albums = sorted((i, t) for i, t, private in truth.albums if not private)
-        assert sorted((a["id"], a["title"]) for a in enriched.get("albums", [])) == public_albums
-        assert sorted((g["id"], g["title"]) for g in enriched.get("groups", [])) == sorted(truth.groups)
-        assert [t["raw"] for t in enriched.get("tag_authors", [])] == list(truth.tags)
-        assert enriched.get("description_full", "") == truth.description
+        assert sorted((a["id"], a["title"]) for a in record["album_allocation"]) == public_albums
+        assert sorted((g["id"], g["title"]) for g in record["group_allocation"]) == sorted(truth.groups)
+        assert [t["raw"] for t in record.get("tag_authors", [])] == list(truth.tags)
+        assert (record["description"] or "") == truth.description
+        assert record["title"] == truth.title and record["tags"] == list(truth.tags)
     corpus.close()
 
 

@@ -188,16 +188,25 @@ def test_parquet_one_row_per_photo_with_the_documented_columns(curated: Path, tm
     assert pq.read_schema(out).metadata[b"photocorpus.corpus_root"] == str(curated).encode()
 
 
-def test_mirflickr_json_chunks_and_attribution_text(curated: Path, tmp_path: Path) -> None:
+def test_mirflickr_json_names_files_by_catalog_id_and_uses_the_s16a_fields(
+    curated: Path, tmp_path: Path
+) -> None:
+    """No MIRFLICKR photo here: each file is <id // 10000>/p<id>.json by catalog id (so a photo's file
+    never depends on the others), with the s16a page's nine field names."""
     db = _db(curated)
     out = tmp_path / "mf"
     with Corpus.open(curated) as corpus:
-        assert export_mirflickr_json(corpus, out, chunk_size=10) == len(db)
-    folders = sorted(p.name for p in out.iterdir())
-    assert folders == [str(k) for k in range((len(db) + 9) // 10)]
-    assert all(len(list((out / f).glob("*.json"))) <= 10 for f in folders)
+        assert export_mirflickr_json(corpus, out) == len(db)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json"))
+    assert files == sorted(f"{v['id'] // 10000}/p{v['id']}.json" for v in db.values())
     records = [json.loads(p.read_text(encoding="utf-8")) for p in out.rglob("*.json")]
     assert {r["source_id"] for r in records} == set(db)
+    seed = ["title", "description", "tags", "exif_data", "geo_information", "album_allocation",
+            "user_comments", "notes", "group_allocation"]  # fmt: skip
+    for record in records:
+        assert all(key in record for key in seed)
+        assert "caption_raw" not in record and "lat" not in record and "enriched" not in record
+        assert record["title"] == db[record["source_id"]]["title"]
     _inside(out)
 
 
@@ -228,7 +237,7 @@ def test_a_hostile_label_and_id_stay_inside_every_export(curated: Path, tmp_path
         export_instacities(corpus, outs["ic"], size=(32, 32), workers=1)
         export_imagefolder(corpus, outs["if"], workers=1)
         export_webdataset(corpus, outs["wds"], size=(32, 32), samples_per_shard=8, workers=1)
-        export_mirflickr_json(corpus, outs["mf"], chunk_size=10)
+        export_mirflickr_json(corpus, outs["mf"])
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert any(out in path.parents for out in outs.values()), f"written outside its export: {path}"

@@ -124,6 +124,33 @@ def test_mirflickr_layout_reads_tags(corpus: Corpus, mirflickr_images: Path, tmp
     assert json.loads(rows["1"]) == []
 
 
+def test_mirflickr_named_photos_keep_their_caption_sidecars(
+    corpus: Corpus, mirflickr_images: Path, tmp_path: Path
+) -> None:
+    """im<N>.jpg with <name>.txt captions beside them: still MIRFLICKR photo N (so labels.csv and .dat
+    files find them), and every caption kept, as a plain folder would keep it."""
+    src = tmp_path / "captioned"
+    src.mkdir()
+    captions = {1: "A red dress #fashion", 7: "Smoke\nand mirrors", 12: None}
+    for n, original in zip(captions, sorted(mirflickr_images.glob("im*.jpg"))[:3], strict=True):
+        shutil.copy(original, src / f"im{n}.jpg")
+        if captions[n] is not None:
+            (src / f"im{n}.txt").write_text(captions[n] + "\n", encoding="utf-8")
+    (src / "im7.json").write_text(json.dumps({"title": "Mirrors", "tags": ["smoke"]}), encoding="utf-8")
+    assert detect_layout(src) == "mirflickr"
+    report = import_folder(corpus, src, workers=1)
+    assert report.layout == "mirflickr" and report.imported == 3
+    rows = {
+        r["source_id"]: r
+        for r in corpus.conn.execute("SELECT source, source_id, caption, title, tags, hashtags FROM photos")
+    }
+    assert set(rows) == {"1", "7", "12"} and {r["source"] for r in rows.values()} == {"mirflickr"}
+    assert rows["1"]["caption"] == "A red dress #fashion" and json.loads(rows["1"]["hashtags"]) == ["fashion"]
+    assert rows["7"]["caption"] == "Smoke\nand mirrors" and rows["7"]["title"] == "Mirrors"
+    assert json.loads(rows["7"]["tags"]) == ["smoke"]
+    assert rows["12"]["caption"] is None
+
+
 def test_bad_files_are_recorded_with_distinct_reasons(
     corpus: Corpus, instany_images: Path, tmp_path: Path
 ) -> None:

@@ -36,13 +36,14 @@ from typing import Any
 from photocorpus import reasons, storage
 from photocorpus.corpus import Corpus, StoredFile
 from photocorpus.enrich.exif import fields_from_bytes, store_exif
+from photocorpus.enrich.s16a import S16aExtras, store_s16a
 from photocorpus.errors import ConfigError
 from photocorpus.executors import LocalExecutor
 from photocorpus.fetch.imaging import ImageProbe, probe_image
 from photocorpus.interrupt import StopFlag
 from photocorpus.progress import Advance
 from photocorpus.records import PhotoRecord
-from photocorpus.sources.folder import LocalCandidate, build_record, detect_layout, iter_candidates
+from photocorpus.sources.folder import LocalCandidate, detect_layout, iter_candidates, read_candidate
 
 STAGE = "fetch"  # an imported photo has its image, exactly like a fetched one
 STAGE_COUNTERS = "import"  # counters of the import itself (e.g. skipped_videos)
@@ -66,6 +67,8 @@ class _Prepared:
     tmp_file: str | None  # validated copy waiting in the scratch folder (copy mode, or across devices)
     exif: dict[str, Any] = field(default_factory=dict)  # structured EXIF read from the file itself
     real_path: str | None = None  # the file read, symlinks resolved: what --link hard-links
+    dataset_exif: dict[str, Any] = field(default_factory=dict)  # from the dataset's EXIF file (MIRFLICKR)
+    s16a: S16aExtras | None = None  # comments, albums, groups... of an s16a JSON file
 
 
 @dataclass(slots=True)
@@ -85,7 +88,8 @@ class ImportReport:
 def _prepare(task: _ImportTask) -> _Prepared:
     """Worker side: read sidecars and bytes, validate, and stage a copy. Never raises for bad input."""
     cand, skipped_sidecars = _without_outside_sidecars(task)
-    record, _warnings = build_record(cand)
+    read = read_candidate(cand)
+    record = read.record
     if skipped_sidecars:
         record.extra.setdefault("sidecar_warnings", []).extend(skipped_sidecars)
     real = os.path.realpath(cand.path)
@@ -97,17 +101,17 @@ def _prepare(task: _ImportTask) -> _Prepared:
         data = _read_regular_file(real)
     except _NotRegularFileError as exc:
         probe = ImageProbe(False, "", 0, reason=reasons.NOT_A_REGULAR_FILE, detail=str(exc))
-        return _Prepared(cand, record, probe, None)
+        return _Prepared(cand, record, probe, None, dataset_exif=read.dataset_exif, s16a=read.s16a)
     except OSError as exc:
         probe = ImageProbe(False, "", 0, reason=reasons.READ_ERROR, detail=f"{exc.strerror or exc}"[:300])
-        return _Prepared(cand, record, probe, None)
+        return _Prepared(cand, record, probe, None, dataset_exif=read.dataset_exif, s16a=read.s16a)
     probe = probe_image(data, task.max_pixels)
     tmp_file = None
     if probe.ok and (not task.link or not _same_device(real, task.tmp_dir)):
         # --link across devices stores a copy of the bytes just validated, never a symlink
         tmp_file = str(storage.write_tmp(Path(task.tmp_dir), data))
     exif = fields_from_bytes(data) if probe.ok and probe.format in ("JPEG", "TIFF", "WEBP") else {}
-    return _Prepared(cand, record, probe, tmp_file, exif, real)
+    return _Prepared(cand, record, probe, tmp_file, exif, real, read.dataset_exif, read.s16a)
 
 
 class _NotRegularFileError(Exception):
@@ -146,7 +150,7 @@ def _without_outside_sidecars(task: _ImportTask) -> tuple[LocalCandidate, list[s
         return cand, []
     dropped: dict[str, None] = {}
     warnings: list[str] = []
-    for name in ("caption_path", "json_path", "tags_path"):
+    for name in ("caption_path", "json_path", "tags_path", "exif_path", "license_path"):
         path = getattr(cand, name)
         if path is not None and not _inside(os.path.realpath(path), task.source_root):
             dropped[name] = None
@@ -309,12 +313,19 @@ def _commit_batch(
             )
         )
     # 3. files, statuses, intents dropped: one transaction
-    exif_by_photo = {pid: prep.exif for pid, prep in zip(photo_ids, prepared, strict=True) if prep.exif}
+    by_photo = dict(zip(photo_ids, prepared, strict=True))
     with corpus.transaction():
         for pid, sf in stored:
             corpus.commit_file(pid, sf, stage=STAGE)
-            if pid in exif_by_photo:
-                store_exif(corpus, pid, exif_by_photo[pid], "file")
+            prep = by_photo[pid]
+            # The dataset's metadata first, so that its values are the ones kept where the file's own
+            # EXIF disagrees: MIRFLICKR's images are re-encoded copies, its metadata describes the originals.
+            if prep.s16a is not None:
+                store_s16a(corpus, pid, prep.s16a)
+            if prep.dataset_exif:
+                store_exif(corpus, pid, prep.dataset_exif, "dataset")
+            if prep.exif:
+                store_exif(corpus, pid, prep.exif, "file")
         for pid, prep in zip(photo_ids, prepared, strict=True):
             if pid in paths:
                 continue

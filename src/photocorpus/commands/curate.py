@@ -216,6 +216,7 @@ class ExportFormat(StrEnum):
     webdataset = "webdataset"
     parquet = "parquet"
     mirflickr_json = "mirflickr-json"
+    mirflickr_images = "mirflickr-images"
     attribution = "attribution"
 
 
@@ -243,22 +244,24 @@ def export_(
     quiet: QuietOption = False,
 ) -> None:
     """Write the curated corpus as FORMAT: instacities, imagefolder, webdataset, parquet, mirflickr-json,
-    or attribution (credits for Creative Commons photos)."""
+    mirflickr-images (MIRFLICKR-1M's <N // 10000>/<N>.jpg), or attribution (credits for Creative Commons
+    photos)."""
     from photocorpus.export.rows import iter_photos, parse_size, parse_splits
     from photocorpus.progress import progress_bar
 
     splits = parse_splits(split_)
     dims = parse_size(size)
-    image_format = fmt in (ExportFormat.instacities, ExportFormat.imagefolder, ExportFormat.webdataset)
+    training_layout = fmt in (ExportFormat.instacities, ExportFormat.imagefolder, ExportFormat.webdataset)
+    image_format = training_layout or fmt is ExportFormat.mirflickr_images
     if embed_provenance and not image_format:
         raise typer.BadParameter(
-            f"{fmt.value} holds no images; --embed-provenance applies to instacities, imagefolder and "
-            "webdataset",
+            f"{fmt.value} holds no images; --embed-provenance applies to instacities, imagefolder, "
+            "webdataset and mirflickr-images",
             param_hint="--embed-provenance",
         )
     with open_corpus(corpus) as c:
         total = sum(
-            1 for _ in iter_photos(c, splits=splits, in_split_only=image_format, with_file=image_format)
+            1 for _ in iter_photos(c, splits=splits, in_split_only=training_layout, with_file=image_format)
         )
         with progress_bar(f"export {fmt.value}", total, enabled=not quiet) as adv:
             result = _run_export(c, fmt, out, splits, dims, workers, adv, embed_provenance)
@@ -295,6 +298,13 @@ def _run_export(c, fmt, out, splits, dims, workers, adv, stamp=False) -> dict[st
         from photocorpus.export.mirflickr_json import export_mirflickr_json
 
         return {"files": export_mirflickr_json(c, out, splits=splits, advance=adv)}
+    if fmt is ExportFormat.mirflickr_images:
+        from photocorpus.export.mirflickr_images import export_mirflickr_images
+
+        r = export_mirflickr_images(
+            c, out, splits=splits, size=dims, workers=workers, embed_provenance=stamp, advance=adv
+        )
+        return {"images": r.images, "per_split": r.per_split, "attributed": r.attributed}
     from photocorpus.export.attribution import write_attribution
     from photocorpus.export.rows import iter_photos
 

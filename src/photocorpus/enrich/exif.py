@@ -18,6 +18,20 @@ if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
 
 EXIF_COLUMNS = ("make", "model", "lens", "focal_length_mm", "exposure_s", "f_number", "iso", "taken_at")
+# Where a value came from: Flickr's API, the image file's own EXIF block, or a dataset's metadata file
+# (MIRFLICKR's exif/<N>.txt, an s16a JSON), which is neither the photo's bytes nor our API call.
+EXIF_SOURCES = ("api", "file", "dataset")
+# A dataset's tag names, normalised (lower case, letters and digits only) -> column, best name first.
+_NAMED_TAGS = {
+    "make": ("make",),
+    "model": ("model",),
+    "lens": ("lensmodel", "lens"),
+    "focal_length_mm": ("focallength",),
+    "exposure_s": ("exposuretime", "exposure"),
+    "f_number": ("fnumber", "aperture"),
+    "iso": ("iso", "isospeed", "isospeedratings", "photographicsensitivity"),
+    "taken_at": ("datetimeoriginal", "dateandtimeoriginal", "createdate"),
+}
 
 # Pillow tag ids: IFD0 and the Exif sub-IFD.
 _TAG_MAKE, _TAG_MODEL = 0x010F, 0x0110
@@ -83,6 +97,36 @@ def fields_from_api(payload: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def fields_from_tags(tags: dict[str, str]) -> dict[str, Any]:
+    """Structured fields from a name -> value table such as MIRFLICKR's EXIF files.
+
+    Those files name tags as Flickr shows them (``Exposure``, ``Aperture``, ``ISO Speed``) or as EXIF
+    does (``ExposureTime``, ``FNumber``); names are compared without case, spaces or punctuation so
+    both spellings land in the same column. ``Aperture`` is Flickr's label for the f-number
+    (``f/2.8``); EXIF's APEX ``ApertureValue`` is a different quantity and is not read.
+    """
+    normalised: dict[str, str] = {}
+    for name, value in tags.items():
+        normalised.setdefault(re.sub(r"[^a-z0-9]", "", str(name).lower()), value)
+
+    def pick(column: str) -> Any:
+        return next((normalised[n] for n in _NAMED_TAGS[column] if normalised.get(n) not in (None, "")), None)
+
+    iso = _number(pick("iso"))
+    return _drop_none(
+        {
+            "make": _clean_text(pick("make")),
+            "model": _clean_text(pick("model")),
+            "lens": _clean_text(pick("lens")),
+            "focal_length_mm": _number(pick("focal_length_mm")),
+            "exposure_s": _number(pick("exposure_s")),
+            "f_number": _number(pick("f_number")),
+            "iso": int(iso) if iso is not None else None,
+            "taken_at": _exif_date(pick("taken_at")),
+        }
+    )
+
+
 def fields_from_bytes(data: bytes) -> dict[str, Any]:
     """Structured fields from the EXIF block of image bytes (empty when there is none)."""
     from PIL import Image
@@ -119,10 +163,10 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
 def store_exif(corpus: Corpus, photo_id: int, fields: dict[str, Any], source: str) -> None:
     """Merge fields into ``photo_exif``; a value already there (from either source) is kept.
 
-    ``source`` is ``"api"`` or ``"file"``; each column's origin lands in the ``sources`` JSON.
+    ``source`` is one of :data:`EXIF_SOURCES`; each column's origin lands in the ``sources`` JSON.
     """
-    if source not in ("api", "file"):
-        raise ValueError("source must be 'api' or 'file'")
+    if source not in EXIF_SOURCES:
+        raise ValueError(f"source must be one of {', '.join(EXIF_SOURCES)}, not {source!r}")
     fields = {k: v for k, v in fields.items() if k in EXIF_COLUMNS}
     if not fields:
         return

@@ -2,9 +2,10 @@
 
 s16a published, per photo, the EXIF, comments, notes, albums and groups it could get "upon
 availability". The catalog keeps them in ``photo_exif``, ``photo_social``, ``photo_contexts``,
-``photo_comments`` and the raw answers in ``enrichment``; this module joins them back into one JSON
-object per photo. It reads in batches of photo ids, so a million-photo export never holds more than
-one batch of enrichment in memory.
+``photo_comments`` and the raw answers in ``enrichment`` (whether they came from ``enrich flickr`` or
+from an imported s16a JSON file); this module joins them back into one JSON object per photo. It reads
+in batches of photo ids, so a million-photo export never holds more than one batch of enrichment in
+memory.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from photocorpus.corpus import Corpus
 from photocorpus.enrich.exif import EXIF_COLUMNS
+from photocorpus.enrich.s16a import ENRICHMENT_KIND as S16A_KIND
 
 BATCH = 500
 
@@ -76,6 +78,11 @@ def _fill(corpus: Corpus, ids: list[int], out: dict[int, dict[str, Any]]) -> Non
             entry(row["photo_id"]).setdefault("unavailable", {})[row["kind"]] = row["reason"]
         elif row["kind"] == "info" and row["raw"]:
             entry(row["photo_id"]).update(_from_info(json.loads(row["raw"])))
+        elif row["kind"] == S16A_KIND and row["raw"]:
+            # Notes of an imported s16a file; getInfo's, when the photo has both, are the fresher ones.
+            notes = json.loads(row["raw"]).get("notes") or []
+            if notes:
+                entry(row["photo_id"]).setdefault("notes", notes)
 
 
 def _from_info(payload: dict[str, Any]) -> dict[str, Any]:

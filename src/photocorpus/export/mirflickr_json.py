@@ -1,11 +1,16 @@
 """MIRFLICKR-1M-s16a-style metadata: one JSON file per photo, in chunk folders of 10,000.
 
-The s16a extension "is provided as individual JSON files ... in chunks of 10,000 files. Each file is
-named according to the corresponding photo JPG". Here chunk ``k`` (folder ``<k>/``) holds the k-th
-10,000 photos in catalog order, and each file is ``<k>/<id>.json`` with the same safe id the image
-exports use, so metadata and images map one to one. Photos the enrich stage reached carry its kinds
-(EXIF with each value's origin, comments, notes, albums, groups, views, the full description, tag
-authors, and which kinds the source refused) under ``"enriched"``, as s16a's files did.
+The s16a extension "is provided as individual JSON files structured similarly to the original dataset
+in chunks of 10,000 files. Each file is named according to the corresponding photo JPG". So photo ``N``
+is ``<N // 10000>/<N>.json``, beside ``<N // 10000>/<N>.jpg`` in the ``mirflickr-images`` export and
+``<N // 10000>/<N>.dat`` in ``features export-mirflickr``; photos that are not MIRFLICKR photos follow
+the same rule by catalog id (``<id // 10000>/p<id>.json``, see :mod:`photocorpus.mirflickr_chunks`).
+
+Each file carries the nine kinds the s16a page lists under the names it gives them
+(:data:`photocorpus.enrich.s16a.SEED_FIELDS`: ``title``, ``description``, ``tags``, ``exif_data``,
+``geo_information``, ``album_allocation``, ``user_comments``, ``notes``, ``group_allocation``), every
+one present, plus the photo's other catalog fields and the enrich stage's extras (views, counts,
+URLs, tag authors, and which kinds the source refused).
 """
 
 from __future__ import annotations
@@ -13,12 +18,46 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from photocorpus.corpus import Corpus
+from photocorpus.enrich.s16a import s16a_fields
 from photocorpus.export.enriched import BATCH, enrichment_by_photo
-from photocorpus.export.rows import ExportPhoto, UniqueNames, iter_photos, write_text
+from photocorpus.export.rows import ExportPhoto, iter_photos, write_text
+from photocorpus.mirflickr_chunks import exchange_name
 
-CHUNK = 10_000
+# Catalog fields the s16a names replace in these files: caption_raw is the description, lat/lon are
+# geo_information. (The Parquet and WebDataset exports keep them under their own names.)
+REPLACED = ("caption_raw", "lat", "lon")
+# The enrich stage's entries that become s16a fields; the rest are written under their own names.
+_ENRICHED_AS_S16A = ("exif", "albums", "groups", "comments", "notes", "description_full")
+
+
+def _geo_accuracy(corpus: Corpus, photo_ids: list[int]) -> dict[int, int | None]:
+    marks = ",".join("?" * len(photo_ids))
+    rows = corpus.conn.execute(f"SELECT id, geo_accuracy FROM photos WHERE id IN ({marks})", photo_ids)
+    return {int(r[0]): r[1] for r in rows}
+
+
+def mirflickr_record(
+    photo: ExportPhoto, enriched: dict[str, Any], geo_accuracy: int | None
+) -> dict[str, Any]:
+    """The JSON object written for one photo."""
+    record: dict[str, Any] = {k: v for k, v in photo.metadata().items() if k not in REPLACED}
+    record["path"] = photo.path
+    record.update({k: v for k, v in enriched.items() if k not in _ENRICHED_AS_S16A})
+    record.update(
+        s16a_fields(
+            title=photo.title,
+            description=photo.caption_raw,
+            tags=photo.tags,
+            lat=photo.lat,
+            lon=photo.lon,
+            geo_accuracy=geo_accuracy,
+            enriched=enriched,
+        )
+    )
+    return record
 
 
 def export_mirflickr_json(
@@ -26,24 +65,24 @@ def export_mirflickr_json(
     out_dir: Path,
     *,
     splits: set[str] | None = None,
-    chunk_size: int = CHUNK,
     advance: Callable[[int], None] | None = None,
 ) -> int:
-    """Write ``<chunk>/<id>.json`` per photo; returns how many."""
-    names = UniqueNames()
+    """Write ``<chunk>/<name>.json`` per photo; returns how many."""
     count = 0
     batch: list[ExportPhoto] = []
 
     def flush() -> None:
         nonlocal count
-        enriched = enrichment_by_photo(corpus, [p.photo_id for p in batch])
+        if not batch:
+            return
+        ids = [p.photo_id for p in batch]
+        enriched = enrichment_by_photo(corpus, ids)
+        accuracy = _geo_accuracy(corpus, ids)
         for photo in batch:
-            folder = str(count // chunk_size)
-            record = {**photo.metadata(), "path": photo.path}
-            if photo.photo_id in enriched:
-                record["enriched"] = enriched[photo.photo_id]
+            record = mirflickr_record(photo, enriched.get(photo.photo_id, {}), accuracy.get(photo.photo_id))
             text = json.dumps(record, ensure_ascii=False, indent=1, sort_keys=True)
-            write_text(out_dir / folder / f"{names.stem(folder, photo)}.json", text + "\n")
+            name = exchange_name(photo.source, photo.source_id, photo.photo_id)
+            write_text(out_dir / name.relpath("json"), text + "\n")
             count += 1
         if advance:
             advance(len(batch))

@@ -8,16 +8,20 @@
   :mod:`photocorpus.features.mirflickr_dat`) as two feature sets, ``<prefix>.fc7`` and
   ``<prefix>.fc8``, stored as float32 by default so that an import/export round trip is bit-exact.
   Files are matched to photos by our own ``index.csv`` when present, else by MIRFLICKR number:
-  ``10/103169.dat`` is the photo with source id ``103169`` (``mirflickr`` source, or a plain-folder
-  import of the MIRFLICKR-1M ``images/`` tree). Malformed files are refused one by one with the
-  reader's message; they never stop the import.
+  ``10/103169.dat`` is the photo with source id ``103169`` (``mirflickr`` source, which the folder
+  import gives both MIRFLICKR-25K and MIRFLICKR-1M photos, or a plain-folder import of the 1M's
+  ``images/`` tree made before that layout was recognised). ``p<id>`` files of our own export need
+  their ``index.csv``: a catalog id means nothing in another corpus. Malformed files are refused one
+  by one with the reader's message; they never stop the import.
 * :func:`export_mirflickr` writes any two sets (default: ``efficientnet-lite0`` as "fc7" and its
   logits as "fc8") in that layout, with our dims in the headers, plus ``index.csv`` mapping each file
-  to its photo. MIRFLICKR photos keep their numbering (``N // 10000 / N.dat``, beside the original
-  ``N // 10000 / N.jpg``); photos from other sources are named by catalog id the same way.
-  Its text cells (source ids come from the source: an Instagram shortcode may start with ``-``) go
-  through :func:`photocorpus.textsafety.csv_safe_cell`, so the file is safe to open in a spreadsheet,
-  and :func:`import_mirflickr` restores them when it reads the index back.
+  to its photo. Files are named by :func:`photocorpus.mirflickr_chunks.exchange_name`, the rule the
+  image and JSON exports share: MIRFLICKR photo ``N`` is ``<N // 10000>/<N>.dat`` (beside the original
+  ``<N // 10000>/<N>.jpg``), any other photo ``<id // 10000>/p<id>.dat`` by catalog id, photo by photo,
+  so a corpus mixing both keeps the MIRFLICKR numbering of its MIRFLICKR photos.
+  The index's text cells (source ids come from the source: an Instagram shortcode may start with ``-``)
+  go through :func:`photocorpus.textsafety.csv_safe_cell`, so the file is safe to open in a
+  spreadsheet, and :func:`import_mirflickr` restores them when it reads the index back.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import numpy as np
 from photocorpus.errors import PhotocorpusError
 from photocorpus.features import store
 from photocorpus.features.mirflickr_dat import DatFormatError, iter_dat_dir, read_dat, write_dat
+from photocorpus.mirflickr_chunks import MIRFLICKR_SOURCE, exchange_name, mirflickr_number
 from photocorpus.textsafety import csv_safe_row, restore_csv_cell
 
 if TYPE_CHECKING:
@@ -45,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INDEX_FILE",
-    "MIRFLICKR_CHUNK",
     "ExchangeError",
     "MirflickrExportReport",
     "MirflickrImportReport",
@@ -55,7 +59,6 @@ __all__ = [
 ]
 
 INDEX_FILE = "index.csv"
-MIRFLICKR_CHUNK = 10_000  # MIRFLICKR-1M puts image N in folder N // 10000
 MAX_REFUSALS_KEPT = 50
 _NUMBER = re.compile(r"^\d+$")
 
@@ -183,7 +186,12 @@ def _match_photo(corpus: Corpus, rel_id: str, index: dict[str, tuple[str, str]])
     chunk, _, stem = rel_id.partition("/")
     if _NUMBER.match(stem):
         number = str(int(stem))
-        candidates += [("mirflickr", number), ("folder", stem), ("folder", f"{chunk}/{stem}.jpg")]
+        # A MIRFLICKR photo; else the same image imported as a plain folder before the MIRFLICKR-1M
+        # layout was recognised (source id = its path under the import root, without extension).
+        candidates += [
+            (MIRFLICKR_SOURCE, number), ("folder", stem), ("folder", f"{chunk}/{stem}"),
+            ("folder", f"images/{chunk}/{stem}"),
+        ]  # fmt: skip
     for source, source_id in candidates:
         row = corpus.conn.execute(
             "SELECT id FROM photos WHERE source = ? AND source_id = ?", (source, source_id)
@@ -316,8 +324,13 @@ def export_mirflickr(
     report = MirflickrExportReport(
         skipped=len(np.union1d(ids7, ids8)) - len(photos), fc7_dim=fc7.dims, fc8_dim=fc8.dims
     )
-    numbered = bool(photos) and all(keys[p][0] == "mirflickr" and _NUMBER.match(keys[p][1]) for p in photos)
-    report.naming = "mirflickr number" if numbered else "catalog photo id"
+    numbered = sum(1 for p in photos if mirflickr_number(*keys[p]) is not None)
+    if numbered == len(photos):
+        report.naming = "mirflickr number"
+    elif numbered == 0:
+        report.naming = "catalog photo id (p<id>)"
+    else:
+        report.naming = f"mirflickr number ({numbered}), catalog photo id ({len(photos) - numbered})"
     base = Path(out_dir).expanduser()
     base.mkdir(parents=True, exist_ok=True)
     rows7 = dict(zip(ids7.tolist(), range(len(ids7)), strict=True))
@@ -325,8 +338,7 @@ def export_mirflickr(
     m7, m8 = fc7.matrix(), fc8.matrix()
     index_rows: list[tuple[str, int, str, str]] = []
     for pid in photos:
-        number = int(keys[pid][1]) if numbered else pid
-        rel = f"{number // MIRFLICKR_CHUNK}/{number}.dat"
+        rel = exchange_name(keys[pid][0], keys[pid][1], pid).relpath("dat")
         write_dat(
             base / rel,
             np.asarray(m7[rows7[pid]], dtype=np.float32),

@@ -1,7 +1,8 @@
 """Read and write MIRFLICKR-1M CNN feature files (the ``s16a`` ``.dat`` format).
 
-The MIRFLICKR-1M feature release stores one file per image, in a tree chunked by id
-(``NN/<id>.dat``). Each file is two length-prefixed float vectors, fc8 first::
+The MIRFLICKR-1M feature release stores one file per image, in a tree chunked like the images
+(``<N // 10000>/<N>.dat`` beside ``<N // 10000>/<N>.jpg``, see :mod:`photocorpus.mirflickr_chunks`).
+Each file is two length-prefixed float vectors, fc8 first::
 
     int64  fc8_dim | float32[fc8_dim] | int64 fc7_dim | float32[fc7_dim]
 

@@ -6,8 +6,10 @@ Recognised layouts (checked in this order):
   same relative place under ``captions*/`` as ``<id>.txt``. Label = city, source = ``instagram``.
 * ``instaloader`` / ``instalooter``: folders written by those Instagram tools, recognised by their
   metadata files; see :mod:`photocorpus.sources.instaloader_folder`. Source = ``instagram``.
-* ``mirflickr``: MIRFLICKR-25K/1M, ``im<N>.jpg`` with optional ``meta/tags/tags<N>.txt`` (raw tags,
-  one per line). Source = ``mirflickr``, source id = ``N``.
+* ``mirflickr``: MIRFLICKR-25K's flat ``im<N>.jpg`` or MIRFLICKR-1M's ``images/<N // 10000>/<N>.jpg``,
+  with the tags, EXIF, licence and s16a JSON files each distribution has, and ``<name>.txt`` /
+  ``<name>.json`` sidecars as in a plain folder; see :mod:`photocorpus.sources.mirflickr_folder`.
+  Source = ``mirflickr``, source id = ``N``.
 * ``plain``: any folder tree of images with optional sidecars ``<name>.txt`` (the caption) and
   ``<name>.json`` (metadata). Label = parent folder name unless ``--label`` is given; source id = the
   file's path relative to the import root, without extension.
@@ -27,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from photocorpus.curate.text import extract_hashtags
+from photocorpus.enrich.exif import fields_from_tags
+from photocorpus.enrich.s16a import S16aExtras, geo_from, parse_s16a
 from photocorpus.errors import ImportSourceError
 from photocorpus.records import PhotoRecord, utc_iso
+from photocorpus.sources.mirflickr_meta import LicenceFile, parse_exif_text, parse_licence_text
 from photocorpus.untrusted_json import loads_untrusted
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"})
-_MIRFLICKR_NAME = re.compile(r"^im(\d+)\.jpe?g$", re.IGNORECASE)
 MAX_SIDECAR_BYTES = 4 * 1024 * 1024  # a caption or metadata file larger than this is not a sidecar
 
 LAYOUTS = ("instacities", "instaloader", "instalooter", "mirflickr", "plain")
@@ -49,6 +53,8 @@ class LocalCandidate:
     caption_path: str | None = None
     json_path: str | None = None
     tags_path: str | None = None
+    exif_path: str | None = None  # a dataset's EXIF text file (MIRFLICKR), not the image's own EXIF
+    license_path: str | None = None
     # A record the listing already built from the layout's metadata (instaloader, InstaLooter).
     record: PhotoRecord | None = field(default=None, compare=False, hash=False)
     # Set for media the layout lists but never imports (e.g. "video"); counted, not stored.
@@ -76,8 +82,9 @@ def detect_layout(root: Path) -> str:
     export = detect_instagram_export(root)
     if export:
         return export
-    top_images = [name for name in os.listdir(root) if is_image_name(name)]
-    if top_images and all(_MIRFLICKR_NAME.match(n) for n in top_images):
+    from photocorpus.sources.mirflickr_folder import chunked_images_dir, is_flat_mirflickr  # imports us
+
+    if is_flat_mirflickr(root) or chunked_images_dir(root) is not None:
         return "mirflickr"
     return "plain"
 
@@ -92,7 +99,9 @@ def iter_candidates(root: Path, layout: str, label: str | None = None) -> Iterat
 
         yield from iter_instagram_export(root, layout, label)
     elif layout == "mirflickr":
-        yield from _iter_mirflickr(root, label)
+        from photocorpus.sources.mirflickr_folder import iter_mirflickr
+
+        yield from iter_mirflickr(root, label)
     elif layout == "plain":
         yield from _iter_plain(root, label)
     else:
@@ -128,22 +137,6 @@ def _iter_instacities(root: Path, label: str | None) -> Iterator[LocalCandidate]
                     label=label or (dirpath.name if dirpath != img_dir else img_dir.name),
                     caption_path=str(caption) if caption is not None and caption.is_file() else None,
                 )
-
-
-def _iter_mirflickr(root: Path, label: str | None) -> Iterator[LocalCandidate]:
-    tag_dirs = [root / "meta" / "tags", root.parent / "meta" / "tags"]
-    tag_dir = next((d for d in tag_dirs if d.is_dir()), None)
-    names = [n for n in os.listdir(root) if _MIRFLICKR_NAME.match(n)]
-    for name in sorted(names, key=lambda n: int(_MIRFLICKR_NAME.match(n).group(1))):  # type: ignore[union-attr]
-        number = _MIRFLICKR_NAME.match(name).group(1)  # type: ignore[union-attr]
-        tags = tag_dir / f"tags{number}.txt" if tag_dir else None
-        yield LocalCandidate(
-            path=str(root / name),
-            source="mirflickr",
-            source_id=str(int(number)),
-            label=label or "mirflickr",
-            tags_path=str(tags) if tags is not None and tags.is_file() else None,
-        )
 
 
 def _iter_plain(root: Path, label: str | None) -> Iterator[LocalCandidate]:
@@ -204,14 +197,30 @@ def _as_float(value: Any) -> float | None:
         return None
 
 
+@dataclass(slots=True)
+class CandidateRead:
+    """What the files of one candidate say: its record, plus what belongs in other catalog tables."""
+
+    record: PhotoRecord
+    warnings: list[str]
+    dataset_exif: dict[str, Any] = field(default_factory=dict)  # EXIF_COLUMNS from a dataset's EXIF file
+    s16a: S16aExtras | None = None  # the enrichment kinds of an s16a JSON file, if it had any
+
+
 def build_record(cand: LocalCandidate) -> tuple[PhotoRecord, list[str]]:
-    """Read a candidate's sidecars into a record. Returns the record and sidecar warnings.
+    """Read a candidate's sidecars into a record. Returns the record and sidecar warnings."""
+    read = read_candidate(cand)
+    return read.record, read.warnings
+
+
+def read_candidate(cand: LocalCandidate) -> CandidateRead:
+    """Read a candidate's sidecars and metadata files.
 
     A broken sidecar never rejects the photo: the photo is still worth having, and the warning is kept
     in the record's ``extra`` so the user can see what was ignored.
     """
     if cand.record is not None:
-        return cand.record, []
+        return CandidateRead(cand.record, [])
     warnings: list[str] = list(cand.sidecar_warnings)
     meta: dict[str, Any] = {}
     caption: str | None = None
@@ -234,6 +243,20 @@ def build_record(cand: LocalCandidate) -> tuple[PhotoRecord, list[str]]:
             tags = [t for t in (_read_text(cand.tags_path) or "").splitlines() if t.strip()]
         except (OSError, ValueError) as exc:
             warnings.append(f"tags: {exc}")
+    dataset_exif: dict[str, Any] = {}
+    if cand.exif_path:
+        try:
+            dataset_exif = fields_from_tags(parse_exif_text(_read_text(cand.exif_path) or ""))
+        except (OSError, ValueError) as exc:
+            warnings.append(f"exif: {exc}")
+    licence = LicenceFile()
+    if cand.license_path:
+        try:
+            licence = parse_licence_text(_read_text(cand.license_path) or "")
+        except (OSError, ValueError) as exc:
+            warnings.append(f"license: {exc}")
+    s16a, s16a_keys = parse_s16a(meta)
+    geo_lat, geo_lon, geo_accuracy = geo_from(meta)
 
     caption = caption or _as_text(_first(meta, "caption", "description", "text"))
     tags = tags or _as_tags(_first(meta, "tags"))
@@ -247,8 +270,10 @@ def build_record(cand: LocalCandidate) -> tuple[PhotoRecord, list[str]]:
         "title", "caption", "description", "text", "tags", "hashtags", "owner", "username", "owner_name",
         "owner_id", "lat", "latitude", "lon", "lng", "longitude", "accuracy", "geo_accuracy", "license",
         "licence", "taken_at", "date_taken", "datetaken", "uploaded_at", "date_upload", "dateupload",
-        "url", "page_url",
+        "url", "page_url", *s16a_keys,
     }  # fmt: skip
+    if isinstance(meta.get("geo_information"), dict):  # s16a-shaped: read (or dropped if out of range)
+        known.add("geo_information")
     leftovers = {k: v for k, v in meta.items() if k not in known}
     if leftovers:
         extra["metadata"] = leftovers
@@ -256,22 +281,22 @@ def build_record(cand: LocalCandidate) -> tuple[PhotoRecord, list[str]]:
         source=cand.source,
         source_id=cand.source_id,
         labels=[cand.label],
-        title=_as_text(_first(meta, "title")),
+        title=_as_text(_first(meta, "title")) or licence.title,
         caption=caption,
         tags=tags,
         hashtags=hashtags,
-        owner=_as_text(_first(meta, "owner", "username", "owner_name")),
+        owner=_as_text(_first(meta, "owner", "username", "owner_name")) or licence.owner,
         owner_id=_as_text(_first(meta, "owner_id")),
-        lat=_as_float(_first(meta, "lat", "latitude")),
-        lon=_as_float(_first(meta, "lon", "lng", "longitude")),
-        geo_accuracy=_as_int(_first(meta, "accuracy", "geo_accuracy")),
-        license=_as_text(_first(meta, "license", "licence")),
+        lat=_as_float(_first(meta, "lat", "latitude")) if geo_lat is None else geo_lat,
+        lon=_as_float(_first(meta, "lon", "lng", "longitude")) if geo_lon is None else geo_lon,
+        geo_accuracy=_as_int(_first(meta, "accuracy", "geo_accuracy")) if geo_lat is None else geo_accuracy,
+        license=_as_text(_first(meta, "license", "licence")) or licence.license,
         taken_at=utc_iso(_first(meta, "taken_at", "date_taken", "datetaken")),
         uploaded_at=utc_iso(_first(meta, "uploaded_at", "date_upload", "dateupload")),
-        page_url=_as_text(_first(meta, "page_url", "url")),
+        page_url=_as_text(_first(meta, "page_url", "url")) or licence.page_url,
         extra=extra,
     )
-    return record, warnings
+    return CandidateRead(record, warnings, dataset_exif, s16a if s16a_keys else None)
 
 
 def _as_text(value: Any) -> str | None:
