@@ -168,3 +168,32 @@ def test_refusal_details_describe_the_bytes_without_quoting_them(data: bytes) ->
         assert f"{len(data)} bytes of " in detail, detail
         for fragment in ("SECRET", "BEGIN", "b3Blbn", "root:x", "<html"):
             assert fragment not in detail, detail
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["refused", "followed"])
+def test_instalooter_metadata_symlinked_outside_is_not_read(
+    instany_images: Path, tmp_path: Path, follow: bool
+) -> None:
+    """InstaLooter and instaloader JSON is read while listing, in the driver: the same rule holds there
+    (a dump symlinked to a private JSON file would otherwise have its caption stored)."""
+    import json
+
+    from tests.test_instagram_support import post_node
+
+    folder, outside = tmp_path / "looter" / "london", tmp_path / "outside"
+    folder.mkdir(parents=True)
+    outside.mkdir()
+    photo = sorted(instany_images.glob("*.jpg"))[20]
+    shutil.copy(photo, folder / photo.name)
+    private = post_node(photo.stem, taken_at=1_480_000_000, caption=SECRET, username="me")
+    (outside / "private.json").write_text(json.dumps(private), "utf-8")
+    (folder / f"{photo.stem}.json").symlink_to(outside / "private.json")
+    with Corpus.create(tmp_path / "corpus") as corpus:
+        report = import_folder(corpus, folder.parent, follow_symlinks=follow)
+        assert report.layout == "instalooter" and report.imported == 1
+        row = corpus.conn.execute("SELECT caption, extra FROM photos").fetchone()
+        if follow:
+            assert row[0] == SECRET
+        else:
+            assert row[0] is None and SECRET not in _catalog_text(corpus)
+            assert "a symlink outside the imported folder" in json.loads(row[1])["sidecar_warnings"][0]

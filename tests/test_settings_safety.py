@@ -139,6 +139,19 @@ def test_a_plain_http_endpoint_is_refused_unless_allowed(monkeypatch: pytest.Mon
     assert FlickrSettings().endpoint(url) == url
 
 
+def test_the_python_client_refuses_a_plain_http_endpoint_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``FlickrClient.from_settings`` is how Python callers build a client: the same rule holds there."""
+    from photocorpus.sources.flickr_api import FlickrClient
+
+    monkeypatch.delenv("PHOTOCORPUS_ALLOW_HTTP_API_URL", raising=False)
+    with pytest.raises(ConfigError, match="plain http"):
+        FlickrClient.from_settings("k" * 32, FlickrSettings(api_url="http://flickr-mirror.example/rest/"))
+    with pytest.raises(ConfigError, match="plain http"):
+        FlickrClient.from_settings("k" * 32, FlickrSettings(), "http://flickr-mirror.example/rest/")
+    with FlickrClient.from_settings("k" * 32, FlickrSettings(), "http://127.0.0.1:9/rest/") as client:
+        assert client.api_url == "http://127.0.0.1:9/rest/"
+
+
 def test_harvest_and_enrich_refuse_to_send_the_key_over_plain_http(tmp_path: Path) -> None:
     """Through the CLI, from corpus.toml and from $PHOTOCORPUS_FLICKR_API_URL: refused before any
     request (no retries configured, so a request would fail fast with another message)."""

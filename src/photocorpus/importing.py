@@ -191,7 +191,8 @@ def import_folder(
     tmp_dir = corpus.tmp_dir()
 
     def pending_batches() -> Iterator[list[_ImportTask]]:
-        for batch in _batched(iter_candidates(root, layout, label), settings.batch_size):
+        listing = iter_candidates(root, layout, label, follow_symlinks=follow_symlinks)
+        for batch in _batched(listing, settings.batch_size):
             skipped = [c for c in batch if c.skip_reason]
             if skipped:
                 batch = [c for c in batch if not c.skip_reason]

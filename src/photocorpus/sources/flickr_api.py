@@ -120,10 +120,14 @@ class FlickrClient:
     def from_settings(
         cls, api_key: str, settings: FlickrSettings, api_url: str | None = None
     ) -> FlickrClient:
-        """A client with every politeness knob taken from the corpus's ``[flickr]`` settings."""
+        """A client with every politeness knob taken from the corpus's ``[flickr]`` settings.
+
+        The endpoint goes through :meth:`FlickrSettings.endpoint` here, not only in the CLI, so a Python
+        caller cannot send the key over plain http to a non-loopback host either.
+        """
         return cls(
             api_key,
-            api_url=api_url or settings.api_url,
+            api_url=settings.endpoint(api_url),
             calls_per_hour=settings.calls_per_hour,
             max_retries=settings.max_retries,
             backoff_base_s=settings.backoff_base_s,

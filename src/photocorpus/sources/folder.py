@@ -89,15 +89,21 @@ def detect_layout(root: Path) -> str:
     return "plain"
 
 
-def iter_candidates(root: Path, layout: str, label: str | None = None) -> Iterator[LocalCandidate]:
-    """List the images of ``root`` in a stable order (sorted paths)."""
+def iter_candidates(
+    root: Path, layout: str, label: str | None = None, *, follow_symlinks: bool = False
+) -> Iterator[LocalCandidate]:
+    """List the images of ``root`` in a stable order (sorted paths).
+
+    ``follow_symlinks`` matters where metadata is read while listing (the instaloader and InstaLooter
+    JSON): without it, a JSON file whose real path leaves ``root`` is not read.
+    """
     root = root.absolute()
     if layout == "instacities":
         yield from _iter_instacities(root, label)
     elif layout in ("instaloader", "instalooter"):
         from photocorpus.sources.instaloader_folder import iter_instagram_export
 
-        yield from iter_instagram_export(root, layout, label)
+        yield from iter_instagram_export(root, layout, label, follow_symlinks=follow_symlinks)
     elif layout == "mirflickr":
         from photocorpus.sources.mirflickr_folder import iter_mirflickr
 

@@ -60,12 +60,18 @@ def _split_json_name(name: str) -> str | None:
     return None
 
 
-def read_json_file(path: str | os.PathLike[str]) -> Any:
+def read_json_file(path: str | os.PathLike[str], inside: str | None = None) -> Any:
     """A ``.json`` or xz-compressed ``.json.xz`` file, at most MAX_SIDECAR_BYTES once decompressed and
     nested no deeper than :data:`~photocorpus.untrusted_json.MAX_DEPTH`: it came from outside.
 
-    Raises ``ValueError`` (also for broken xz data and refused JSON) or ``OSError``.
+    With ``inside`` (a real folder path), a file whose real path leaves that folder is not read: a
+    post JSON symlinked to a private file would otherwise have its text stored as a caption (the same
+    rule as ``import``'s for images and sidecars; ``--follow-symlinks`` lifts both).
+
+    Raises ``ValueError`` (also for broken xz data, refused JSON and such a symlink) or ``OSError``.
     """
+    if inside is not None and not os.path.realpath(path).startswith(inside.rstrip(os.sep) + os.sep):
+        raise ValueError("a symlink outside the imported folder, not read (--follow-symlinks reads it)")
     opener = lzma.open if str(path).endswith(".xz") else open
     try:
         with opener(path, "rb") as fh:  # type: ignore[operator]
@@ -132,14 +138,21 @@ def _label(dirpath: Path, root: Path, label: str | None) -> str:
     return dirpath.name.lstrip("#") or root.name.lstrip("#") or "instagram"
 
 
-def iter_instagram_export(root: Path, layout: str, label: str | None = None) -> Iterator[LocalCandidate]:
-    """List an instaloader or InstaLooter folder tree in a stable order (sorted folders and names)."""
+def iter_instagram_export(
+    root: Path, layout: str, label: str | None = None, *, follow_symlinks: bool = False
+) -> Iterator[LocalCandidate]:
+    """List an instaloader or InstaLooter folder tree in a stable order (sorted folders and names).
+
+    The metadata JSON is read here, in the driver; unless ``follow_symlinks``, a JSON file whose real
+    path leaves ``root`` is not read (see :func:`read_json_file`).
+    """
     root = root.absolute()
+    inside = None if follow_symlinks else os.path.realpath(root)
     walk = _iter_instaloader_folder if layout == "instaloader" else _iter_instalooter_folder
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         folder = Path(dirpath)
-        yield from walk(root, folder, sorted(filenames), _label(folder, root, label))
+        yield from walk(root, folder, sorted(filenames), _label(folder, root, label), inside)
 
 
 # ---------------------------------------------------------------------------------------------- instaloader
@@ -151,7 +164,9 @@ def _images_by_stem(filenames: list[str]) -> dict[str, str]:
     return images
 
 
-def _load_posts(folder: Path, filenames: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+def _load_posts(
+    folder: Path, filenames: list[str], inside: str | None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """{stem: instaloader Post} for the post JSONs of one folder (``.json.xz`` wins over ``.json``), and
     {stem: why} for those that could not be read, so their images can say why they lack metadata."""
     from instaloader import InstaloaderException, load_structure
@@ -165,7 +180,7 @@ def _load_posts(folder: Path, filenames: list[str]) -> tuple[dict[str, Any], dic
     unreadable: dict[str, str] = {}
     for stem, name in sorted(chosen.items()):
         try:
-            data = read_json_file(folder / name)
+            data = read_json_file(folder / name, inside)
             if not _is_instaloader_structure(data) or data["instaloader"]["node_type"] != "Post":
                 continue  # profile, hashtag, story item or resume file: not a post
             post = load_structure(_offline_context(), data)
@@ -179,14 +194,14 @@ def _load_posts(folder: Path, filenames: list[str]) -> tuple[dict[str, Any], dic
 
 
 def _iter_instaloader_folder(
-    root: Path, folder: Path, filenames: list[str], label: str
+    root: Path, folder: Path, filenames: list[str], label: str, inside: str | None
 ) -> Iterator[LocalCandidate]:
     from photocorpus.sources.instagram import post_media
 
     images = _images_by_stem(filenames)
     present = set(filenames)
     claimed: set[str] = set()
-    posts, unreadable = _load_posts(folder, filenames)
+    posts, unreadable = _load_posts(folder, filenames, inside)
     for stem, post in posts.items():
         try:
             media = post_media(post, label, owner_lookup=False)
@@ -233,7 +248,7 @@ def _media_id_sort_key(stem: str) -> tuple[int, str]:
 
 
 def _iter_instalooter_folder(
-    root: Path, folder: Path, filenames: list[str], label: str
+    root: Path, folder: Path, filenames: list[str], label: str, inside: str | None
 ) -> Iterator[LocalCandidate]:
     images = {s: n for s, n in _images_by_stem(filenames).items() if _MEDIA_ID.match(s)}
     videos = {
@@ -243,7 +258,7 @@ def _iter_instalooter_folder(
     }
     dumps = {n[:-5] for n in filenames if n.endswith(".json") and _MEDIA_ID.match(n[:-5])}
     for stem in sorted(images.keys() | videos | dumps, key=_media_id_sort_key):
-        node, why = _load_instalooter_node(folder / f"{stem}.json") if stem in dumps else (None, None)
+        node, why = _load_instalooter_node(folder / f"{stem}.json", inside) if stem in dumps else (None, None)
         is_video = stem in videos or bool(node and node.get("is_video"))
         if is_video:
             path = str(folder / (images.get(stem) or f"{stem}.json"))
@@ -260,10 +275,10 @@ def _iter_instalooter_folder(
         yield LocalCandidate(str(folder / images[stem]), SOURCE, stem, label, record=record)
 
 
-def _load_instalooter_node(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _load_instalooter_node(path: Path, inside: str | None) -> tuple[dict[str, Any] | None, str | None]:
     """The media node dumped at ``path`` (``None`` when it is not one), and why it could not be read."""
     try:
-        data = read_json_file(path)
+        data = read_json_file(path, inside)
     except (OSError, ValueError) as exc:
         log.warning("ignoring %s: %s", path, exc)
         return None, f"json dump {path.name}: {exc}"[:300]
