@@ -196,7 +196,7 @@ def test_clear_errors(corpus_dir: Path, tmp_path: Path) -> None:
     with Corpus.open(corpus_dir) as corpus:
         with pytest.raises(ExploreError, match=r"no split data yet.*photocorpus curate"):
             explore(corpus, color_by="split", name="err")
-        with pytest.raises(ExploreError, match="unknown --method"):
+        with pytest.raises(ExploreError, match="unknown method"):
             explore(corpus, method="mds")
     proc = run_cli("explore", "-C", str(corpus_dir), "--features", "nope", check=False)
     assert (

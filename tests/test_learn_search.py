@@ -142,7 +142,7 @@ def test_other_losses_train_and_beat_chance(mir: Corpus, labels_csv: Path, loss:
 def test_semantic_refuses_missing_text_and_bad_options(mir: Corpus) -> None:
     with pytest.raises(LearnError, match="featurize --text lda"):
         train_semantic(mir, "lda", split=SPLIT, fit_settings=FAST)
-    with pytest.raises(LearnError, match="--loss"):
+    with pytest.raises(LearnError, match="loss must be one of"):
         train_semantic(mir, "minilm", loss="hinge")
 
 

@@ -29,7 +29,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from photocorpus import layout
 from photocorpus.config import CONFIG_FILE, Settings, load_settings, write_settings
@@ -51,6 +51,9 @@ from photocorpus.imagestore import (
 )
 from photocorpus.records import ImageURL, PhotoRecord, utc_now
 from photocorpus.storage import ImageLocation
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CATALOG_FILE = "catalog.sqlite"
 BUSY_TIMEOUT_S = 30.0
@@ -1103,6 +1106,37 @@ class Corpus:
             d["params"] = json.loads(d["params"])
             out.append(d)
         return out
+
+    # ------------------------------------------------------------------ notebooks
+    def photos(
+        self,
+        *,
+        label: str | Sequence[str] | None = None,
+        split: str | Sequence[str] | None = None,
+        status: dict[str, str | Sequence[str]] | None = None,
+        duplicates: bool | None = None,
+    ) -> pd.DataFrame:
+        """The catalog as a pandas DataFrame: one row per photo, the Parquet export's columns.
+
+        ``label``: photos carrying this label (or any of a list); ``split``: ``"train"``, ``"val"``,
+        ``"test"`` or a list; ``status``: stage -> status, e.g. ``{"fetch": "failed"}`` (a photo that a
+        stage has not seen yet is ``"pending"``); ``duplicates``: True for the photos that are
+        ``duplicate_of`` another, False for the others. ``pandas.read_parquet`` of
+        ``photocorpus export parquet`` gives the same frame (see :mod:`photocorpus.catalog_table`).
+        """
+        from photocorpus.catalog_table import iter_catalog_photos, photo_filter, photo_table
+
+        only = photo_filter(label=label, split=split, status=status, duplicates=duplicates)
+        return photo_table(self, iter_catalog_photos(self, only=only)).to_pandas()
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view of a corpus: its counts (see :func:`photocorpus.notebook.corpus_html`)."""
+        from photocorpus.notebook import corpus_html
+
+        return corpus_html(self)
+
+    def __repr__(self) -> str:
+        return f"<Corpus {self.root}>"
 
     # ------------------------------------------------------------------ status and checks
     def status_summary(self) -> dict[str, Any]:

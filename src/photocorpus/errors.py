@@ -28,6 +28,14 @@ class ConfigError(PhotocorpusError):
     """``corpus.toml`` or a command-line setting is invalid."""
 
 
+class ParameterError(ConfigError, ValueError):
+    """A function of the Python API was called with a value it cannot use. The message names the
+    parameter (``method``, not ``--method``) and the values it takes, as scikit-learn's do.
+
+    Also a ``ValueError``: Python code that validates its own inputs catches bad values that way.
+    """
+
+
 class UnsafePathError(PhotocorpusError):
     """A path would leave the corpus directory."""
 

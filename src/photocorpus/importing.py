@@ -41,6 +41,7 @@ from photocorpus.errors import ConfigError
 from photocorpus.executors import LocalExecutor
 from photocorpus.fetch.imaging import ImageProbe, probe_image
 from photocorpus.interrupt import StopFlag
+from photocorpus.notebook import HtmlReport
 from photocorpus.progress import Advance
 from photocorpus.records import PhotoRecord
 from photocorpus.sources.folder import LocalCandidate, detect_layout, iter_candidates, read_candidate
@@ -72,7 +73,7 @@ class _Prepared:
 
 
 @dataclass(slots=True)
-class ImportReport:
+class ImportReport(HtmlReport):
     """What one import run did."""
 
     layout: str

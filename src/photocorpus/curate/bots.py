@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from photocorpus.config import CurateSettings
 from photocorpus.corpus import Corpus
 from photocorpus.curate.text import tokenize
+from photocorpus.notebook import HtmlReport
 from photocorpus.records import utc_now
 
 MIN_CAPTION_TOKENS = 4
@@ -28,7 +29,7 @@ _DIGITS = re.compile(r"\d+")
 
 
 @dataclass(slots=True)
-class BotReport:
+class BotReport(HtmlReport):
     flagged: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
     repeated_captions: int = 0  # distinct captions over the threshold

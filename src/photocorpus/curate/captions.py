@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from photocorpus.corpus import Corpus
 from photocorpus.curate.text import curated_caption, detect_language
 from photocorpus.interrupt import StopFlag
+from photocorpus.notebook import HtmlReport
 from photocorpus.progress import Advance
 from photocorpus.records import utc_now
 
@@ -21,7 +22,7 @@ BATCH = 2000
 
 
 @dataclass(slots=True)
-class CaptionReport:
+class CaptionReport(HtmlReport):
     cleaned: int = 0
     languages: dict[str, int] | None = None
     interrupted: bool = False

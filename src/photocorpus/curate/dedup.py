@@ -35,6 +35,7 @@ from photocorpus.curate.hashing import PhotoHashes, decode_gray, hash_gray_image
 from photocorpus.curate.mih import as_signed, as_unsigned, hamming, hamming_pairs
 from photocorpus.executors import open_executor
 from photocorpus.interrupt import StopFlag
+from photocorpus.notebook import HtmlReport
 from photocorpus.progress import Advance
 from photocorpus.records import utc_now
 from photocorpus.storage import ImageLocation, open_image_bytes
@@ -46,7 +47,7 @@ METHOD_RANK = {"exact": 0, "phash": 1, "semantic": 2}
 
 
 @dataclass(slots=True)
-class DedupReport:
+class DedupReport(HtmlReport):
     """What one dedup run did."""
 
     hashed: int = 0

@@ -33,6 +33,7 @@ from photocorpus.corpus import Corpus
 from photocorpus.curate.hashing import frame_box
 from photocorpus.executors import LocalExecutor
 from photocorpus.interrupt import StopFlag
+from photocorpus.notebook import HtmlReport
 from photocorpus.progress import Advance
 from photocorpus.records import utc_now
 from photocorpus.storage import ImageLocation, open_image_bytes
@@ -53,7 +54,7 @@ FLAGS = (
 
 
 @dataclass(slots=True)
-class QualityReport:
+class QualityReport(HtmlReport):
     """What one quality run did."""
 
     scored: int = 0

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 
 from photocorpus.config import CurateSettings
 from photocorpus.corpus import Corpus
+from photocorpus.notebook import HtmlReport
 from photocorpus.records import utc_now
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclass(slots=True)
-class SplitReport:
+class SplitReport(HtmlReport):
     """Per label: photos per split; and why the others were left out."""
 
     per_label: dict[str, dict[str, int]] = field(default_factory=dict)

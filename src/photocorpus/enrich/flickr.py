@@ -33,6 +33,7 @@ from photocorpus.corpus import Corpus
 from photocorpus.enrich.exif import fields_from_api, store_exif
 from photocorpus.errors import ConfigError
 from photocorpus.interrupt import StopFlag
+from photocorpus.notebook import HtmlReport
 from photocorpus.progress import ProgressHandle
 from photocorpus.records import utc_iso, utc_now
 from photocorpus.sources.flickr_api import FlickrAuthError, FlickrClient, FlickrError
@@ -126,11 +127,12 @@ def plan(
 
 
 @dataclass
-class EnrichReport:
+class EnrichReport(HtmlReport):
     calls: int = 0
     stored: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> status -> count
     errors: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    plan: EnrichPlan | None = None  # what was left to ask when the run started
 
     def count(self, kind: str, status: str) -> None:
         by_status = self.stored.setdefault(kind, {})

@@ -39,11 +39,13 @@ from photocorpus.explore.embed2d import METHODS, MapParams, StoredMap, ensure_ma
 from photocorpus.explore.errors import ExploreError, ExploreInterrupted
 from photocorpus.explore.thumbs import report_relpath
 from photocorpus.features import store
+from photocorpus.notebook import HtmlReport
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
     from photocorpus.explore.report import Facet, SearchIndex
     from photocorpus.interrupt import StopFlag
+    from photocorpus.progress import Progress
 
 __all__ = ["COLOR_BY", "DEFAULT_FEATURES", "ExploreResult", "default_features", "explore", "stable_sample"]
 
@@ -55,10 +57,10 @@ DEFAULT_ONTOLOGY = "seed004"
 
 
 @dataclass
-class ExploreResult:
+class ExploreResult(HtmlReport):
     """What one run did and where the report is."""
 
-    index_html: Path
+    index_html: Path | None  # None when interrupted before the report was written
     photos: int
     features: str
     compared_with: str | None
@@ -69,6 +71,8 @@ class ExploreResult:
     featurized: bool = False
     seconds: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False  # stopped before the report was written (see ``interruption``)
+    interruption: str = ""  # which step was stopped, and that a re-run continues from it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -252,20 +256,25 @@ def explore(
     compare_raw: bool = True,
     search: SearchIndex | None = None,
     featurize_missing: bool = True,
-    show_progress: bool = False,
+    progress: Progress = False,
     stop: StopFlag | None = None,
 ) -> ExploreResult:
-    """Build ``reports/<name>/index.html`` for a feature set; see the module docstring."""
-    from photocorpus.progress import progress_bar
+    """Build ``reports/<name>/index.html`` for a feature set; see the module docstring.
+
+    ``progress`` shows each long step (featurize, map, thumbnails) as :data:`~photocorpus.progress.
+    Progress` says. A ``stop`` between steps raises :class:`ExploreInterrupted` (nothing partial is
+    stored); :func:`photocorpus.api.explore_photos` turns that into a result with ``interrupted``.
+    """
+    from photocorpus.progress import progress_phase
 
     started = time.perf_counter()
     steps: dict[str, float] = {}
     if method not in METHODS:
-        raise ExploreError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ExploreError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if color_by not in COLOR_BY:
-        raise ExploreError(f"unknown --color-by {color_by!r}; choose one of {', '.join(COLOR_BY)}")
+        raise ExploreError(f"unknown color_by {color_by!r}; choose one of {', '.join(COLOR_BY)}")
     if sample is not None and sample < 4:
-        raise ExploreError(f"--sample must be at least 4 photos, got {sample}")
+        raise ExploreError(f"sample must be at least 4 photos, got {sample}")
     params = MapParams(method=method, seed=seed)
     halt = (lambda: bool(stop)) if stop is not None else None
 
@@ -277,7 +286,7 @@ def explore(
                 f"{corpus.root} has no image features yet; compute them with `photocorpus featurize`"
             )
         features = DEFAULT_FEATURES
-        featurized = _featurize(corpus, show_progress, stop)
+        featurized = _featurize(corpus, progress, stop)
         steps["featurize"] = time.perf_counter() - started
     fs = store.open_feature_set(corpus, features)  # raises with the list of known sets
 
@@ -304,7 +313,7 @@ def explore(
         t = time.perf_counter()
         reduced = _reducer(corpus, set_name, ids, params)
         total = params.early_exaggeration_iter + params.tsne_iter if method == "tsne" else None
-        with progress_bar(f"map {set_name} ({method})", total, unit="steps", enabled=show_progress) as bar:
+        with progress_phase(progress, f"map {set_name} ({method})", total, unit="steps") as bar:
             maps[set_name] = ensure_map(corpus, set_name, ids, params, z=reduced, progress=bar, stop=halt)
         steps[f"map {set_name}"] = time.perf_counter() - t
         if halt and halt():
@@ -314,7 +323,7 @@ def explore(
         steps[f"clusters {set_name}"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    with progress_bar("thumbnails", len(ids), enabled=show_progress) as bar:
+    with progress_phase(progress, "thumbnails", len(ids)) as bar:
         from photocorpus.explore.thumbs import ensure_thumbnails
 
         thumbs = ensure_thumbnails(corpus, ids, progress=bar, stop=halt)
@@ -367,15 +376,15 @@ def explore(
     return result
 
 
-def _featurize(corpus: Corpus, show_progress: bool, stop: StopFlag | None) -> bool:
+def _featurize(corpus: Corpus, progress: Progress, stop: StopFlag | None) -> bool:
     """Compute the default CNN features with the featurize stage (the report needs features)."""
     from photocorpus.features.pipeline import featurize_images
-    from photocorpus.progress import progress_bar
+    from photocorpus.progress import progress_phase
 
     fetched = corpus.conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
     if not fetched:
         raise ExploreError(f"{corpus.root} has no stored images to explore; import or fetch photos first")
-    with progress_bar(f"featurize {DEFAULT_FEATURES}", fetched, enabled=show_progress) as bar:
+    with progress_phase(progress, f"featurize {DEFAULT_FEATURES}", fetched) as bar:
         report = featurize_images(corpus, DEFAULT_FEATURES, stop=stop, progress=bar)
     if report.interrupted:
         raise ExploreInterrupted("interrupted while computing features; re-run to continue")

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from photocorpus.export.rows import ExportPhoto
+from photocorpus.catalog_table import CatalogPhoto
 from photocorpus.textsafety import csv_safe_row
 
 _CC = re.compile(r"\bcc\b|\bcc0\b|\bcc[- ]by|creative\s*commons|public\s*domain", re.IGNORECASE)
@@ -35,7 +35,7 @@ def _one_line(text: str | None) -> str:
     return " ".join(strip_html(text).split())
 
 
-def write_attribution(out_dir: Path, photos: Iterable[tuple[ExportPhoto, str | None]]) -> int:
+def write_attribution(out_dir: Path, photos: Iterable[tuple[CatalogPhoto, str | None]]) -> int:
     """Write the two attribution files for the CC photos among ``(photo, exported file)``; return count."""
     rows = [(p, f) for p, f in photos if is_creative_commons(p.license)]
     if not rows:

@@ -14,26 +14,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from photocorpus.catalog_table import SPLITS, CatalogPhoto, iter_catalog_photos
 from photocorpus.corpus import Corpus
 from photocorpus.executors import LocalExecutor
 from photocorpus.export.attribution import write_attribution
-from photocorpus.export.rows import (
-    SPLITS,
-    ExportPhoto,
-    UniqueNames,
-    image_jpeg,
-    iter_photos,
-    jpeg_from_file,
-    write_bytes,
-)
+from photocorpus.export.rows import UniqueNames, image_jpeg, jpeg_from_file, write_bytes
 from photocorpus.layout import safe_component
+from photocorpus.notebook import HtmlReport
 from photocorpus.storage import ImageLocation
 
 BATCH = 256
 
 
 @dataclass(slots=True)
-class LayoutReport:
+class LayoutReport(HtmlReport):
     images: int = 0
     per_split: dict[str, int] = field(default_factory=dict)
     attributed: int = 0
@@ -44,7 +38,7 @@ def _encode(task: tuple[ImageLocation, str | None, tuple[int, int] | None]) -> b
     return jpeg_from_file(*task)
 
 
-def stamp_provenance(photo: ExportPhoto, jpeg: bytes) -> bytes:
+def stamp_provenance(photo: CatalogPhoto, jpeg: bytes) -> bytes:
     """``jpeg`` with the photo's provenance embedded (XMP + comment; the pixels are untouched)."""
     from photocorpus.enrich.provenance import Provenance, embed_provenance
 
@@ -64,12 +58,12 @@ def stamp_provenance(photo: ExportPhoto, jpeg: bytes) -> bytes:
 
 def images_in_order(
     corpus: Corpus,
-    photos: list[ExportPhoto],
+    photos: list[CatalogPhoto],
     size: tuple[int, int] | None,
     workers: int | None,
     *,
     provenance: bool = False,
-) -> Iterator[tuple[ExportPhoto, bytes]]:
+) -> Iterator[tuple[CatalogPhoto, bytes]]:
     """(photo, JPEG bytes) in order, provenance stamped if asked; re-encoding runs in a process pool,
     plain copies in-process."""
     for photo, data in _jpegs_in_order(corpus, photos, size, workers):
@@ -77,8 +71,8 @@ def images_in_order(
 
 
 def _jpegs_in_order(
-    corpus: Corpus, photos: list[ExportPhoto], size: tuple[int, int] | None, workers: int | None
-) -> Iterator[tuple[ExportPhoto, bytes]]:
+    corpus: Corpus, photos: list[CatalogPhoto], size: tuple[int, int] | None, workers: int | None
+) -> Iterator[tuple[CatalogPhoto, bytes]]:
     if size is None and all((p.format or "").upper() == "JPEG" for p in photos):
         for photo in photos:
             yield photo, image_jpeg(corpus, photo, None)
@@ -108,11 +102,11 @@ def export_instacities(
     """``img_resized/<label>/<id>.jpg``, ``captions/<label>/<id>.txt`` (the cleaned caption), and
     ``train.txt``/``val.txt``/``test.txt`` listing ``<label>/<id>`` per line."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    photos = list(iter_photos(corpus, splits=splits, in_split_only=True, with_file=True))
+    photos = list(iter_catalog_photos(corpus, splits=splits, in_split_only=True, with_file=True))
     names = UniqueNames()
     lists: dict[str, list[str]] = {s: [] for s in SPLITS}
     report = LayoutReport()
-    credits: list[tuple[ExportPhoto, str]] = []
+    credits: list[tuple[CatalogPhoto, str]] = []
     for photo, data in images_in_order(corpus, photos, size, workers, provenance=embed_provenance):
         label = safe_component(photo.label)
         stem = names.stem(label, photo)
@@ -142,10 +136,10 @@ def export_imagefolder(
 ) -> LayoutReport:
     """``<split>/<label>/<id>.jpg`` for every photo in a split."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    photos = list(iter_photos(corpus, splits=splits, in_split_only=True, with_file=True))
+    photos = list(iter_catalog_photos(corpus, splits=splits, in_split_only=True, with_file=True))
     names = UniqueNames()
     report = LayoutReport()
-    credits: list[tuple[ExportPhoto, str]] = []
+    credits: list[tuple[CatalogPhoto, str]] = []
     for photo, data in images_in_order(corpus, photos, size, workers, provenance=embed_provenance):
         split = photo.split or "train"
         folder = f"{split}/{safe_component(photo.label)}"

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from photocorpus.catalog_table import CatalogPhoto, iter_catalog_photos
 from photocorpus.corpus import Corpus
 from photocorpus.export.attribution import write_attribution
 from photocorpus.export.layouts import LayoutReport, images_in_order
-from photocorpus.export.rows import ExportPhoto, iter_photos, write_bytes
+from photocorpus.export.rows import write_bytes
 from photocorpus.mirflickr_chunks import exchange_name
 
 
@@ -32,9 +33,9 @@ def export_mirflickr_images(
 ) -> LayoutReport:
     """Write ``<chunk>/<name>.jpg`` for every photo with an image (in ``splits`` if given)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    photos = list(iter_photos(corpus, splits=splits, with_file=True))
+    photos = list(iter_catalog_photos(corpus, splits=splits, with_file=True))
     report = LayoutReport()
-    credits: list[tuple[ExportPhoto, str]] = []
+    credits: list[tuple[CatalogPhoto, str]] = []
     for photo, data in images_in_order(corpus, photos, size, workers, provenance=embed_provenance):
         rel = exchange_name(photo.source, photo.source_id, photo.photo_id).relpath("jpg")
         write_bytes(out_dir / rel, data)

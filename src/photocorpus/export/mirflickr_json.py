@@ -20,10 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from photocorpus.catalog_table import CatalogPhoto, iter_catalog_photos
 from photocorpus.corpus import Corpus
 from photocorpus.enrich.s16a import s16a_fields
 from photocorpus.export.enriched import BATCH, enrichment_by_photo
-from photocorpus.export.rows import ExportPhoto, iter_photos, write_text
+from photocorpus.export.rows import write_text
 from photocorpus.mirflickr_chunks import exchange_name
 
 # Catalog fields the s16a names replace in these files: caption_raw is the description, lat/lon are
@@ -40,7 +41,7 @@ def _geo_accuracy(corpus: Corpus, photo_ids: list[int]) -> dict[int, int | None]
 
 
 def mirflickr_record(
-    photo: ExportPhoto, enriched: dict[str, Any], geo_accuracy: int | None
+    photo: CatalogPhoto, enriched: dict[str, Any], geo_accuracy: int | None
 ) -> dict[str, Any]:
     """The JSON object written for one photo."""
     record: dict[str, Any] = {k: v for k, v in photo.metadata().items() if k not in REPLACED}
@@ -69,7 +70,7 @@ def export_mirflickr_json(
 ) -> int:
     """Write ``<chunk>/<name>.json`` per photo; returns how many."""
     count = 0
-    batch: list[ExportPhoto] = []
+    batch: list[CatalogPhoto] = []
 
     def flush() -> None:
         nonlocal count
@@ -88,7 +89,7 @@ def export_mirflickr_json(
             advance(len(batch))
         batch.clear()
 
-    for photo in iter_photos(corpus, splits=splits):
+    for photo in iter_catalog_photos(corpus, splits=splits):
         batch.append(photo)
         if len(batch) >= BATCH:
             flush()

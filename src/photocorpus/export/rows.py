@@ -1,4 +1,7 @@
-"""What every export reads: one joined, decoded row per photo, in catalog-id order.
+"""What every export shares: split and size arguments, unique safe names, JPEG bytes of a photo.
+
+The rows themselves (one joined, decoded row per photo, in catalog-id order) come from
+:mod:`photocorpus.catalog_table`, which ``corpus.photos()`` reads too.
 
 Exports only read the catalog; they never change it. Untrusted text (captions, titles, ids, labels)
 never chooses a path: file and folder names come from :func:`photocorpus.layout.safe_component`, and
@@ -8,17 +11,15 @@ a name that two photos would share gets the catalog id appended.
 from __future__ import annotations
 
 import io
-import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
 from typing import Any
 
+from photocorpus.catalog_table import SPLITS, CatalogPhoto
 from photocorpus.corpus import Corpus
 from photocorpus.errors import PhotocorpusError
 from photocorpus.layout import safe_component
 from photocorpus.storage import ImageLocation, open_image_bytes
 
-SPLITS = ("train", "val", "test")
 JPEG_QUALITY = 90
 
 
@@ -26,57 +27,8 @@ class ExportError(PhotocorpusError):
     """An export was asked for something it cannot do (unknown format or split, bad size)."""
 
 
-@dataclass(slots=True)
-class ExportPhoto:
-    """One photo as exports see it."""
-
-    photo_id: int
-    source: str
-    source_id: str
-    label: str
-    labels: list[str]
-    title: str | None
-    caption_raw: str | None
-    caption: str  # the curated caption (title + description + hashtags, cleaned)
-    hashtags: list[str]
-    tags: list[str]
-    owner: str | None
-    owner_id: str | None
-    license: str | None
-    page_url: str | None
-    taken_at: str | None
-    uploaded_at: str | None
-    lat: float | None
-    lon: float | None
-    path: str | None  # relative to the corpus
-    width: int | None
-    height: int | None
-    bytes: int | None
-    sha256: str | None
-    format: str | None
-    split: str | None
-    duplicate_of: str | None  # source_id of the group's representative
-    dup_group: int | None
-    bot: bool
-    bot_reason: str | None
-    quality_flags: list[str] = field(default_factory=list)
-    quality_scores: dict[str, float] = field(default_factory=dict)
-    language: str | None = None
-    exclusion: str | None = None
-    phash: str | None = None  # 16 hex digits
-    image_url: str | None = None  # the http(s) URL the stored image was downloaded from
-
-    def provenance_url(self) -> str:
-        """Where the photo came from: its page, else its image URL, else ``source:id``."""
-        return self.page_url or self.image_url or f"{self.source}:{self.source_id}"
-
-    def metadata(self) -> dict[str, Any]:
-        """Everything but the file path, as JSON-ready values."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "path"}
-
-
 def parse_splits(values: Iterable[str] | None) -> set[str] | None:
-    """``--split`` values (repeatable, comma-separated; ``all`` means no filter) as a set or ``None``."""
+    """Split names (a list, each possibly comma-separated; ``all`` means no filter) as a set or ``None``."""
     wanted: set[str] = set()
     for value in values or ():
         for part in str(value).split(","):
@@ -98,83 +50,10 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
     try:
         w, h = (int(v) for v in value.lower().split("x"))
     except ValueError:
-        raise ExportError(f"--size must look like 300x300, not {value!r}") from None
+        raise ExportError(f"size must look like 300x300, not {value!r}") from None
     if not (1 <= w <= 20000 and 1 <= h <= 20000):
-        raise ExportError(f"--size {value} is out of range (1..20000 per side)")
+        raise ExportError(f"size {value} is out of range (1..20000 per side)")
     return w, h
-
-
-def iter_photos(
-    corpus: Corpus, *, splits: set[str] | None = None, in_split_only: bool = False, with_file: bool = False
-) -> Iterator[ExportPhoto]:
-    """Photos in catalog order, filtered by split (and to those with a split or a file if asked)."""
-    query = """
-        SELECT p.*, f.path, f.width AS f_width, f.height AS f_height, f.bytes AS f_bytes, f.sha256,
-               f.format, c.split, c.dup_group, c.duplicate_of, rep.source_id AS rep_source_id, c.bot,
-               c.bot_reason, c.quality_flags, c.quality_scores, c.caption_clean, c.language, c.exclusion,
-               c.phash, f.origin
-        FROM photos p
-        LEFT JOIN files f ON f.photo_id = p.id
-        LEFT JOIN curation c ON c.photo_id = p.id
-        LEFT JOIN photos rep ON rep.id = c.duplicate_of
-        ORDER BY p.id"""
-    labels: dict[int, list[str]] = {}
-    for pid, label in corpus.conn.execute(
-        "SELECT photo_id, label FROM photo_labels ORDER BY photo_id, label"
-    ):
-        labels.setdefault(int(pid), []).append(label)
-    for r in corpus.conn.execute(query):
-        split = r["split"]
-        if (in_split_only or splits is not None) and split is None:
-            continue
-        if splits is not None and split not in splits:
-            continue
-        if with_file and r["path"] is None:
-            continue
-        yield ExportPhoto(
-            photo_id=int(r["id"]),
-            source=r["source"],
-            source_id=r["source_id"],
-            label=r["primary_label"],
-            labels=labels.get(int(r["id"]), [r["primary_label"]]),
-            title=r["title"],
-            caption_raw=r["caption"],
-            caption=r["caption_clean"] if r["caption_clean"] is not None else _fallback_caption(r),
-            hashtags=json.loads(r["hashtags"] or "[]"),
-            tags=json.loads(r["tags"] or "[]"),
-            owner=r["owner"],
-            owner_id=r["owner_id"],
-            license=r["license"],
-            page_url=r["page_url"],
-            taken_at=r["taken_at"],
-            uploaded_at=r["uploaded_at"],
-            lat=r["lat"],
-            lon=r["lon"],
-            path=r["path"],
-            width=r["f_width"],
-            height=r["f_height"],
-            bytes=r["f_bytes"],
-            sha256=r["sha256"],
-            format=r["format"],
-            split=split,
-            duplicate_of=r["rep_source_id"],
-            dup_group=r["dup_group"],
-            bot=bool(r["bot"]),
-            bot_reason=r["bot_reason"],
-            quality_flags=json.loads(r["quality_flags"] or "[]"),
-            quality_scores=json.loads(r["quality_scores"] or "{}"),
-            language=r["language"],
-            exclusion=r["exclusion"],
-            phash=f"{int(r['phash']) & 0xFFFFFFFFFFFFFFFF:016x}" if r["phash"] is not None else None,
-            # A local origin is a path on the importing machine: not provenance, and not for export.
-            image_url=r["origin"] if str(r["origin"] or "").startswith(("http://", "https://")) else None,
-        )
-
-
-def _fallback_caption(row: Any) -> str:
-    from photocorpus.curate.text import curated_caption
-
-    return curated_caption(row["title"], row["caption"], json.loads(row["hashtags"] or "[]"))
 
 
 class UniqueNames:
@@ -183,7 +62,7 @@ class UniqueNames:
     def __init__(self) -> None:
         self._used: set[tuple[str, str]] = set()
 
-    def stem(self, folder: str, photo: ExportPhoto) -> str:
+    def stem(self, folder: str, photo: CatalogPhoto) -> str:
         stem = safe_component(photo.source_id)
         if (folder, stem) in self._used:
             stem = safe_component(f"{photo.source_id}-p{photo.photo_id}")
@@ -191,7 +70,7 @@ class UniqueNames:
         return stem
 
 
-def image_jpeg(corpus: Corpus, photo: ExportPhoto, size: tuple[int, int] | None) -> bytes:
+def image_jpeg(corpus: Corpus, photo: CatalogPhoto, size: tuple[int, int] | None) -> bytes:
     """The photo's image as JPEG bytes (see :func:`jpeg_from_file`)."""
     if photo.path is None:
         raise ExportError(f"photo {photo.source}:{photo.source_id} has no stored image")

@@ -11,23 +11,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from photocorpus.catalog_table import SPLITS, CatalogPhoto, iter_catalog_photos
 from photocorpus.corpus import Corpus
 from photocorpus.export.attribution import write_attribution
 from photocorpus.export.layouts import images_in_order
-from photocorpus.export.rows import SPLITS, ExportPhoto, iter_photos
 from photocorpus.layout import safe_component
+from photocorpus.notebook import HtmlReport
 
 SAMPLES_PER_SHARD = 10_000
 
 
 @dataclass(slots=True)
-class WebDatasetReport:
+class WebDatasetReport(HtmlReport):
     samples: int = 0
     shards: list[str] = field(default_factory=list)
     attributed: int = 0
 
 
-def sample_key(photo: ExportPhoto) -> str:
+def sample_key(photo: CatalogPhoto) -> str:
     """A WebDataset key: safe, unique per photo, without dots."""
     return safe_component(f"{photo.source}_{photo.source_id}").replace(".", "_") + f"_{photo.photo_id}"
 
@@ -47,9 +48,9 @@ def export_webdataset(
     import webdataset as wds
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    photos = list(iter_photos(corpus, splits=splits, in_split_only=True, with_file=True))
+    photos = list(iter_catalog_photos(corpus, splits=splits, in_split_only=True, with_file=True))
     report = WebDatasetReport()
-    credits: list[tuple[ExportPhoto, str]] = []
+    credits: list[tuple[CatalogPhoto, str]] = []
     for split in SPLITS:
         chosen = [p for p in photos if p.split == split]
         if not chosen:

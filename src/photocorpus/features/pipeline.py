@@ -67,6 +67,7 @@ from photocorpus.features.labels import (
     topk,
 )
 from photocorpus.features.preprocess import CROP_SIZE, RESIZE_SIZE, load_rgb, raw_pixels, resize_center_crop
+from photocorpus.notebook import HtmlReport
 from photocorpus.storage import ImageLocation, image_input
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ def _spec(model: str) -> ImageModelSpec:
 
 # ------------------------------------------------------------------------------------------- report
 @dataclass
-class FeaturizeReport:
+class FeaturizeReport(HtmlReport):
     """What one run did. ``computed`` counts photos that got new rows in this run."""
 
     model: str

@@ -49,6 +49,7 @@ from photocorpus.fetch.spec import Geometry, RenderSpec
 from photocorpus.fetch.worker import RenderResult, init_worker, render_batch
 from photocorpus.imagestore import UPLOAD_THREADS, ObjectStore
 from photocorpus.netguard import AddressPolicy
+from photocorpus.notebook import HtmlReport
 from photocorpus.records import utc_now
 
 log = logging.getLogger("photocorpus.fetch")
@@ -63,7 +64,7 @@ _STOP_TRYING = frozenset({reasons.BLOCKED_URL, reasons.DISALLOWED_BY_X_ROBOTS_TA
 
 
 @dataclass(slots=True)
-class FetchReport:
+class FetchReport(HtmlReport):
     """What one fetch run did."""
 
     visited: int = 0

@@ -40,6 +40,7 @@ from photocorpus.learn.heads import FeatureHead, FitResult, FitSettings, fit, pr
 from photocorpus.learn.metrics import classification_report, multilabel_report
 from photocorpus.learn.semantic import _file_sha256, _jsonable
 from photocorpus.learn.splits import assign_splits, resolve_spec
+from photocorpus.notebook import HtmlReport
 from photocorpus.records import utc_now
 from photocorpus.storage import ImageLocation
 
@@ -52,13 +53,18 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", 
 
 
 @dataclass
-class ClassifierReport:
+class ClassifierReport(HtmlReport):
     name: str
     path: str
     metrics: dict[str, Any]
     settings: dict[str, Any]
     fit: FitResult = field(repr=False, default_factory=FitResult)
     model: torch.nn.Module | None = field(repr=False, default=None)  # the trained module, in memory
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped early (Ctrl-C or ``stop``): the saved model holds the best epoch so far."""
+        return self.fit.interrupted
 
 
 def _loss(multilabel: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -61,9 +61,7 @@ def read_queries(spec: str | os.PathLike[str]) -> list[QuerySpec]:
         return [QuerySpec(text=q, group=g) for g, q in QUERIES]
     path = Path(spec)
     if not path.is_file():
-        raise LearnError(
-            f"--queries {spec}: neither a built-in list ({', '.join(BUILTIN_QUERIES)}) nor a file"
-        )
+        raise LearnError(f"queries {spec}: neither a built-in list ({', '.join(BUILTIN_QUERIES)}) nor a file")
     if path.stat().st_size > MAX_QUERY_FILE_BYTES:
         raise LearnError(f"query file {path} is larger than {MAX_QUERY_FILE_BYTES // 2**20} MiB")
     out: list[QuerySpec] = []
@@ -114,7 +112,7 @@ def _split_ids(corpus: Corpus, ids: np.ndarray, split: str, spec: str | None) ->
     if split == "all":
         return ids
     if split not in ("train", "val", "test"):
-        raise LearnError(f"--on must be train, val, test or all, not {split!r}")
+        raise LearnError(f"on must be train, val, test or all, not {split!r}")
     resolved = resolve_spec(corpus, spec or corpus.settings.learn.splits)
     assigned = assign_splits(corpus, ids, resolved)
     chosen = ids[assigned == split]

@@ -48,7 +48,7 @@ class TailNet(nn.Module):
     def __init__(self, base: EfficientNetLite0, blocks: int, head: FeatureHead) -> None:
         super().__init__()
         if not 1 <= blocks <= MAX_BLOCKS:
-            raise LearnError(f"--finetune-blocks must be between 1 and {MAX_BLOCKS}, got {blocks}")
+            raise LearnError(f"finetune_blocks must be between 1 and {MAX_BLOCKS}, got {blocks}")
         self.n_blocks = blocks
         self.blocks = nn.ModuleList(list(base._blocks)[-blocks:])
         self.conv_head = base._conv_head

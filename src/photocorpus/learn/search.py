@@ -121,7 +121,7 @@ class Searcher:
         rebuild_index: bool = False,
     ) -> None:
         if method not in METHODS:
-            raise LearnError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+            raise LearnError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
         self.corpus = corpus
         self.semantic: LoadedSemantic | None = None
         self.index: PhotoIndex | None = None
@@ -275,7 +275,7 @@ class Searcher:
 
 def _check_k(k: int) -> int:
     if not 1 <= int(k) <= MAX_K:
-        raise LearnError(f"--k must be between 1 and {MAX_K}, got {k}")
+        raise LearnError(f"k must be between 1 and {MAX_K}, got {k}")
     return int(k)
 
 

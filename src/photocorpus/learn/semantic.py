@@ -44,6 +44,7 @@ from photocorpus.learn.dataset import (
 from photocorpus.learn.heads import FeatureHead, FitResult, FitSettings, fit, predict_batched
 from photocorpus.learn.splits import assign_splits, resolve_spec
 from photocorpus.learn.text_space import TEXT_SPACES, text_feature_set
+from photocorpus.notebook import HtmlReport
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -61,7 +62,7 @@ class SemanticModel(nn.Module):
     def __init__(self, head_spec: dict[str, Any], loss: str) -> None:
         super().__init__()
         if loss not in LOSSES:
-            raise LearnError(f"--loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+            raise LearnError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
         self.loss_name = loss
         self.head = FeatureHead.from_spec(head_spec)
         dim = int(head_spec["out_dim"])
@@ -108,13 +109,18 @@ def _loss_fn(model: SemanticModel, temperature: float) -> Any:
 
 
 @dataclass
-class SemanticReport:
+class SemanticReport(HtmlReport):
     name: str
     path: str
     metrics: dict[str, Any]
     settings: dict[str, Any]
     fit: FitResult = field(repr=False, default_factory=FitResult)
     model: SemanticModel | None = field(repr=False, default=None)  # the trained module, in memory
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped early (Ctrl-C or ``stop``): the saved model holds the best epoch so far."""
+        return self.fit.interrupted
 
 
 def caption_retrieval(
@@ -171,11 +177,11 @@ def train_semantic(
     val and test to the metrics, each concept name being its own query.
     """
     if text not in TEXT_SPACES:
-        raise LearnError(f"--text must be one of {', '.join(TEXT_SPACES)}, not {text!r}")
+        raise LearnError(f"text must be one of {', '.join(TEXT_SPACES)}, not {text!r}")
     if loss not in LOSSES:
-        raise LearnError(f"--loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+        raise LearnError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
     if not 0 < temperature <= 10:
-        raise LearnError("--temperature must be in (0, 10]")
+        raise LearnError("temperature must be in (0, 10]")
     cfg = corpus.settings.learn
     settings_fit = fit_settings or FitSettings(
         cfg.epochs, cfg.patience, cfg.batch_size, cfg.learning_rate, cfg.weight_decay, cfg.seed

@@ -33,6 +33,7 @@ from photocorpus.corpus import Corpus
 from photocorpus.curate.text import extract_hashtags
 from photocorpus.errors import ConfigError
 from photocorpus.interrupt import StopFlag
+from photocorpus.notebook import HtmlReport
 from photocorpus.progress import ProgressHandle
 from photocorpus.records import ImageURL, PhotoRecord, utc_iso, utc_now
 from photocorpus.sources.flickr_api import FlickrClient
@@ -331,7 +332,7 @@ def query_key(query: HarvestQuery, filters: SearchFilters) -> str:
 
 # ---------------------------------------------------------------------------------------------- harvest
 @dataclass
-class HarvestReport:
+class HarvestReport(HtmlReport):
     """What one harvest run did, per query and in total."""
 
     api_calls: int = 0

@@ -65,6 +65,7 @@ from photocorpus.curate.text import caption_hashtags, clean_hashtag
 from photocorpus.errors import ConfigError, PhotocorpusError
 from photocorpus.interrupt import StopFlag
 from photocorpus.logs import redact, register_secret
+from photocorpus.notebook import HtmlReport
 from photocorpus.records import ImageURL, PhotoRecord, utc_iso
 
 log = logging.getLogger(__name__)
@@ -539,7 +540,7 @@ class QueryReport:
 
 
 @dataclass(slots=True)
-class HarvestReport:
+class HarvestReport(HtmlReport):
     """What one ``harvest instagram`` run did."""
 
     queries: list[QueryReport] = field(default_factory=list)
@@ -630,7 +631,7 @@ class InstagramHarvester:
     ) -> None:
         settings = corpus.settings.instagram
         if max_posts is not None and max_posts < 1:
-            raise ConfigError("--max must be at least 1")
+            raise ConfigError("max_posts must be at least 1")
         self.corpus = corpus
         self.open_posts = open_posts
         self.max_posts = max_posts

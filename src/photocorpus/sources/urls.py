@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from photocorpus.corpus import Corpus
 from photocorpus.curate.text import extract_hashtags
 from photocorpus.errors import ImportSourceError, UntrustedJSONError
+from photocorpus.notebook import HtmlReport
 from photocorpus.records import ImageURL, PhotoRecord
 from photocorpus.untrusted_json import loads_untrusted
 
@@ -65,7 +66,7 @@ class UrlRow:
 
 
 @dataclass(slots=True)
-class UrlHarvestReport:
+class UrlHarvestReport(HtmlReport):
     """What one ``harvest urls`` run did."""
 
     file: str
