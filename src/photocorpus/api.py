@@ -165,6 +165,7 @@ def import_folder(
     *,
     label: str | None = None,
     link: bool | None = None,
+    follow_symlinks: bool | None = None,
     workers: int | None = None,
     progress: Progress = False,
     stop: StopFlag | None = None,
@@ -174,19 +175,23 @@ def import_folder(
     folders: the layout is detected) with their .txt/.json sidecars. Re-running adds nothing new.
 
     ``label`` labels every photo (default: from the layout); ``link`` hard-links instead of copying;
-    settings: the ``[import]`` table (``batch_size``, ``max_image_pixels``...).
+    ``follow_symlinks`` also imports symlinked files whose target is outside the folder (refused by
+    default). Settings: the ``[import]`` table (``batch_size``, ``max_image_pixels``...).
     """
     from photocorpus.importing import import_folder as run_import
     from photocorpus.sources.folder import detect_layout, iter_candidates
 
     check_type("folder", folder, (str, os.PathLike), "the path of a folder")
-    changes = {k: v for k, v in {**settings, "link": link}.items() if v is not None}
+    chosen = {**settings, "link": link, "follow_symlinks": follow_symlinks}
+    changes = {k: v for k, v in chosen.items() if v is not None}
     with _stage("import_folder", corpus, progress, stop, {"import": changes}) as (c, flag):
         root = Path(folder).expanduser()
         layout = detect_layout(root)
-        total = sum(1 for _ in iter_candidates(root, layout, label)) if progress else None
+        follow = c.settings.import_.follow_symlinks
+        listing = iter_candidates(root, layout, label, follow_symlinks=follow) if progress else ()
+        total = sum(1 for _ in listing) if progress else None
         with progress_phase(progress, f"import ({layout})", total) as advance:
-            return run_import(c, root, label=label, link=link, workers=workers, stop=flag, advance=advance)
+            return run_import(c, root, label=label, workers=workers, stop=flag, advance=advance)
 
 
 def harvest_flickr(
@@ -256,7 +261,7 @@ def harvest_flickr(
             per_page=cfg.per_page,
         )
         key = api_key or os.environ.get("FLICKR_API_KEY") or cfg.api_key or ""
-        url = api_url or os.environ.get("PHOTOCORPUS_FLICKR_API_URL")
+        url = cfg.endpoint(api_url or os.environ.get("PHOTOCORPUS_FLICKR_API_URL"))  # https, or loopback
         with (
             FlickrClient.from_settings(key, cfg, url) as client,
             progress_phase(progress, "harvest flickr") as advance,
@@ -489,7 +494,8 @@ def embed_captions(
         _stage("embed_captions", corpus, progress, stop, {"featurize": settings}) as (c, flag),
         progress_phase(progress, f"embed captions ({model})", unit="captions") as handle,
     ):
-        runs = run_embed(c, model, retrain=retrain, stop=flag, progress=handle)
+        cfg = c.settings.featurize  # text_embed takes threads as an argument only, not from the settings
+        runs = run_embed(c, model, retrain=retrain, threads=cfg.threads or None, stop=flag, progress=handle)
     return CaptionEmbeddingReport(runs=runs, interrupted=any(r.interrupted for r in runs))
 
 
@@ -526,7 +532,7 @@ def enrich_flickr(
         if not keys:
             raise ConfigError("no Flickr API key: set FLICKR_API_KEY or pass api_key (see the README)")
         todo = plan(c, wanted, len(keys), cfg.calls_per_hour, max_photos)
-        url = api_url or os.environ.get("PHOTOCORPUS_FLICKR_API_URL")
+        url = cfg.endpoint(api_url or os.environ.get("PHOTOCORPUS_FLICKR_API_URL"))  # https, or loopback
         clients = [FlickrClient.from_settings(key, cfg, url) for key in keys]
         try:
             with progress_phase(progress, "enrich", todo.calls, unit="calls") as handle:
@@ -747,7 +753,7 @@ def search(
         )
         if searcher.index is not None:
             info = searcher.index.info
-            results.index = f"{info.kind} index of {info.count} photos"
+            results.index_kind, results.index_count = info.kind, info.count
             results.index_action = searcher.index_action
     return results
 

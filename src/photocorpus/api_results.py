@@ -40,7 +40,8 @@ class SearchResults:
     image: str | None
     method: str  # semantic:<model>, bridge:<logits set> or features:<feature set>
     explanation: str = ""  # how the query was understood (the bridge names its ImageNet classes)
-    index: str = ""  # e.g. "flat index of 3007 photos"; empty without an index
+    index_kind: str = ""  # flat, ivf or hnsw; empty when the search used no index (the bridge)
+    index_count: int = 0  # photos in the index
     index_action: str = ""  # what this search did to the index: loaded, built or updated
     locations: dict[int, ImageLocation] = field(default_factory=dict, repr=False)
     interrupted: bool = False
@@ -69,7 +70,7 @@ class SearchResults:
         if self.explanation:
             parts.append(self.explanation)
         text = "; ".join(parts)
-        return f"{text} ({self.index})" if self.index else text
+        return f"{text} ({self.index_kind} index of {self.index_count} photos)" if self.index_kind else text
 
     def to_frame(self) -> pd.DataFrame:
         """The hits as a DataFrame: rank, score, photo_id, source_id, label, caption, path, method."""

@@ -72,19 +72,6 @@ def _root(
     setup_logging(verbose)
 
 
-def use_executor(corpus: Corpus, executor: str | None, ray_address: str | None) -> None:
-    """Apply --executor/--ray-address to this run's settings (corpus.toml is not rewritten)."""
-    from photocorpus.errors import ConfigError
-
-    changes = {k: v for k, v in (("kind", executor), ("ray_address", ray_address)) if v is not None}
-    if ray_address is not None and executor is None:
-        changes["kind"] = "ray"
-    if changes.get("kind", "local") not in ("local", "ray"):
-        raise ConfigError(f"--executor must be local or ray, not {executor!r}")
-    if changes:
-        corpus.settings.executor = corpus.settings.executor.model_copy(update=changes)
-
-
 def open_corpus(corpus: Path) -> Corpus:
     """Open the corpus a command was pointed at (imported lazily to keep start-up fast)."""
     from photocorpus.corpus import Corpus

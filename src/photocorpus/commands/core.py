@@ -1,4 +1,5 @@
-"""Core commands: init, import, status, verify and demo.
+"""Core commands: init, import, status, verify and demo (each parses, calls :mod:`photocorpus.api` or
+the corpus, and prints).
 
 Labels, failure reasons, counters and file names shown here are read from the catalog and the disk,
 which a shared corpus lets a stranger fill, so each is printed through :func:`terminal_safe` (control
@@ -22,9 +23,9 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Directory to create the corpus in.")],
 ) -> None:
     """Create a new, empty corpus: corpus.toml, catalog.sqlite, images/, features/, reports/, exports/."""
-    from photocorpus.corpus import Corpus
+    from photocorpus.api import init as init_corpus
 
-    with Corpus.create(directory) as corpus:
+    with init_corpus(directory) as corpus:
         typer.echo(f"Created corpus at {corpus.root}")
         typer.echo(f"Settings: {corpus.root / 'corpus.toml'}")
 
@@ -51,23 +52,13 @@ def import_(
     quiet: QuietOption = False,
 ) -> None:
     """Import images (and .txt/.json sidecars) from a local folder. Re-running adds nothing new."""
-    from photocorpus.importing import import_folder
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
-    from photocorpus.sources.folder import detect_layout, iter_candidates
+    from photocorpus.api import import_folder
 
     with open_corpus(corpus) as c:
-        root = directory.expanduser()
-        layout = detect_layout(root)
-        total = sum(1 for _ in iter_candidates(root, layout, label))
-        with (
-            graceful_interrupt() as stop,
-            progress_bar(f"import ({layout})", total, enabled=not quiet) as adv,
-        ):
-            report = import_folder(
-                c, root, label=label, link=link, follow_symlinks=follow_symlinks, workers=workers,
-                stop=stop, advance=adv,
-            )  # fmt: skip
+        report = import_folder(
+            c, directory, label=label, link=link, follow_symlinks=follow_symlinks, workers=workers,
+            progress=not quiet,
+        )  # fmt: skip
     failures = ", ".join(f"{terminal_safe(k)}={v}" for k, v in sorted(report.failures.items())) or "none"
     typer.echo(
         f"{report.layout}: {report.seen} seen, {report.imported} imported, "
@@ -220,44 +211,31 @@ def demo(
     quiet: QuietOption = False,
 ) -> None:
     """Build a demo corpus offline from real sample photos plus generated reposts and broken files."""
-    from photocorpus.corpus import Corpus
+    from photocorpus import api
+    from photocorpus.commands.curate import print_curate
     from photocorpus.demo import build_demo_source
-    from photocorpus.importing import import_folder
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
 
-    corpus = Corpus.open(directory, create=True)
-    with corpus:
+    with api.open(directory, create=True) as corpus:
         source = corpus.root / "sources" / "demo"
         counts = build_demo_source(source)
         typer.echo(
             f"Demo photos: {counts['originals']} originals, {counts['reposts']} reposts, "
             f"{counts['broken']} broken files in {source}"
         )
-        total = sum(1 for p in source.rglob("*") if p.suffix == ".jpg")
-        with graceful_interrupt() as stop, progress_bar("import", total, enabled=not quiet) as adv:
-            report = import_folder(corpus, source, stop=stop, advance=adv)
+        report = api.import_folder(corpus, source, progress=not quiet)
         typer.echo(
             f"Imported {report.imported}, failed {report.failed}, already present {report.skipped_existing}"
         )
-        from photocorpus.features.pipeline import featurize_images
-
-        with (
-            graceful_interrupt() as stop,
-            progress_bar("featurize efficientnet-lite0", None, unit="img", enabled=not quiet) as adv,
-        ):
-            featurized = featurize_images(corpus, stop=stop, progress=adv)
+        featurized = api.featurize(corpus, progress=not quiet)
         typer.echo(f"Featurized {featurized.computed} photos with efficientnet-lite0 ({featurized.backend})")
         # Curate after featurize, so that dedup also uses the CNN features (crops, frames, rotations).
-        from photocorpus.commands.curate import curate as curate_command
-
-        curate_command(corpus=corpus.root, quiet=quiet)
+        print_curate(api.curate_photos(corpus, progress=not quiet))
         if flickr:
             _demo_flickr(corpus, quiet)
-        from photocorpus.explore.stage import explore
-
-        with graceful_interrupt() as stop:
-            explored = explore(corpus, show_progress=not quiet, stop=stop)
+        explored = api.explore_photos(corpus, progress=not quiet)
+        if explored.interrupted:
+            typer.echo(f"Interrupted: {explored.interruption}", err=True)
+            raise typer.Exit(130)
         typer.echo(f"Report: {explored.index_html} (open it in a browser; it needs no server)")
         _print_status(corpus.status_summary())
     typer.echo(f"\nDone. Explore it with: photocorpus status --corpus {directory}")
@@ -270,23 +248,14 @@ def _demo_flickr(corpus: Any, quiet: bool) -> None:
     """Harvest a few hundred real, Creative Commons Flickr photos for three InstaCities1M cities."""
     import os
 
+    from photocorpus.api import harvest_flickr
     from photocorpus.errors import ConfigError
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
-    from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters, parse_licenses
-    from photocorpus.sources.flickr_api import FlickrClient
 
     api_key = os.environ.get("FLICKR_API_KEY") or corpus.settings.flickr.api_key
     if not api_key:
         raise ConfigError("demo --flickr needs a Flickr API key in $FLICKR_API_KEY (see the README)")
-    settings = corpus.settings.flickr
-    filters = SearchFilters(licenses=parse_licenses(["cc"]), sort="interestingness-desc", per_page=100)
-    api_url = os.environ.get("PHOTOCORPUS_FLICKR_API_URL")
-    with (
-        FlickrClient.from_settings(api_key, settings, settings.endpoint(api_url)) as client,
-        graceful_interrupt() as stop,
-        progress_bar("harvest flickr", len(DEMO_CITIES) * 100, enabled=not quiet) as bar,
-    ):
-        harvester = FlickrHarvester(corpus, client, filters, per_query=100, stop=stop, progress=bar)
-        report = harvester.run([HarvestQuery(city, city) for city in DEMO_CITIES])
+    report = harvest_flickr(
+        corpus, list(DEMO_CITIES), licenses="cc", sort="interestingness-desc", per_query=100, api_key=api_key,
+        per_page=100, progress=not quiet,
+    )  # fmt: skip
     typer.echo(f"Flickr: {report.photos_new} new photo records for {', '.join(DEMO_CITIES)}")

@@ -1,4 +1,5 @@
-"""Curate commands: curate (all steps), dedup, quality, split and export.
+"""Curate commands: curate (all steps), dedup, quality, split and export: each parses its options,
+calls :func:`photocorpus.api.curate_photos` (or ``export_photos``) and prints the report.
 
 Labels come from sources and folder names, so lines that name them print them through
 :func:`photocorpus.textsafety.terminal_safe`: a label cannot drive the terminal.
@@ -13,20 +14,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from photocorpus.cli_app import (
-    CorpusOption,
-    ExecutorOption,
-    QuietOption,
-    RayAddressOption,
-    app,
-    open_corpus,
-    use_executor,
-)
+from photocorpus.cli_app import CorpusOption, ExecutorOption, QuietOption, RayAddressOption, app, open_corpus
 from photocorpus.textsafety import terminal_safe
 
 if TYPE_CHECKING:
-    from photocorpus.config import CurateSettings
     from photocorpus.corpus import Corpus
+    from photocorpus.curate.dedup import DedupReport
+    from photocorpus.curate.quality import QualityReport
+    from photocorpus.curate.splits import SplitReport
+    from photocorpus.curate.stage import CurateReport
 
 WorkersOption = Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")]
 RedoOption = Annotated[bool, typer.Option("--redo", help="Recompute for every photo, not only new ones.")]
@@ -36,43 +32,20 @@ LanguagesOption = Annotated[
 ]
 
 
-def _settings(
-    corpus: Corpus,
-    *,
-    threshold: int | None = None,
-    semantic: bool | None = None,
-    keep_bots: bool | None = None,
-) -> CurateSettings:
-    s = corpus.settings.curate.model_copy()
-    if threshold is not None:
-        s.phash_max_distance = threshold
-    if semantic is not None:
-        s.semantic = semantic
-    if keep_bots is not None:
-        s.exclude_bots = not keep_bots
-    return s
+def _run(c: Corpus, quiet: bool, settings: dict[str, Any], **options: Any) -> CurateReport:
+    """Run curate through the API; ``[curate]`` settings left as None keep corpus.toml's."""
+    from photocorpus.api import curate_photos
+
+    changed = {k: v for k, v in settings.items() if v is not None}
+    return curate_photos(c, progress=not quiet, **options, **changed)
 
 
-def _dedup(
-    c: Corpus, s: CurateSettings, *, workers: int | None, redo: bool, delete: bool, quiet: bool
-) -> dict[str, Any]:
-    from photocorpus.curate.dedup import find_duplicates, hash_photos, pending_hash_count
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
+def _interrupted() -> None:
+    typer.echo("Interrupted: re-run the same command to resume.", err=True)
+    raise typer.Exit(130)
 
-    c.resolve_dangling_intents()
-    total = pending_hash_count(c, redo)
-    with graceful_interrupt() as stop, progress_bar("hash", total, enabled=not quiet) as adv:
-        report = hash_photos(c, workers=workers, redo=redo, stop=stop, advance=adv)
-    if report.interrupted:
-        typer.echo("Interrupted: re-run the same command to resume.", err=True)
-        raise typer.Exit(130)
-    with progress_bar("verify semantic pairs", None, unit="pairs", enabled=not quiet) as adv:
-        find_duplicates(c, s, report=report, advance=adv, workers=workers)
-    if delete:
-        from photocorpus.curate.dedup import delete_duplicate_files
 
-        delete_duplicate_files(c, report)
+def _print_dedup(report: DedupReport, delete: bool) -> None:
     typer.echo(
         f"dedup: {report.hashed} hashed, {report.failed} failed; {report.photos} photos, "
         f"{report.groups} duplicate groups, {report.duplicates} duplicates "
@@ -80,36 +53,43 @@ def _dedup(
         f"{'on ' + str(report.semantic_photos) + ' photos' if report.semantic_used else 'off: no features'})"
         + (f"; {report.deleted_files} duplicate files deleted" if delete else "")
     )
-    return {"dedup": report}
 
 
-def _quality(c: Corpus, s: CurateSettings, *, workers: int | None, redo: bool, quiet: bool) -> dict[str, Any]:
-    from photocorpus.curate.quality import pending_quality, run_quality
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
-
-    total = len(pending_quality(c, redo))
-    with graceful_interrupt() as stop, progress_bar("quality", total, enabled=not quiet) as adv:
-        report = run_quality(c, s, workers=workers, redo=redo, stop=stop, advance=adv)
-    if report.interrupted:
-        typer.echo("Interrupted: re-run the same command to resume.", err=True)
-        raise typer.Exit(130)
+def _print_quality(report: QualityReport) -> None:
     flags = ", ".join(f"{k}={v}" for k, v in report.flags.items()) or "none"
     typer.echo(f"quality: {report.scored} scored, {report.failed} failed; flags: {flags}")
-    return {"quality": report}
 
 
-def _split(c: Corpus, s: CurateSettings, languages: list[str] | None) -> dict[str, Any]:
-    from photocorpus.curate.splits import run_splits
-
-    report = run_splits(c, s, languages=languages)
+def _print_split(report: SplitReport) -> None:
     for label, counts in report.per_label.items():
         total = sum(counts.values()) or 1
         shares = ", ".join(f"{terminal_safe(k)} {v} ({100 * v / total:.1f}%)" for k, v in counts.items())
         typer.echo(f"split {terminal_safe(label)}: {shares}")
     excluded = ", ".join(f"{terminal_safe(k)}={v}" for k, v in report.excluded.items()) or "none"
     typer.echo(f"split: {report.newly_assigned} newly assigned; excluded: {excluded}")
-    return {"split": report}
+
+
+def _print_report(report: CurateReport, delete: bool) -> None:
+    """Each step's line in curate's order; an interrupted step ends the output and exits 130."""
+    if report.dedup is not None:
+        if report.dedup.interrupted:
+            _interrupted()
+        _print_dedup(report.dedup, delete)
+    if report.captions is not None:
+        if report.captions.interrupted:
+            _interrupted()
+        captions = report.captions
+        langs = ", ".join(f"{terminal_safe(k)}={v}" for k, v in list((captions.languages or {}).items())[:8])
+        typer.echo(f"captions: {captions.cleaned} cleaned; languages: {langs or 'none'}")
+    if report.bots is not None:
+        reasons = ", ".join(f"{k}={v}" for k, v in report.bots.by_reason.items()) or "none"
+        typer.echo(f"bots: {report.bots.flagged} photos flagged ({reasons})")
+    if report.quality is not None:
+        if report.quality.interrupted:
+            _interrupted()
+        _print_quality(report.quality)
+    if report.split is not None:
+        _print_split(report.split)
 
 
 @app.command()
@@ -132,9 +112,11 @@ def dedup(
 ) -> None:
     """Find exact and near-duplicate photos; mark all but each group's representative duplicate_of."""
     with open_corpus(corpus) as c:
-        use_executor(c, executor, ray_address)
-        _dedup(c, _settings(c, threshold=threshold, semantic=semantic), workers=workers, redo=redo,
-               delete=delete, quiet=quiet)  # fmt: skip
+        report = _run(
+            c, quiet, {"phash_max_distance": threshold, "semantic": semantic}, steps=["dedup"],
+            workers=workers, redo=redo, delete_duplicates=delete, executor=executor, ray_address=ray_address,
+        )  # fmt: skip
+    _print_report(report, delete)
 
 
 @app.command()
@@ -146,7 +128,8 @@ def quality(
 ) -> None:
     """Score every image (size, aspect, blank, dark/bright, blur, grayscale, frame) and flag it."""
     with open_corpus(corpus) as c:
-        _quality(c, _settings(c), workers=workers, redo=redo, quiet=quiet)
+        report = _run(c, quiet, {}, steps=["quality"], workers=workers, redo=redo)
+    _print_report(report, False)
 
 
 @app.command()
@@ -159,7 +142,10 @@ def split(
 ) -> None:
     """Assign train/val/test per label (stable, leak-free); excluded photos get no split."""
     with open_corpus(corpus) as c:
-        _split(c, _settings(c, keep_bots=keep_bots or None), languages)
+        report = _run(
+            c, True, {"exclude_bots": False if keep_bots else None}, steps=["split"], languages=languages
+        )
+    _print_report(report, False)
 
 
 @app.command()
@@ -180,29 +166,19 @@ def curate(
     quiet: QuietOption = False,
 ) -> None:
     """Run every curate step: dedup, caption text, bots, quality, split."""
-    from photocorpus.curate.bots import run_bots
-    from photocorpus.curate.captions import pending_captions, run_captions
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
-
     with open_corpus(corpus) as c:
-        use_executor(c, executor, ray_address)
-        s = _settings(c, semantic=semantic, keep_bots=keep_bots or None)
-        _dedup(c, s, workers=workers, redo=redo, delete=delete, quiet=quiet)
-        total = len(pending_captions(c, redo))
-        with graceful_interrupt() as stop, progress_bar("captions", total, enabled=not quiet) as adv:
-            captions = run_captions(c, redo=redo, stop=stop, advance=adv)
-        if captions.interrupted:
-            typer.echo("Interrupted: re-run the same command to resume.", err=True)
-            raise typer.Exit(130)
-        langs = ", ".join(f"{terminal_safe(k)}={v}" for k, v in list((captions.languages or {}).items())[:8])
-        typer.echo(f"captions: {captions.cleaned} cleaned; languages: {langs or 'none'}")
-        bots = run_bots(c, s)
-        reasons = ", ".join(f"{k}={v}" for k, v in bots.by_reason.items()) or "none"
-        typer.echo(f"bots: {bots.flagged} photos flagged ({reasons})")
-        _quality(c, s, workers=workers, redo=redo, quiet=quiet)
-        _split(c, s, languages)
-        summary = c.status_summary()["curate"]
+        report = _run(
+            c, quiet, {"semantic": semantic, "exclude_bots": False if keep_bots else None},
+            languages=languages, delete_duplicates=delete, workers=workers, redo=redo, executor=executor,
+            ray_address=ray_address,
+        )  # fmt: skip
+    print_curate(report, delete)
+
+
+def print_curate(report: CurateReport, delete: bool = False) -> None:
+    """A whole curate run's lines (also the demo's): each step, then the unique ratios."""
+    _print_report(report, delete)
+    summary = report.summary
     typer.echo(
         f"unique: {100 * (summary['unique_ratio'] or 0):.2f}% (ours: exact + near duplicates); "
         f"{100 * summary.get('unique_ratio_sha256', 0):.2f}% by sha256; "
@@ -246,11 +222,8 @@ def export_(
     """Write the curated corpus as FORMAT: instacities, imagefolder, webdataset, parquet, mirflickr-json,
     mirflickr-images (MIRFLICKR-1M's <N // 10000>/<N>.jpg), or attribution (credits for Creative Commons
     photos)."""
-    from photocorpus.export.rows import iter_photos, parse_size, parse_splits
-    from photocorpus.progress import progress_bar
+    from photocorpus.api import export_photos
 
-    splits = parse_splits(split_)
-    dims = parse_size(size)
     training_layout = fmt in (ExportFormat.instacities, ExportFormat.imagefolder, ExportFormat.webdataset)
     image_format = training_layout or fmt is ExportFormat.mirflickr_images
     if embed_provenance and not image_format:
@@ -260,54 +233,8 @@ def export_(
             param_hint="--embed-provenance",
         )
     with open_corpus(corpus) as c:
-        total = sum(
-            1 for _ in iter_photos(c, splits=splits, in_split_only=training_layout, with_file=image_format)
-        )
-        with progress_bar(f"export {fmt.value}", total, enabled=not quiet) as adv:
-            result = _run_export(c, fmt, out, splits, dims, workers, adv, embed_provenance)
-    typer.echo(f"export {fmt.value}: {json.dumps(result)} -> {out}")
-
-
-def _run_export(c, fmt, out, splits, dims, workers, adv, stamp=False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    if fmt is ExportFormat.instacities:
-        from photocorpus.export.layouts import export_instacities
-
-        r = export_instacities(
-            c, out, splits=splits, size=dims, workers=workers, embed_provenance=stamp, advance=adv
-        )
-        return {"images": r.images, "per_split": r.per_split, "attributed": r.attributed}
-    if fmt is ExportFormat.imagefolder:
-        from photocorpus.export.layouts import export_imagefolder
-
-        r = export_imagefolder(
-            c, out, splits=splits, size=dims, workers=workers, embed_provenance=stamp, advance=adv
-        )
-        return {"images": r.images, "per_split": r.per_split, "attributed": r.attributed}
-    if fmt is ExportFormat.webdataset:
-        from photocorpus.export.webdataset import export_webdataset
-
-        w = export_webdataset(
-            c, out, splits=splits, size=dims, workers=workers, embed_provenance=stamp, advance=adv
-        )
-        return {"samples": w.samples, "shards": len(w.shards), "attributed": w.attributed}
-    if fmt is ExportFormat.parquet:
-        from photocorpus.export.parquet import export_parquet
-
-        return {"rows": export_parquet(c, out, splits=splits, advance=adv)}
-    if fmt is ExportFormat.mirflickr_json:
-        from photocorpus.export.mirflickr_json import export_mirflickr_json
-
-        return {"files": export_mirflickr_json(c, out, splits=splits, advance=adv)}
-    if fmt is ExportFormat.mirflickr_images:
-        from photocorpus.export.mirflickr_images import export_mirflickr_images
-
-        r = export_mirflickr_images(
-            c, out, splits=splits, size=dims, workers=workers, embed_provenance=stamp, advance=adv
-        )
-        return {"images": r.images, "per_split": r.per_split, "attributed": r.attributed}
-    from photocorpus.export.attribution import write_attribution
-    from photocorpus.export.rows import iter_photos
-
-    photos = [(p, p.path) for p in iter_photos(c, splits=splits)]
-    adv(len(photos))
-    return {"attributed": write_attribution(out, photos)}
+        report = export_photos(
+            c, fmt.value, out, splits=split_ or None, size=size, workers=workers,
+            embed_provenance=embed_provenance, progress=not quiet,
+        )  # fmt: skip
+    typer.echo(f"export {fmt.value}: {json.dumps(report.counts)} -> {out}")

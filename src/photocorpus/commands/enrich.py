@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -32,29 +31,13 @@ def enrich_flickr(
     Several keys of yours share the work when $FLICKR_API_KEY holds them comma-separated (or
     ``extra_api_keys`` is set in corpus.toml): one rate limit per key.
     """
-    from photocorpus.enrich.flickr import FlickrEnricher, api_keys_from, parse_kinds, plan
-    from photocorpus.errors import ConfigError
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
-    from photocorpus.sources.flickr_api import FlickrClient
+    from photocorpus.api import enrich_flickr as run_enrich
 
-    wanted = parse_kinds(kinds)
     with open_corpus(corpus) as c:
-        settings = c.settings.flickr
-        keys = api_keys_from(os.environ.get("FLICKR_API_KEY"), settings.api_key, settings.extra_api_keys)
-        if not keys:
-            raise ConfigError("no Flickr API key: set FLICKR_API_KEY (see the README)")
-        todo = plan(c, wanted, len(keys), settings.calls_per_hour, max_photos)
-        typer.echo(f"Enrichment: {todo.describe()}.")
-        endpoint = settings.endpoint(api_url)  # never the key over plain http (see FlickrSettings)
-        clients = [FlickrClient.from_settings(key, settings, endpoint) for key in keys]
-        try:
-            with graceful_interrupt() as stop, progress_bar("enrich", todo.calls, "calls", not quiet) as bar:
-                report = FlickrEnricher(c, clients, wanted, stop=stop, progress=bar).run(max_photos)
-        finally:
-            for client in clients:
-                client.close()
+        report = run_enrich(c, kinds=kinds, max_photos=max_photos, api_url=api_url, progress=not quiet)
         coverage = c.metadata_coverage()
+    if report.plan is not None:
+        typer.echo(f"Enrichment: {report.plan.describe()}.")
     for kind, by_status in sorted(report.stored.items()):
         typer.echo(f"{kind}: " + ", ".join(f"{s}={n}" for s, n in sorted(by_status.items())))
     typer.echo("coverage: " + ", ".join(f"{k}={v}" for k, v in coverage.items()))

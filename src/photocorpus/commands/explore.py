@@ -48,31 +48,17 @@ def explore(
     quiet: QuietOption = False,
 ) -> None:
     """Map a feature set to 2-D, cluster it, and write reports/<name>/index.html (opens from disk)."""
-    from photocorpus.explore.errors import ExploreInterrupted
-    from photocorpus.explore.stage import explore as run_explore
-    from photocorpus.interrupt import graceful_interrupt
+    from photocorpus.api import explore_photos
 
     k_value: int | str = int(k) if k.isdigit() else k
-    with open_corpus(corpus) as c, graceful_interrupt() as stop:
-        try:
-            result = run_explore(
-                c,
-                features=features,
-                method=method,
-                k=k_value,
-                color_by=color_by,
-                sample=sample,
-                seed=seed,
-                png=png,
-                name=name,
-                ontology=ontology,
-                compare_raw=compare_raw,
-                show_progress=not quiet,
-                stop=stop,
-            )
-        except ExploreInterrupted as exc:
-            typer.echo(f"Interrupted: {exc}", err=True)
-            raise typer.Exit(130) from None
+    with open_corpus(corpus) as c:
+        result = explore_photos(
+            c, features=features, method=method, k=k_value, color_by=color_by, sample=sample, seed=seed,
+            png=png, name=name, ontology=ontology, compare_raw=compare_raw, progress=not quiet,
+        )  # fmt: skip
+    if result.interrupted:
+        typer.echo(f"Interrupted: {result.interruption}", err=True)
+        raise typer.Exit(130)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return

@@ -12,15 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from photocorpus.cli_app import (
-    CorpusOption,
-    ExecutorOption,
-    QuietOption,
-    RayAddressOption,
-    app,
-    open_corpus,
-    use_executor,
-)
+from photocorpus.cli_app import CorpusOption, ExecutorOption, QuietOption, RayAddressOption, app, open_corpus
 from photocorpus.textsafety import terminal_safe
 
 features_app = typer.Typer(
@@ -86,34 +78,21 @@ def featurize(
     Image models also store each photo's top-5 ImageNet labels and ontology categories. --text adds
     caption embeddings (text.minilm, text.lda, text.word2vec, text.word2vec-tfidf).
     """
-    from photocorpus.features.pipeline import DEFAULT_MODEL, featurize_images
-    from photocorpus.features.text_embed import embed_captions
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
+    from photocorpus import api
 
     if model is None and text is None:
-        model = DEFAULT_MODEL
+        model = "efficientnet-lite0"
+    settings = {"batch_size": batch_size, "threads": threads, "backend": backend, "dtype": dtype}
+    settings = {k: v for k, v in settings.items() if v is not None}
     results: list[dict[str, Any]] = []
     interrupted = False
-    with open_corpus(corpus) as c, graceful_interrupt() as stop:
-        use_executor(c, executor, ray_address)
+    with open_corpus(corpus) as c:
         if model is not None:
-            with progress_bar(f"featurize {model}", None, unit="img", enabled=not quiet) as bar:
-                report = featurize_images(
-                    c,
-                    model,
-                    weights=weights,
-                    batch_size=batch_size,
-                    workers=workers,
-                    threads=threads,
-                    backend=backend,
-                    dtype=dtype,
-                    pca_dims=pca,
-                    ontologies=[str(p) for p in ontology or []],
-                    limit=limit,
-                    stop=stop,
-                    progress=bar,
-                )
+            pca_setting = {} if pca is None else {"raw_pixels_pca": pca}
+            report = api.featurize(
+                c, model, weights=weights, workers=workers, ontologies=ontology or [], limit=limit,
+                executor=executor, ray_address=ray_address, progress=not quiet, **settings, **pca_setting,
+            )  # fmt: skip
             results.append(report.as_dict())
             interrupted |= report.interrupted
             if not as_json:
@@ -123,12 +102,10 @@ def featurize(
                     f"({failures}), {report.images_per_s:,.1f} img/s on {report.backend} -> "
                     f"{', '.join(report.feature_sets)}"
                 )
-        if text is not None and not stop:
-            with progress_bar(f"embed captions ({text})", None, unit="captions", enabled=not quiet) as bar:
-                text_reports = embed_captions(
-                    c, text, retrain=retrain, threads=threads, dtype=dtype, stop=stop, progress=bar
-                )
-            for tr in text_reports:
+        if text is not None and not interrupted:
+            text_settings = {k: v for k, v in settings.items() if k in ("threads", "dtype")}
+            embedded = api.embed_captions(c, text, retrain=retrain, progress=not quiet, **text_settings)
+            for tr in embedded.runs:
                 results.append(tr.as_dict())
                 interrupted |= tr.interrupted
                 if not as_json:

@@ -8,15 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from photocorpus.cli_app import (
-    CorpusOption,
-    ExecutorOption,
-    QuietOption,
-    RayAddressOption,
-    app,
-    open_corpus,
-    use_executor,
-)
+from photocorpus.cli_app import CorpusOption, ExecutorOption, QuietOption, RayAddressOption, app, open_corpus
 from photocorpus.commands.harvest import harvest_app
 
 
@@ -91,16 +83,12 @@ def fetch(
     Resumable: re-running does only what is left, after Ctrl-C or a kill -9. Settings come from
     the fetch table of corpus.toml; the options here override them for this run.
     """
+    from photocorpus.api import fetch_photos
     from photocorpus.errors import ConfigError
-    from photocorpus.fetch.stage import fetch_photos, parse_size
-    from photocorpus.interrupt import graceful_interrupt
     from photocorpus.logs import setup_logging
-    from photocorpus.progress import progress_bar
 
     if verbose:
         setup_logging(True)
-    if size is not None:
-        parse_size(size)  # a message that says what a size looks like
     if retry_reasons and not retry_failed:
         raise ConfigError(
             f"unexpected argument(s) {' '.join(retry_reasons)}: reasons go after --retry-failed"
@@ -126,25 +114,20 @@ def fetch(
         overrides["respect_x_robots_tag"] = False
     if allow_private_urls:
         overrides["allow_private_urls"] = True
+    settings = {k: v for k, v in overrides.items() if v is not None}
     with open_corpus(corpus) as c:
-        use_executor(c, executor, ray_address)
-        settings = _override(c.settings.fetch, {k: v for k, v in overrides.items() if v is not None})
-        if settings.default_size_only and settings.min_side_px >= 500:
+        only_default = settings.get("default_size_only", c.settings.fetch.default_size_only)
+        min_side_px = settings.get("min_side_px", c.settings.fetch.min_side_px)
+        if only_default and min_side_px >= 500:
             typer.secho(
-                f"note: default-size images are small; --min-side {settings.min_side_px} may drop most",
+                f"note: default-size images are small; --min-side {min_side_px} may drop most",
                 fg=typer.colors.YELLOW,
                 err=True,
             )
-        with graceful_interrupt() as stop, progress_bar("fetch", None, enabled=not quiet) as bar:
-            report = fetch_photos(
-                c,
-                settings,
-                retry_failed=(retry_reasons or []) if retry_failed else None,
-                limit=limit,
-                stop=stop,
-                advance=bar,
-                on_total=getattr(bar, "set_total", None),
-            )
+        report = fetch_photos(
+            c, retry_failed=(retry_reasons or True) if retry_failed else False, limit=limit,
+            executor=executor, ray_address=ray_address, progress=not quiet, **settings,
+        )  # fmt: skip
     if as_json:
         from dataclasses import asdict
 
@@ -174,19 +157,6 @@ def _parse_aspect(text: str) -> tuple[float, float]:
     return low, high
 
 
-def _override(settings: Any, changes: dict[str, Any]) -> Any:
-    """A validated copy of a settings section with ``changes`` applied (bad values: one clear error)."""
-    from pydantic import ValidationError
-
-    from photocorpus.errors import ConfigError
-
-    try:
-        return type(settings).model_validate({**settings.model_dump(), **changes})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid fetch option: {problems}") from None
-
-
 @harvest_app.command("urls")
 def harvest_urls(
     file: Annotated[
@@ -205,26 +175,13 @@ def harvest_urls(
     quiet: QuietOption = False,
 ) -> None:
     """Add every URL of a list (img2dataset's input formats) as a photo to fetch later."""
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
-    from photocorpus.sources.urls import harvest_url_list
+    from photocorpus.api import harvest_urls as run_harvest
 
-    with (
-        open_corpus(corpus) as c,
-        graceful_interrupt() as stop,
-        progress_bar("harvest urls", None, unit="rows", enabled=not quiet) as bar,
-    ):
-        report = harvest_url_list(
-            c,
-            file,
-            url_col=url_col,
-            caption_col=caption_col,
-            label_col=label_col,
-            label=label,
-            input_format=input_format,
-            stop=stop,
-            advance=bar,
-        )
+    with open_corpus(corpus) as c:
+        report = run_harvest(
+            c, file, url_col=url_col, caption_col=caption_col, label_col=label_col, label=label,
+            input_format=input_format, progress=not quiet,
+        )  # fmt: skip
     typer.echo(
         f"{Path(report.file).name} ({report.format}): {report.rows} rows, {report.added} new photos, "
         f"{report.already_present} already in the corpus, {report.skipped_not_http} without an http(s) URL"

@@ -6,7 +6,6 @@ Query labels may come from a downloaded query file, so they are printed through
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -54,54 +53,20 @@ def harvest_flickr(
     quiet: QuietOption = False,
 ) -> None:
     """Search Flickr and record photos (ids, owners, captions, tags, geo, licences, dates, image URLs)."""
+    from photocorpus.api import harvest_flickr as run_harvest
     from photocorpus.errors import ConfigError
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
-    from photocorpus.sources.flickr import (
-        FlickrHarvester,
-        HarvestQuery,
-        SearchFilters,
-        parse_date,
-        parse_licenses,
-        read_query_file,
-    )
-    from photocorpus.sources.flickr_api import FlickrClient
 
     if search_by not in ("text", "tags") or tags_mode not in ("any", "all"):
         raise ConfigError("--search-by takes 'text' or 'tags'; --tags-mode takes 'any' or 'all'")
-    todo = read_query_file(queries) if queries else []
-    todo += [HarvestQuery(q, q) for q in query or []]
-    if not todo:
+    if not query and not queries:
         raise ConfigError("give at least one --query TEXT or a --queries FILE")
     with open_corpus(corpus) as c:
-        settings = c.settings.flickr
-        per_page = settings.per_page
-        filters = SearchFilters(
-            min_upload=parse_date(min_upload),
-            max_upload=parse_date(max_upload),
-            min_taken=min_taken,
-            max_taken=max_taken,
-            has_geo=geo,
-            accuracy=accuracy,
-            bbox=bbox,
-            licenses=parse_licenses(license or []),
-            sort=sort,
-            search_by=search_by,
-            tags_mode=tags_mode,
-            per_page=per_page,
-        )
-        api_key = os.environ.get("FLICKR_API_KEY") or settings.api_key or ""
-        client = FlickrClient.from_settings(api_key, settings, settings.endpoint(api_url))
-        with (
-            client,
-            graceful_interrupt() as stop,
-            progress_bar("harvest flickr", None, enabled=not quiet) as bar,
-        ):
-            harvester = FlickrHarvester(
-                c, client, filters, window_target=settings.window_target, per_query=per_query, stop=stop,
-                progress=bar,
-            )  # fmt: skip
-            report = harvester.run(todo, refresh=refresh)
+        report = run_harvest(
+            c, query or [], query_file=queries, min_upload=min_upload, max_upload=max_upload,
+            min_taken=min_taken, max_taken=max_taken, has_geo=geo, accuracy=accuracy, bbox=bbox,
+            licenses=license or [], sort=sort, search_by=search_by, tags_mode=tags_mode, per_query=per_query,
+            refresh=refresh, api_url=api_url, progress=not quiet,
+        )  # fmt: skip
     for label, count in report.per_query.items():
         typer.echo(f"{terminal_safe(label)}: {count} photos logged")
     typer.echo(

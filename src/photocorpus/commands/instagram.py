@@ -55,46 +55,16 @@ def harvest_instagram_command(
     become one photo per image; videos are skipped and counted. Ctrl-C, kill -9 or an error from
     Instagram lose nothing committed: run the same command again to resume.
     """
+    from photocorpus.api import harvest_instagram
     from photocorpus.errors import ConfigError
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.progress import progress_bar
-    from photocorpus.sources.instagram import (
-        InstaloaderPosts,
-        harvest_instagram,
-        open_instaloader,
-        queries_from_options,
-    )
 
-    queries = queries_from_options(hashtag or [], profile or [])
-    if not queries:
+    if not hashtag and not profile:
         raise ConfigError("give at least one --hashtag NAME or --profile USERNAME")
     with open_corpus(corpus) as c:
-        settings = c.settings.instagram
-        loader = open_instaloader(
-            login=login,
-            session_file=session_file.expanduser() if session_file else None,
-            max_connection_attempts=settings.max_connection_attempts,
-            request_timeout_s=settings.request_timeout_s,
-        )
-        total = max_posts * len(queries) if max_posts else None
-        try:
-            with (
-                graceful_interrupt() as stop,
-                progress_bar("harvest instagram", total, unit="posts", enabled=not quiet) as bar,
-            ):
-                report = harvest_instagram(
-                    c,
-                    queries,
-                    InstaloaderPosts(loader),
-                    max_posts=max_posts,
-                    fresh=fresh,
-                    owner_lookup=owner_names,
-                    login=login,
-                    stop=stop,
-                    advance=bar,
-                )
-        finally:
-            loader.close()
+        report = harvest_instagram(
+            c, hashtags=hashtag or [], profiles=profile or [], max_posts=max_posts, login=login,
+            session_file=session_file, owner_names=owner_names, fresh=fresh, progress=not quiet,
+        )  # fmt: skip
     for q in report.queries:
         query = terminal_safe(q.query)
         where = f"{query}: {q.posts} posts read ({q.posts_in_pass} in this pass), {q.photos} photos"

@@ -7,19 +7,14 @@ rich tables, markup-escaped as well): none of them can drive the terminal.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from photocorpus.cli_app import CorpusOption, QuietOption, app, open_corpus
 from photocorpus.textsafety import terminal_safe
-
-if TYPE_CHECKING:
-    from photocorpus.learn.heads import FitSettings
 
 train_app = typer.Typer(
     help="Train weak-label classifiers and the semantic (image -> text space) model.", no_args_is_help=True
@@ -50,42 +45,37 @@ LabelsOption = Annotated[
 ]
 
 
-def _fit_settings(
-    corpus: Any,
+def _learn_settings(
+    features: str | None,
+    split: str | None,
     epochs: int | None,
     patience: int | None,
     lr: float | None,
     batch_size: int | None,
     seed: int | None,
-) -> FitSettings:
-    from photocorpus.learn.heads import FitSettings
+) -> dict[str, Any]:
+    """The ``[learn]`` settings that options override for this run (None: keep corpus.toml's)."""
+    chosen = {
+        "image_features": features,
+        "splits": split,
+        "epochs": epochs,
+        "patience": patience,
+        "learning_rate": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    return {k: v for k, v in chosen.items() if v is not None}
 
-    cfg = corpus.settings.learn
-    return FitSettings(
-        epochs=epochs or cfg.epochs,
-        patience=patience or cfg.patience,
-        batch_size=batch_size or cfg.batch_size,
-        learning_rate=lr or cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        seed=cfg.seed if seed is None else seed,
-    )
 
+def _print_epochs(quiet: bool) -> Any:
+    """An ``on_epoch`` that prints the losses of the first and every tenth epoch (not when quiet)."""
+    from photocorpus.progress import stderr_console
 
-@contextlib.contextmanager
-def _epoch_progress(epochs: int, quiet: bool) -> Iterator[Any]:
-    """A progress bar over epochs (early stopping usually ends before the last) with the losses."""
-    from photocorpus.progress import progress_bar, stderr_console
+    def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
+        if not quiet and (epoch == 1 or epoch % 10 == 0):
+            stderr_console.print(f"epoch {epoch:4d}  train loss {train_loss:.4f}  val loss {val_loss:.4f}")
 
-    with progress_bar("train", epochs, unit="epochs", enabled=not quiet) as bar:
-
-        def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
-            bar(1)
-            if not quiet and (epoch == 1 or epoch % 10 == 0):
-                stderr_console.print(
-                    f"epoch {epoch:4d}  train loss {train_loss:.4f}  val loss {val_loss:.4f}"
-                )
-
-        yield on_epoch
+    return on_epoch
 
 
 def _print_metrics(report: Any, as_json: bool) -> None:
@@ -148,36 +138,15 @@ def train_classifier_cmd(
     quiet: QuietOption = False,
 ) -> None:
     """Train a classifier on the train split, early-stop on val, report on test, save it in the corpus."""
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.learn.classifier import train_classifier
-    from photocorpus.learn.dataset import read_label_file
-    from photocorpus.progress import progress_bar
+    from photocorpus.api import train_classifier
 
+    settings = _learn_settings(features, split, epochs, patience, lr, batch_size, seed)
     with open_corpus(corpus) as c:
-        label_file = read_label_file(labels) if labels else None
-        fit = _fit_settings(c, epochs, patience, lr, batch_size, seed)
-        with (
-            graceful_interrupt() as stop,
-            progress_bar("reading images", None, enabled=not quiet and finetune_blocks > 0) as bar,
-            _epoch_progress(fit.epochs, quiet or as_json) as on_epoch,
-        ):
-            report = train_classifier(
-                c,
-                target,
-                labels=label_file,
-                head=head,
-                hidden=hidden,
-                name=name,
-                image_features=features,
-                split=split,
-                fit_settings=fit,
-                top_tags=top_tags,
-                min_tag_count=min_tag_count,
-                finetune_blocks=finetune_blocks,
-                on_epoch=on_epoch,
-                progress=bar,
-                stop=stop,
-            )
+        report = train_classifier(
+            c, target, labels=labels, head=head, hidden=hidden, name=name, top_tags=top_tags,
+            min_tag_count=min_tag_count, finetune_blocks=finetune_blocks,
+            on_epoch=_print_epochs(quiet or as_json), progress=not (quiet or as_json), **settings,
+        )  # fmt: skip
     _print_metrics(report, as_json)
     if not as_json:
         typer.echo(f"Report: {Path(c.root) / report.path / 'report.html'}")
@@ -204,29 +173,14 @@ def train_semantic_cmd(
     quiet: QuietOption = False,
 ) -> None:
     """Learn a map from image features into a caption-embedding space (Gomez et al., ECCV-W 2018)."""
-    from photocorpus.interrupt import graceful_interrupt
-    from photocorpus.learn.dataset import read_label_file
-    from photocorpus.learn.semantic import train_semantic
+    from photocorpus.api import train_semantic
 
+    settings = _learn_settings(features, split, epochs, patience, lr, batch_size, seed)
     with open_corpus(corpus) as c:
-        label_file = read_label_file(labels) if labels else None
-        fit = _fit_settings(c, epochs, patience, lr, batch_size, seed)
-        with graceful_interrupt() as stop, _epoch_progress(fit.epochs, quiet or as_json) as on_epoch:
-            report = train_semantic(
-                c,
-                text,
-                loss=loss,
-                head=head,
-                hidden=hidden,
-                temperature=temperature,
-                name=name,
-                image_features=features,
-                split=split,
-                fit_settings=fit,
-                labels=label_file,
-                on_epoch=on_epoch,
-                stop=stop,
-            )
+        report = train_semantic(
+            c, text, loss=loss, head=head, hidden=hidden, temperature=temperature, name=name, labels=labels,
+            on_epoch=_print_epochs(quiet or as_json), progress=not (quiet or as_json), **settings,
+        )  # fmt: skip
     _print_metrics(report, as_json)
 
 
@@ -311,34 +265,27 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Search the corpus by text (semantic model, or the ImageNet-label bridge) or by example image."""
+    from photocorpus.api import search as run_search
     from photocorpus.learn.dataset import LearnError
-    from photocorpus.learn.search import Searcher
 
     if (query is None) == (image is None):
         raise LearnError("give a text QUERY or --image FILE (not both)")
     with open_corpus(corpus) as c:
-        searcher = Searcher(c, model=model, method=method, index_kind=index, rebuild_index=rebuild_index)
-        if searcher.index is not None and searcher.index_action != "loaded":
-            info = searcher.index.info
-            typer.echo(f"Search index {searcher.index_action}: {info.kind}, {info.count} photos", err=True)
-        hits = searcher.search_text(query, k) if query is not None else searcher.search_image(image, k)  # type: ignore[arg-type]
+        results = run_search(
+            c, query, image=image, k=k, model=model, method=method, index=index, rebuild_index=rebuild_index
+        )
+        if results.index_action and results.index_action != "loaded":
+            typer.echo(
+                f"Search index {results.index_action}: {results.index.replace(' index of', ',')}", err=True
+            )
+        hits = results.hits
         page = None
         if html or html_out:
             from photocorpus.learn.gallery import write_gallery
 
             label = query if query is not None else f"image {image}"
-            sub = f"{len(hits)} results by {hits[0].method if hits else searcher.method}"
-            if query is not None and searcher.uses_bridge:
-                sub += f"; {searcher.explain(query)}"
-            if searcher.index is not None:
-                sub += f" ({searcher.index.info.kind} index of {searcher.index.info.count} photos)"
             page = write_gallery(
-                c,
-                hits,
-                query=label,
-                subtitle=sub,
-                out=html_out,
-                query_image=image if image is not None else None,
+                c, hits, query=label, subtitle=results.subtitle, out=html_out, query_image=image
             )
     if as_json:
         typer.echo(json.dumps([h.to_json() for h in hits], indent=2, ensure_ascii=False))
@@ -348,7 +295,7 @@ def search(
         from rich.table import Table
 
         title = terminal_safe(query if query is not None else image)
-        table = Table(title=f"{escape(title)} — {searcher.method}")
+        table = Table(title=f"{escape(title)} — {results.method}")
         for col in ("rank", "score", "id", "label", "caption"):
             table.add_column(col, overflow="fold", max_width=60 if col == "caption" else None)
         for h in hits:
@@ -359,8 +306,8 @@ def search(
                 *(escape(terminal_safe(text)) for text in (h.source_id, h.label, caption)),
             )
         Console().print(table)
-    if query is not None and searcher.uses_bridge:
-        typer.echo(f"Bridge: {terminal_safe(searcher.explain(query))}", err=True)
+    if results.explanation:
+        typer.echo(f"Bridge: {terminal_safe(results.explanation)}", err=True)
     if page is not None:
         typer.echo(f"Gallery: {page}", err=as_json)
 
@@ -388,30 +335,18 @@ def evaluate_retrieval(
     as_json: JsonOption = False,
 ) -> None:
     """mAP of label queries (--labels; MIRFlickr protocol) or P@k of free queries (--judgments)."""
-    from photocorpus.learn.dataset import LearnError, read_label_file
-    from photocorpus.learn.evaluate import (
-        evaluate_judged_queries,
-        evaluate_label_queries,
-        read_judgments,
-        read_queries,
-        write_unjudged,
-    )
-    from photocorpus.learn.search import Searcher
+    from photocorpus.api import evaluate
+    from photocorpus.learn.dataset import LearnError
 
     if labels is None and queries is None:
         raise LearnError("give --labels FILE (label queries) and/or --queries FILE|instacities")
+    settings = {} if split is None else {"splits": split}
     with open_corpus(corpus) as c:
-        searcher = Searcher(c, model=model, method=method)
-        specs = read_queries(queries) if queries else None
-        if labels is not None:
-            result = evaluate_label_queries(c, searcher, read_label_file(labels), specs, on=on, split=split)
-        else:
-            assert specs is not None
-            result = evaluate_judged_queries(
-                c, searcher, specs, read_judgments(judgments) if judgments else {}, k=k, on=on, split=split
-            )
-            if unjudged is not None:
-                write_unjudged(unjudged, result["unjudged"])
+        report = evaluate(
+            c, labels=labels, queries=queries, judgments=judgments, k=k, on=on, model=model, method=method,
+            unjudged=unjudged, **settings,
+        )  # fmt: skip
+    result = report.as_dict()
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return

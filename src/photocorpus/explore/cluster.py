@@ -156,7 +156,7 @@ def choose_k(
     n = len(z)
     candidates = [k for k in k_range if 2 <= k < n]
     if not candidates:
-        raise ExploreError(f"--k auto needs more photos than the smallest k of {k_range}; got {n} photos")
+        raise ExploreError(f"k='auto' needs more photos than the smallest k of {k_range}; got {n} photos")
     rows = np.sort(np.random.default_rng(seed).choice(n, sample, replace=False)) if n > sample else None
     zs = z if rows is None else z[rows]
     scores: dict[int, float] = {}
@@ -225,7 +225,7 @@ def ensure_clusters(
     """
     k_request = str(k)
     if k_request != "auto" and (not k_request.isdigit() or int(k_request) < 2):
-        raise ExploreError(f"--k must be 'auto' or an integer >= 2, got {k!r}")
+        raise ExploreError(f"k must be 'auto' or an integer >= 2, got {k!r}")
     photo_ids = np.asarray(photo_ids, dtype=np.int64)
     digest = ids_digest(np.sort(photo_ids))
     found = _find_reusable(corpus, features, k_request, seed, digest)
