@@ -180,7 +180,7 @@ def test_multilabel_concept_classifier(mir: Corpus, labels_csv: Path) -> None:
     test = report.metrics["test"]
     assert set(test["per_label_ap"]) == set(read_label_file(labels_csv).names)
     assert test["mAP"] > _baseline_map(mir, labels_csv) + 0.15
-    with pytest.raises(LearnError, match="--labels"):
+    with pytest.raises(LearnError, match="needs labels"):
         train_classifier(mir, "concepts", split=SPLIT, fit_settings=FAST)
 
 

@@ -171,7 +171,7 @@ def test_import_into_a_store_matches_a_local_import(instany_images: Path, tmp_pa
         assert remote_dump == local_dump
         assert _store_files(remote) == files_on_disk(local.root)
         assert remote.verify().ok
-        with pytest.raises(ConfigError, match="--link"):
+        with pytest.raises(ConfigError, match="link=True cannot link"):
             import_folder(remote, src.parent, link=True)
 
 

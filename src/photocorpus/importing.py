@@ -185,8 +185,8 @@ def import_folder(
     report = ImportReport(layout=layout)
     if link and corpus.image_store is not None:
         raise ConfigError(
-            f"import --link cannot link into an object store ({corpus.image_store.url}); "
-            "import without --link (the files are copied), or set [import] link = false"
+            f"link=True cannot link into an object store ({corpus.image_store.url}); "
+            "import with link=False (--copy: the files are copied), or set [import] link = false"
         )
     corpus.resolve_dangling_intents()
     tmp_dir = corpus.tmp_dir()

@@ -204,7 +204,7 @@ def build_targets(
         classes = sorted({lab for lab, tr in zip(meta.labels, train_mask, strict=True) if tr and lab})
         if len(classes) < 2:
             raise LearnError(
-                f"--target label needs at least 2 labels among the training photos, found {classes}; "
+                f"target='label' needs at least 2 labels among the training photos, found {classes}; "
                 "import or harvest photos under several labels (e.g. cities)"
             )
         lookup = {c: i for i, c in enumerate(classes)}
@@ -216,8 +216,8 @@ def build_targets(
         vocab = vocab[:top_tags]
         if len(vocab) < 2:
             raise LearnError(
-                f"--target tags needs at least 2 tags used by >= {min_tag_count} training photos, "
-                f"found {len(vocab)}; lower --min-tag-count or use --target label"
+                f"target='tags' needs at least 2 tags used by >= {min_tag_count} training photos, "
+                f"found {len(vocab)}; lower min_tag_count or use target='label'"
             )
         lookup = {t: i for i, t in enumerate(vocab)}
         values = np.zeros((len(meta.ids), len(vocab)), dtype=np.float32)
@@ -229,7 +229,7 @@ def build_targets(
         return Targets("tags", True, vocab, values, np.array([bool(t) for t in meta.tags]))
     if kind == "concepts":
         if labels is None:
-            raise LearnError("--target concepts needs --labels FILE (a CSV such as MIRFLICKR's labels.csv)")
+            raise LearnError("target='concepts' needs labels (a CSV such as MIRFLICKR's labels.csv)")
         matrix, matched = match_label_file(labels, meta)
         if not matched.any():
             raise LearnError(

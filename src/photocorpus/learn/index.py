@@ -271,7 +271,7 @@ def build_index(
         take = min(n, cells * IVF_TRAIN_POINTS_PER_CELL)
         sample = vectors[np.sort(rng.choice(n, size=take, replace=False))] if take < n else vectors
         if n < cells:
-            raise LearnError(f"an IVF index needs at least {cells} photos, got {n}; use --index flat")
+            raise LearnError(f"an IVF index needs at least {cells} photos, got {n}; use index='flat'")
     index, params = _new_index(kind, dims, n, sample, seed)
     for start in range(0, n, ADD_BATCH):
         index.add_with_ids(vectors[start : start + ADD_BATCH], ids[start : start + ADD_BATCH])

@@ -89,7 +89,7 @@ def detect_format(path: Path, input_format: str | None = None) -> tuple[str, boo
     if fmt not in URL_FORMATS:
         raise ImportSourceError(
             f"cannot tell the format of {path.name}; use one of .{', .'.join(URL_FORMATS)} (optionally .gz) "
-            "or pass --input-format"
+            "or pass input_format (--input-format)"
         )
     return fmt, gzipped
 
@@ -114,7 +114,7 @@ def iter_url_rows(
     fmt, gzipped = detect_format(file, input_format)
     if fmt == "txt" and (caption_col or label_col):
         raise ImportSourceError(
-            "a .txt URL list has no columns; --caption-col/--label-col need csv, json or parquet"
+            "a .txt URL list has no columns; caption_col and label_col need csv, json or parquet"
         )
     if fmt == "parquet":
         records: Iterator[dict[str, Any]] = _parquet_records(file, gzipped)
@@ -127,7 +127,7 @@ def iter_url_rows(
         if index == 0 and url_col not in rec:
             raise ImportSourceError(
                 f"{file.name} has no column {url_col!r} (columns: {', '.join(map(str, rec))[:300]}); "
-                "pass --url-col NAME"
+                "pass url_col (--url-col NAME)"
             )
         extra = {str(k): _scalar(v) for k, v in list(rec.items())[: MAX_EXTRA_COLUMNS + 3] if k not in wanted}
         yield UrlRow(
