@@ -275,9 +275,8 @@ def search(
             c, query, image=image, k=k, model=model, method=method, index=index, rebuild_index=rebuild_index
         )
         if results.index_action and results.index_action != "loaded":
-            typer.echo(
-                f"Search index {results.index_action}: {results.index.replace(' index of', ',')}", err=True
-            )
+            action, kind, count = results.index_action, results.index_kind, results.index_count
+            typer.echo(f"Search index {action}: {kind}, {count} photos", err=True)
         hits = results.hits
         page = None
         if html or html_out:
