@@ -67,7 +67,8 @@ def explore_corpus(base: Path, images: Path) -> Path:
     root = base / "corpus"
     corpus = Corpus.create(root)
     with corpus:
-        report = import_folder(corpus, src, workers=1)
+        # the photos are symlinks into the shared data, outside src: import refuses those unless asked
+        report = import_folder(corpus, src, workers=1, follow_symlinks=True)
         assert report.imported == PHOTOS
         rows = corpus.conn.execute("SELECT photo_id, path FROM files ORDER BY photo_id").fetchall()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
