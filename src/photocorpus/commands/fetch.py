@@ -92,7 +92,8 @@ def fetch(
     the fetch table of corpus.toml; the options here override them for this run.
     """
     from photocorpus.errors import ConfigError
-    from photocorpus.fetch.stage import fetch_photos, parse_size
+    from photocorpus.fetch.spec import parse_size
+    from photocorpus.fetch.stage import fetch_photos
     from photocorpus.interrupt import graceful_interrupt
     from photocorpus.logs import setup_logging
     from photocorpus.progress import progress_bar
