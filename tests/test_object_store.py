@@ -132,9 +132,9 @@ def test_crash_between_put_and_commit_leaves_no_orphan_object(
 
 def test_ray_shard_puts_straight_at_the_reserved_keys(served: Path, tmp_path: Path) -> None:
     """The Ray task body, run in this process: it writes to the store, never to a scratch folder."""
+    from photocorpus.fetch.committer import STORED_FORMAT
     from photocorpus.fetch.distributed import fetch_shard
     from photocorpus.fetch.plan import load_urls, pending_ids
-    from photocorpus.fetch.stage import STORED_FORMAT
 
     url = _memory_url()
     with Corpus.create(tmp_path / "corpus", _settings(url)) as corpus:

@@ -1,12 +1,16 @@
 """Fetch on a Ray cluster: each task downloads and renders one shard of photos; the driver commits.
 
-The shard function, :func:`fetch_shard`, runs the per-photo code of the local fetch unchanged (the
-size preference, redirects, SSRF checks, retries, X-Robots-Tag and expiry rules of
-``_FetchRun._try_sizes``, and :func:`~photocorpus.fetch.worker.render_batch` for the pixels). It writes
-the rendered JPEGs to the corpus's scratch folder, which every node must see (a shared filesystem),
-and returns only the small outcomes: reason, sha256, sizes, the URL used. The driver then commits
-them with the local fetch's own ``_commit`` (fsync, intents, rename, one transaction per batch), so
-a Ray run and a local run write the same rows and the same files.
+Built from the same public pieces as the local loop (:mod:`.stage`), so a Ray run and a local run
+write the same rows and the same files:
+
+* the walk, :func:`~photocorpus.fetch.plan.pending_pages` (id order, keyset paging, the limit);
+* the shard function, :func:`fetch_shard`, runs :class:`~photocorpus.fetch.fetcher.PhotoFetcher` (the
+  size preference, redirects, SSRF checks, retries, X-Robots-Tag and expiry rules) with
+  :func:`~photocorpus.fetch.worker.render_batch` for the pixels. It writes the rendered JPEGs to the
+  corpus's scratch folder, which every node must see (a shared filesystem), and returns only the small
+  outcomes: reason, sha256, sizes, the URL used;
+* the driver, :func:`fetch_with_ray`, commits them with
+  :class:`~photocorpus.fetch.committer.Committer` (fsync, intents, rename, one transaction per batch).
 
 With images on an object store (``[storage] images_url``) no node needs a shared filesystem: the
 driver reserves each photo's path with a file intent before it sends the shard, the task puts each
@@ -27,23 +31,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import random
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from photocorpus.config import ExecutorSettings, FetchSettings
-from photocorpus.fetch.http import ByteBudget, Download, Downloader
-from photocorpus.fetch.plan import UrlOption, pending_pages
-from photocorpus.fetch.stage import _COMMIT_INTERVAL_S, _PAGE, STORED_FORMAT, _FetchRun, _Outcome
-from photocorpus.fetch.worker import render_batch
+from photocorpus.corpus import Corpus
+from photocorpus.fetch.committer import Committer
+from photocorpus.fetch.fetcher import PhotoFetcher
+from photocorpus.fetch.http import ByteBudget, Downloader
+from photocorpus.fetch.outcome import FetchOutcome
+from photocorpus.fetch.plan import PAGE_SIZE, UrlOption, pending_pages
+from photocorpus.fetch.spec import RenderSpec, render_spec
+from photocorpus.fetch.worker import RenderResult, render_batch
 from photocorpus.imagestore import ObjectStore
 from photocorpus.netguard import AddressPolicy
-
-if TYPE_CHECKING:
-    from photocorpus.fetch.stage import FetchReport
 
 log = logging.getLogger("photocorpus.fetch")
 
@@ -52,54 +56,27 @@ log = logging.getLogger("photocorpus.fetch")
 class ShardOutcome:
     """What a fetch task hands back: one small outcome per photo, plus counters."""
 
-    outcomes: list[_Outcome]
+    outcomes: list[FetchOutcome]
     bytes_downloaded: int
 
 
-class _ShardFetch(_FetchRun):
-    """The per-photo half of :class:`~photocorpus.fetch.stage._FetchRun`, without a catalog.
-
-    Rendering happens in this task's threads (Pillow releases the GIL while decoding and encoding)
-    rather than in a second process pool: the task itself is the unit Ray schedules on a CPU.
-    """
+class _ThreadRenderer:
+    """The Ray task's renderer: in this task's threads (Pillow releases the GIL while decoding and
+    encoding) rather than in a second process pool, since the task itself is the unit Ray schedules
+    on a CPU."""
 
     def __init__(
-        self,
-        settings: FetchSettings,
-        policy: AddressPolicy,
-        tmp_dir: str,
-        seed: int | None,
-        store: ObjectStore | None = None,
-        dests: dict[int, str] | None = None,
-    ):
-        super().__init__(None, settings, policy, None, None, None, None, None, seed)  # type: ignore[arg-type]
-        self._tmp_dir = Path(tmp_dir)
-        self._store = store
-        self._dests = dests or {}
+        self, spec: RenderSpec, tmp_dir: str, store: ObjectStore | None, dests: dict[int, str]
+    ) -> None:
+        self.spec = spec
+        self.tmp_dir = tmp_dir
+        self.store = store
+        self.dests = dests
 
-    async def _render(self, photo_id: int, option: UrlOption, download: Download, retries: int) -> _Outcome:
-        assert self._budget is not None and download.body is not None
-        data, download.body = download.body, None
-        dest = [self._dests[photo_id]] if self._store is not None else None
-        try:
-            [result] = await asyncio.to_thread(
-                render_batch, self.spec, str(self._tmp_dir), [data], self._store, dest
-            )
-        finally:
-            self._budget.release(len(data))
-        return _Outcome(photo_id, option, download, result, result.reason, result.detail, retries)
-
-    async def fetch_all(self, items: Sequence[tuple[int, list[UrlOption]]]) -> list[_Outcome]:
-        self._budget = ByteBudget(self.settings.max_inflight_mb * 1_000_000)
-        slots = asyncio.Semaphore(self.settings.concurrency)
-        async with Downloader(self.settings, self.policy, self._budget, self.rng) as downloader:
-
-            async def one(photo_id: int, options: list[UrlOption]) -> _Outcome:
-                async with slots:
-                    await self._budget.wait_for_room()  # type: ignore[union-attr]
-                    return await self._fetch_photo(downloader, photo_id, options)
-
-            return list(await asyncio.gather(*(one(pid, opts) for pid, opts in items)))
+    async def __call__(self, photo_id: int, data: bytes) -> RenderResult:
+        dest = [self.dests[photo_id]] if self.store is not None else None
+        [result] = await asyncio.to_thread(render_batch, self.spec, self.tmp_dir, [data], self.store, dest)
+        return result
 
 
 def fetch_shard(
@@ -118,30 +95,64 @@ def fetch_shard(
     if store is not None and (dests is None or any(pid not in dests for pid, _ in items)):
         raise ValueError("fetch_shard with a store needs a reserved path for every photo")
     policy = AddressPolicy.build(settings.allow_private_urls, settings.allowed_networks)
-    run = _ShardFetch(settings, policy, tmp_dir, seed, store, dests)
-    outcomes = asyncio.run(run.fetch_all(items))
-    return ShardOutcome(outcomes, run.report.bytes_downloaded)
+    renderer = _ThreadRenderer(render_spec(settings), str(Path(tmp_dir)), store, dests or {})
+    return asyncio.run(_fetch_all(settings, policy, renderer, items, random.Random(seed)))
 
 
-async def produce_with_ray(
-    run: _FetchRun, executor: ExecutorSettings, retry: Sequence[str], fsync_pool: ThreadPoolExecutor
+async def _fetch_all(
+    settings: FetchSettings,
+    policy: AddressPolicy,
+    renderer: _ThreadRenderer,
+    items: Sequence[tuple[int, list[UrlOption]]],
+    rng: random.Random,
+) -> ShardOutcome:
+    budget = ByteBudget(settings.max_inflight_mb * 1_000_000)
+    slots = asyncio.Semaphore(settings.concurrency)
+    async with Downloader(settings, policy, budget, rng) as downloader:
+        fetcher = PhotoFetcher(settings, downloader, renderer)
+
+        async def one(photo_id: int, options: list[UrlOption]) -> FetchOutcome:
+            async with slots:
+                await budget.wait_for_room()
+                return await fetcher.fetch_photo(photo_id, options)
+
+        outcomes = list(await asyncio.gather(*(one(pid, opts) for pid, opts in items)))
+    return ShardOutcome(outcomes, fetcher.bytes_downloaded)
+
+
+async def fetch_with_ray(
+    corpus: Corpus,
+    committer: Committer,
+    settings: FetchSettings,
+    policy: AddressPolicy,
+    executor: ExecutorSettings,
+    tmp_dir: Path,
+    *,
+    retry: Sequence[str],
+    limit: int | None,
+    stop: object | None,
+    rng: random.Random,
 ) -> None:
-    """The Ray driver loop: plan shards of pending photos, keep the cluster busy, commit in batches."""
+    """The Ray driver loop: plan shards of pending photos, keep the cluster busy, commit in batches.
+
+    ``stop`` is checked between shards; a shard cancelled by it is pending, not lost. The counts go to
+    ``committer.report``.
+    """
     from photocorpus.executors_ray import cluster_cpus, connect, is_system_failure, unwrap_task_error
 
     ray = connect(executor)
     task = ray.remote(fetch_shard).options(num_cpus=1, max_retries=executor.max_retries)
     max_in_flight = 2 * cluster_cpus(ray)  # one shard running and one queued per CPU
-    settings = run.settings
-    settings_ref = ray.put(settings.model_copy(update={"allow_private_urls": run.policy.allow_private}))
-    store = run.corpus.image_store
+    settings_ref = ray.put(settings.model_copy(update={"allow_private_urls": policy.allow_private}))
+    store = corpus.image_store
     store_ref = ray.put(store) if store is not None else None  # options travel once, in Ray's store
-    report: FetchReport = run.report
+    report = committer.report
     in_flight: dict[asyncio.Future[Any], tuple[Any, list[int]]] = {}
-    last_commit = time.monotonic()
+
+    def stopping() -> bool:
+        return bool(stop)
 
     async def collect(block: bool) -> None:
-        nonlocal last_commit
         if not in_flight:
             return
         done, _ = await asyncio.wait(
@@ -154,42 +165,37 @@ async def produce_with_ray(
             except Exception as exc:
                 if not is_system_failure(ray, exc):
                     raise unwrap_task_error(ray, exc) from exc
-                if run._stopping():
+                if stopping():
                     continue  # cancelled by Ctrl-C: pending, not lost
                 log.warning(
                     "a fetch shard of %d photos was lost (%s); a re-run will fetch them", len(ids), exc
                 )
                 report.shards_failed += 1
                 continue
-            run._done.extend(shard.outcomes)
+            committer.add(shard.outcomes)
             report.bytes_downloaded += shard.bytes_downloaded
-        now = time.monotonic()
-        if len(run._done) >= settings.batch_size or (run._done and now - last_commit >= _COMMIT_INTERVAL_S):
-            await run._commit(fsync_pool)
-            last_commit = time.monotonic()
+        if committer.due():
+            await committer.commit()
 
     visited = 0
     try:
-        for ids, urls in pending_pages(run.corpus, _PAGE, retry, run.limit, run._stopping):
+        for ids, urls in pending_pages(corpus, PAGE_SIZE, retry, limit, stopping):
             for lo in range(0, len(ids), executor.shard_size):
                 chunk = ids[lo : lo + executor.shard_size]
                 while len(in_flight) >= max_in_flight:
                     await collect(block=True)
-                if run._stopping():
+                if stopping():
                     break
-                seed = run.rng.randrange(1 << 31)  # each shard's own, reproducible backoff jitter
+                seed = rng.randrange(1 << 31)  # each shard's own, reproducible backoff jitter
                 items = [(pid, urls.get(pid, [])) for pid in chunk]
-                dests = None
-                if store is not None:  # intents first: the task puts at these keys before any commit
-                    with run.corpus.transaction():
-                        dests = {pid: run.corpus.plan_image_path(pid, STORED_FORMAT) for pid in chunk}
-                    run._reserved.update(dests)
-                ref = task.remote(settings_ref, str(run._tmp_dir), items, seed, store_ref, dests)
+                # intents first: the task puts at these keys before any commit
+                dests = committer.reserve_paths(chunk) if store is not None else None
+                ref = task.remote(settings_ref, str(tmp_dir), items, seed, store_ref, dests)
                 in_flight[asyncio.wrap_future(ref.future())] = (ref, chunk)
                 visited += len(chunk)
                 await collect(block=False)
-        if run._stopping():
-            report.interrupted = bool(run.stop)
+        if stopping():
+            report.interrupted = bool(stop)
             for ref, _ids in in_flight.values():
                 ray.cancel(ref)
         while in_flight:
@@ -198,5 +204,5 @@ async def produce_with_ray(
         for fut, (ref, _ids) in list(in_flight.items()):
             ray.cancel(ref)
             fut.cancel()
-        await run._commit(fsync_pool)
+        await committer.commit()
     report.visited = visited

@@ -19,6 +19,7 @@ from photocorpus.config import FetchSettings
 from photocorpus.corpus import Corpus
 
 STAGE = "fetch"
+PAGE_SIZE = 512  # photo ids read from the catalog at a time, by the local and the Ray fetch loops alike
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,19 @@
 """What a stored image must look like: the geometry and rendering rules fetch hands to its workers.
 
 Kept apart from :mod:`photocorpus.fetch.imaging` so that the driver process, which only downloads and
-commits, never imports Pillow or numpy.
+commits, never imports Pillow or numpy; and light itself (no pydantic at run time), because every
+render worker unpickles a :class:`RenderSpec` and so imports this module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from photocorpus.errors import ConfigError
+
+if TYPE_CHECKING:
+    from photocorpus.config import FetchSettings
 
 RESIZE_MODES = ("keep_ratio", "squash", "center_crop", "border")
 RESAMPLE_NAMES = ("area", "bilinear", "bicubic", "lanczos")
@@ -44,3 +51,36 @@ class RenderSpec:
     frame_contiguous: bool = True
     max_pixels: int = 178_956_970
     reencode_unchanged: bool = False
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"300x300"`` -> ``(300, 300)``, with a message that says what is expected."""
+    try:
+        w, h = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size must look like 300x300 (width x height in pixels), not {text!r}") from None
+    if not (1 <= w <= 65_535 and 1 <= h <= 65_535):
+        raise ConfigError(f"--size {text!r}: width and height must be between 1 and 65535")
+    return w, h
+
+
+def render_spec(settings: FetchSettings) -> RenderSpec:
+    """The worker-side rendering rules of a settings object."""
+    if settings.size:
+        width, height = parse_size(settings.size)
+    else:
+        width = height = settings.max_edge_px
+    return RenderSpec(
+        geometry=Geometry(width, height, settings.resize_mode),
+        jpeg_quality=settings.jpeg_quality,
+        resample=settings.resample,
+        min_side_px=settings.min_side_px,
+        min_aspect_ratio=settings.min_aspect_ratio,
+        max_aspect_ratio=settings.max_aspect_ratio,
+        remove_frames=settings.remove_frames,
+        frame_score_max=settings.frame_score_max,
+        frame_margin_px=settings.frame_margin_px,
+        frame_contiguous=settings.frame_contiguous,
+        max_pixels=settings.max_image_pixels,
+        reencode_unchanged=settings.reencode_unchanged,
+    )

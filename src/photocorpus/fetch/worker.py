@@ -4,7 +4,7 @@ The driver sends small batches of downloaded images (one call per batch keeps th
 the process pool low); a worker renders each (:func:`~photocorpus.fetch.imaging.render_image`) and
 writes the JPEG to the corpus's scratch folder itself, so only a short result travels back. The driver
 then fsyncs and renames the files into place (or uploads them to the object store) and records them
-(see :mod:`photocorpus.fetch.stage`). A Ray task with an object store puts each JPEG straight at its
+(see :mod:`photocorpus.fetch.committer`). A Ray task with an object store puts each JPEG straight at its
 final key instead, which the driver reserved with a file intent before it sent the task.
 
 This module imports Pillow only inside the workers: the driver imports it just to name the function.
@@ -67,7 +67,6 @@ def render_batch(
     """
     if store is not None and (dest_paths is None or len(dest_paths) != len(images)):
         raise ValueError("render_batch with a store needs one destination path per image")
-    from photocorpus import storage
     from photocorpus.enrich.exif import fields_from_bytes
     from photocorpus.fetch.imaging import render_image
 
@@ -87,13 +86,8 @@ def render_batch(
                 )
             )
             continue
-        tmp_path: str | None = None
-        stored_path: str | None = None
-        if store is not None and dest_paths is not None:
-            stored_path = dest_paths[index]
-            store.put(stored_path, out.data)
-        else:
-            tmp_path = str(storage.write_tmp(Path(tmp_dir), out.data, fsync=False))
+        dest = dest_paths[index] if store is not None and dest_paths is not None else None
+        tmp_path, stored_path, stored_bytes = write_rendered(out.data, tmp_dir, store, dest)
         results.append(
             RenderResult(
                 True,
@@ -102,7 +96,7 @@ def render_batch(
                 tmp_path,
                 out.width,
                 out.height,
-                len(out.data),
+                stored_bytes,
                 out.original_width,
                 out.original_height,
                 out.frame_removed,
@@ -113,3 +107,22 @@ def render_batch(
             )
         )
     return results
+
+
+def write_rendered(
+    jpeg: bytes, tmp_dir: str, store: ObjectStore | None = None, dest_path: str | None = None
+) -> tuple[str | None, str | None, int]:
+    """The one place where a rendered JPEG's bytes become a stored file.
+
+    Returns ``(tmp_path, stored_path, bytes written)``, one of the paths set. Without a store: a new
+    file in the scratch folder (not fsynced: see :func:`render_batch`), which the committer later
+    fsyncs and renames into ``images/`` or uploads. With ``store``: put at ``dest_path``, the catalog
+    path the driver reserved with a file intent. Every fetched image, local or Ray, passes here, so a
+    change to what is stored (embedded metadata, say) is made here and nowhere else.
+    """
+    if store is not None and dest_path is not None:
+        store.put(dest_path, jpeg)
+        return None, dest_path, len(jpeg)
+    from photocorpus import storage
+
+    return str(storage.write_tmp(Path(tmp_dir), jpeg, fsync=False)), None, len(jpeg)
