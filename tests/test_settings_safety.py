@@ -18,8 +18,9 @@ import pytest
 from photocorpus.config import FlickrSettings, ImportSettings, Settings, StorageSettings
 from photocorpus.corpus import Corpus
 from photocorpus.errors import ConfigError
-from photocorpus.executors import MAX_WORKERS_PER_CORE, LocalExecutor, default_workers
+from photocorpus.executors import LocalExecutor
 from photocorpus.importing import import_folder
+from photocorpus.worker_counts import MAX_WORKERS_PER_CORE, default_workers
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.reliability

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from photocorpus.errors import ConfigError
-from photocorpus.executors import capped_workers
+from photocorpus.worker_counts import capped_workers
 
 CONFIG_FILE = "corpus.toml"
 ALLOW_HTTP_API_URL_ENV = "PHOTOCORPUS_ALLOW_HTTP_API_URL"  # "1": a plain-http API endpoint is allowed

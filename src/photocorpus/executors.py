@@ -7,7 +7,6 @@ every run, which is what makes an interrupted-then-resumed run identical to an u
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -18,43 +17,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
+from photocorpus.worker_counts import capped_workers, default_workers
+
 if TYPE_CHECKING:
     from photocorpus.config import ExecutorSettings
     from photocorpus.executors_ray import RayExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-MAX_WORKERS_PER_CORE = 4  # beyond this, processes only add start-up time and memory, never speed
-logger = logging.getLogger(__name__)
-
-
-def default_workers() -> int:
-    """One worker per usable CPU core."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def capped_workers(workers: int, setting: str) -> int:
-    """``workers``, or at most :data:`MAX_WORKERS_PER_CORE` per core, with a warning naming ``setting``.
-
-    Why capped and not refused: a ``corpus.toml`` written on a 64-core server must still run on a
-    laptop. Why at all: each worker is a spawned Python process; 100,000 of them took a minute to fail
-    with ``BrokenProcessPool`` instead of doing any work. The settings cap their ``workers`` when they
-    are loaded; pools cap what a ``--workers`` option passes them directly.
-    """
-    cores = default_workers()
-    limit = MAX_WORKERS_PER_CORE * cores
-    if workers <= limit:
-        return workers
-    logger.warning(
-        "%s = %d is more than %d worker processes per CPU core (%d cores here); using %d. "
-        "Lower %s (0 means one per core).",
-        setting, workers, MAX_WORKERS_PER_CORE, cores, limit, setting,
-    )  # fmt: skip
-    return limit
 
 
 def worker_setup() -> None:

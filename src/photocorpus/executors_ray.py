@@ -57,7 +57,7 @@ def connect(settings: ExecutorSettings) -> Any:
     address = settings.ray_address or None
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     if address is None:
-        from photocorpus.executors import default_workers
+        from photocorpus.worker_counts import default_workers
 
         kwargs["num_cpus"] = settings.num_cpus or default_workers()
     if address is not None:

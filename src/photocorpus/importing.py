@@ -44,7 +44,8 @@ from photocorpus.interrupt import StopFlag
 from photocorpus.notebook import HtmlReport
 from photocorpus.progress import Advance
 from photocorpus.records import PhotoRecord
-from photocorpus.sources.folder import LocalCandidate, detect_layout, iter_candidates, read_candidate
+from photocorpus.sources.folder import detect_layout, iter_candidates, read_candidate
+from photocorpus.sources.local_candidates import LocalCandidate
 
 STAGE = "fetch"  # an imported photo has its image, exactly like a fetched one
 STAGE_COUNTERS = "import"  # counters of the import itself (e.g. skipped_videos)

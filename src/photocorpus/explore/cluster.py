@@ -102,7 +102,7 @@ def kmeans(z: np.ndarray, k: int, *, seed: int = 0, faiss_min_rows: int = FAISS_
     if n >= faiss_min_rows:
         import faiss
 
-        from photocorpus.executors import default_workers
+        from photocorpus.worker_counts import default_workers
 
         faiss.omp_set_num_threads(default_workers())
         from sklearn.cluster import kmeans_plusplus

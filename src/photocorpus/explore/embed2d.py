@@ -101,7 +101,7 @@ def map_set_name(features: str, method: str) -> str:
 
 # ----------------------------------------------------------------------------------------- numerics
 def _threads() -> int:
-    from photocorpus.executors import default_workers
+    from photocorpus.worker_counts import default_workers
 
     return default_workers()
 

@@ -33,7 +33,6 @@ from pathlib import Path
 
 from photocorpus.config import ExecutorSettings, FetchSettings
 from photocorpus.corpus import Corpus
-from photocorpus.executors import default_workers
 from photocorpus.fetch.committer import COMMIT_INTERVAL_S, Committer
 from photocorpus.fetch.distributed import fetch_with_ray
 from photocorpus.fetch.fetcher import PhotoFetcher
@@ -44,6 +43,7 @@ from photocorpus.fetch.plan import retry_reasons as resolve_retry_reasons
 from photocorpus.fetch.render_pool import RenderPool
 from photocorpus.fetch.spec import RenderSpec, render_spec
 from photocorpus.netguard import AddressPolicy
+from photocorpus.worker_counts import default_workers
 
 __all__ = ["FetchReport", "fetch_photos"]
 

@@ -38,7 +38,7 @@ from photocorpus.learn.dataset import (
 )
 from photocorpus.learn.heads import FeatureHead, FitResult, FitSettings, fit, predict_batched
 from photocorpus.learn.metrics import classification_report, multilabel_report
-from photocorpus.learn.semantic import _file_sha256, _jsonable
+from photocorpus.learn.semantic import file_sha256, jsonable
 from photocorpus.learn.splits import assign_splits, resolve_spec
 from photocorpus.notebook import HtmlReport
 from photocorpus.records import utc_now
@@ -200,7 +200,7 @@ def train_classifier(
         "min_tag_count": min_tag_count if target == "tags" else None,
         "finetune": finetune_info,
     }
-    metrics = _jsonable(metrics)
+    metrics = jsonable(metrics)
 
     def write(folder: Path) -> None:
         torch.save(module.state_dict(), folder / "model.pt")
@@ -208,7 +208,7 @@ def train_classifier(
             "format": FORMAT_VERSION,
             "kind": "classifier",
             **settings,
-            "fingerprint": _file_sha256(folder / "model.pt"),
+            "fingerprint": file_sha256(folder / "model.pt"),
         }
         (folder / "model.json").write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
         test = metrics.get("test") or {}

@@ -147,7 +147,7 @@ def read_label_file(path: str | os.PathLike[str]) -> LabelFile:
     return LabelFile(path=str(p), keys=keys, names=names, matrix=matrix)
 
 
-def _key_forms(text: str) -> list[str]:
+def key_forms(text: str) -> list[str]:
     """Ways a label file may name a photo: as given, and without folders or extension."""
     t = text.strip().replace("\\", "/").lower()
     name = PurePath(t).name
@@ -163,12 +163,12 @@ def match_label_file(labels: LabelFile, meta: PhotoMeta) -> tuple[np.ndarray, np
     """
     index: dict[str, int] = {}
     for row, key in enumerate(labels.keys):
-        for form in _key_forms(key):
+        for form in key_forms(key):
             index.setdefault(form, row)
     out = np.zeros((len(meta.ids), len(labels.names)), dtype=np.uint8)
     matched = np.zeros(len(meta.ids), dtype=bool)
     for i, (sid, origin) in enumerate(zip(meta.source_ids, meta.origins, strict=True)):
-        candidates = [sid.lower(), *(_key_forms(origin) if origin else [])]
+        candidates = [sid.lower(), *(key_forms(origin) if origin else [])]
         for cand in candidates:
             row = index.get(cand)
             if row is not None:

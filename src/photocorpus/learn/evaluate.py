@@ -28,7 +28,7 @@ import numpy as np
 from photocorpus.learn.dataset import (
     LabelFile,
     LearnError,
-    _key_forms,
+    key_forms,
     match_label_file,
     photo_meta,
 )
@@ -97,7 +97,7 @@ def read_judgments(path: str | os.PathLike[str]) -> dict[str, dict[str, bool]]:
                 continue  # a template row nobody has judged yet
             if value not in ("0", "1"):
                 raise LearnError(f"{p}:{line_no}: relevant must be 0 or 1, got {value!r}")
-            forms = _key_forms(restore_csv_cell(row.get("photo") or ""))
+            forms = key_forms(restore_csv_cell(row.get("photo") or ""))
             bucket = out.setdefault(restore_csv_cell((row.get("query") or "").strip()), {})
             for form in forms:
                 bucket[form] = value == "1"
@@ -105,7 +105,7 @@ def read_judgments(path: str | os.PathLike[str]) -> dict[str, dict[str, bool]]:
 
 
 def _photo_key(meta_source_id: str, origin: str | None) -> list[str]:
-    return [meta_source_id.lower(), *(_key_forms(origin) if origin else [])]
+    return [meta_source_id.lower(), *(key_forms(origin) if origin else [])]
 
 
 def _split_ids(corpus: Corpus, ids: np.ndarray, split: str, spec: str | None) -> np.ndarray:

@@ -268,7 +268,7 @@ def train_semantic(
             "format": FORMAT_VERSION,
             "kind": "semantic",
             **settings,
-            "fingerprint": _file_sha256(folder / "model.pt"),
+            "fingerprint": file_sha256(folder / "model.pt"),
         }
         (folder / "model.json").write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
 
@@ -278,7 +278,7 @@ def train_semantic(
         kind="semantic",
         feature_set=image_fs.name,
         settings=settings,
-        metrics=_jsonable(metrics),
+        metrics=jsonable(metrics),
         write=write,
     )
     return SemanticReport(
@@ -322,7 +322,7 @@ def load_semantic(corpus: Corpus, name: str | None = None) -> LoadedSemantic:
     return LoadedSemantic(entry=entry, info=info, model=model)
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -330,12 +330,12 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """NaN/inf become None so metrics stay valid JSON."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, float | np.floating):
         return None if not math.isfinite(float(value)) else float(value)
     if isinstance(value, np.integer):

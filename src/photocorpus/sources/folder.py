@@ -33,39 +33,15 @@ from photocorpus.enrich.exif import fields_from_tags
 from photocorpus.enrich.s16a import S16aExtras, geo_from, parse_s16a
 from photocorpus.errors import ImportSourceError
 from photocorpus.records import PhotoRecord, utc_iso
+from photocorpus.sources.local_candidates import (
+    MAX_SIDECAR_BYTES,
+    LocalCandidate,
+    is_image_name,
+)
 from photocorpus.sources.mirflickr_meta import LicenceFile, parse_exif_text, parse_licence_text
 from photocorpus.untrusted_json import loads_untrusted
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"})
-MAX_SIDECAR_BYTES = 4 * 1024 * 1024  # a caption or metadata file larger than this is not a sidecar
-
 LAYOUTS = ("instacities", "instaloader", "instalooter", "mirflickr", "plain")
-
-
-@dataclass(frozen=True, slots=True)
-class LocalCandidate:
-    """One image file to import and what the listing already knows about it."""
-
-    path: str  # absolute path of the image
-    source: str
-    source_id: str
-    label: str
-    caption_path: str | None = None
-    json_path: str | None = None
-    tags_path: str | None = None
-    exif_path: str | None = None  # a dataset's EXIF text file (MIRFLICKR), not the image's own EXIF
-    license_path: str | None = None
-    # A record the listing already built from the layout's metadata (instaloader, InstaLooter).
-    record: PhotoRecord | None = field(default=None, compare=False, hash=False)
-    # Set for media the layout lists but never imports (e.g. "video"); counted, not stored.
-    skip_reason: str | None = None
-    # What the listing could not read of this image's metadata (an instaloader post JSON nested too
-    # deep, say): kept with build_record's own warnings, so the photo says why its metadata is missing.
-    sidecar_warnings: tuple[str, ...] = ()
-
-
-def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")
 
 
 def detect_layout(root: Path) -> str:

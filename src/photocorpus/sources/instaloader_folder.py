@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from photocorpus.records import PhotoRecord
-from photocorpus.sources.folder import MAX_SIDECAR_BYTES, LocalCandidate, is_image_name
+from photocorpus.sources.local_candidates import MAX_SIDECAR_BYTES, LocalCandidate, is_image_name
 from photocorpus.untrusted_json import loads_untrusted
 
 log = logging.getLogger(__name__)

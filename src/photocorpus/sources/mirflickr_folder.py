@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from photocorpus.mirflickr_chunks import MIRFLICKR_SOURCE, chunk_of
-from photocorpus.sources.folder import LocalCandidate, is_image_name
+from photocorpus.sources.local_candidates import LocalCandidate, is_image_name
 
 __all__ = ["chunked_images_dir", "is_flat_mirflickr", "iter_mirflickr"]
 
