@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from photocorpus.config import CurateSettings
-from photocorpus.corpus import Corpus
-from photocorpus.curate.bots import caption_key, run_bots
-from photocorpus.curate.captions import run_captions
-from photocorpus.curate.text import (
+from photocorpus.caption_text import (
     curated_caption,
     detect_language,
     emoji_in,
@@ -17,6 +13,10 @@ from photocorpus.curate.text import (
     strip_html,
     tokenize,
 )
+from photocorpus.config import CurateSettings
+from photocorpus.corpus import Corpus
+from photocorpus.curate.bots import caption_key, run_bots
+from photocorpus.curate.captions import run_captions
 from photocorpus.records import PhotoRecord
 from tests.conftest import SHARED_DATA, shared_data
 

@@ -22,7 +22,6 @@ from PIL import Image
 
 from photocorpus.config import FlickrSettings, Settings
 from photocorpus.corpus import Corpus
-from photocorpus.enrich.exif import fields_from_bytes, store_exif
 from photocorpus.enrich.flickr import (
     METHODS,
     EnrichPlan,
@@ -33,6 +32,7 @@ from photocorpus.enrich.flickr import (
 )
 from photocorpus.enrich.provenance import NotAJpegError, Provenance, embed_provenance
 from photocorpus.errors import ConfigError
+from photocorpus.exif import fields_from_bytes, store_exif
 from photocorpus.importing import import_folder
 from photocorpus.logs import redact
 from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters

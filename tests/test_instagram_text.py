@@ -1,8 +1,8 @@
-"""Caption and hashtag cleaning (curate/text.py), shared by the Instagram sources and the curate stage."""
+"""Caption and hashtag cleaning (caption_text.py), shared by the Instagram sources and the curate stage."""
 
 from __future__ import annotations
 
-from photocorpus.curate.text import (
+from photocorpus.caption_text import (
     caption_description,
     caption_hashtags,
     clean_caption_text,

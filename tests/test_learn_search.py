@@ -361,7 +361,7 @@ def test_cli_search_json_html_and_evaluate(mir: Corpus, semantic, labels_csv: Pa
 
 
 def test_explore_report_gains_a_search_box_from_the_semantic_model(mir: Corpus, semantic) -> None:  # type: ignore[no-untyped-def]
-    from photocorpus.explore.stage import explore
+    from photocorpus.api import explore_photos
     from photocorpus.learn.report_search import report_queries, report_search_index
 
     queries = report_queries(mir)
@@ -371,7 +371,7 @@ def test_explore_report_gains_a_search_box_from_the_semantic_model(mir: Corpus, 
     assert index is not None and index.model.startswith("semantic:")
     # the box ranks exactly as `photocorpus search` does
     assert index.queries["people"] == [h.photo_id for h in search_text(mir, "people", k=30)]
-    result = explore(mir, name="with-search", method="pca", k=4, compare_raw=False)
+    result = explore_photos(mir, name="with-search", method="pca", k=4, compare_raw=False)
     html = Path(result.index_html).read_text(encoding="utf-8")
     assert 'id="pc-search-input"' in html
     payload = (Path(result.index_html).parent / "data" / "search.js").read_text(encoding="utf-8")

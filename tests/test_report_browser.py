@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from photocorpus.corpus import Corpus
-from photocorpus.explore.report import SearchIndex
 from photocorpus.explore.stage import explore
+from photocorpus.search_index import SearchIndex
 from tests.test_explore_report import INJECTED, PHOTOS, explore_corpus
 
 CHROMIUM_FLAGS = (

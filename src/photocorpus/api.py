@@ -585,10 +585,15 @@ def explore_photos(
     if sample is not None:
         check_range("sample", sample, 4)
     with _stage("explore_photos", corpus, progress, stop) as (c, flag):
+        # The search box's rankings come from the learn stage's semantic model, when there is one:
+        # the two stages meet here, not through each other's modules.
+        from photocorpus.learn.report_search import report_search_index
+
         try:
             return explore(
                 c, features=features, method=method, k=k, color_by=color_by, sample=sample, seed=seed,
                 png=png, name=name, ontology=ontology, compare_raw=compare_raw, progress=progress, stop=flag,
+                search=report_search_index(c),
             )  # fmt: skip
         except ExploreInterrupted as exc:
             return ExploreResult(

@@ -241,7 +241,7 @@ def iter_catalog_photos(
 def _fallback_caption(row: Any) -> str:
     # The caption cleaning of uncurated photos. curate.text is plain text code shared by every stage;
     # issue #19 moves it out of the curate package, and then this import follows it.
-    from photocorpus.curate.text import curated_caption
+    from photocorpus.caption_text import curated_caption
 
     return curated_caption(row["title"], row["caption"], json.loads(row["hashtags"] or "[]"))
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from photocorpus import layout
 from photocorpus.config import CONFIG_FILE, Settings, load_settings, write_settings
+from photocorpus.curate_summary import curate_summary
 from photocorpus.errors import (
     CatalogCorruptError,
     CorpusBusyError,
@@ -1180,7 +1181,7 @@ class Corpus:
                 {"name": f["name"], "model_id": f["model_id"], "dims": f["dims"], "rows": f["rows"]}
                 for f in self.feature_sets()
             ],
-            "curate": _curate_summary(conn),
+            "curate": curate_summary(conn),
         }
 
     def metadata_coverage(self) -> dict[str, int]:
@@ -1266,12 +1267,6 @@ class Corpus:
                     elif not entry.is_symlink():
                         folders.append(Path(entry.path))
         return files, symlinks
-
-
-def _curate_summary(conn: sqlite3.Connection) -> dict[str, Any]:
-    from photocorpus.curate.summary import curate_summary  # the curate stage owns these numbers
-
-    return curate_summary(conn)
 
 
 def _split_sql(script: str) -> list[str]:

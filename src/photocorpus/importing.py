@@ -35,15 +35,15 @@ from typing import Any
 
 from photocorpus import reasons, storage
 from photocorpus.corpus import Corpus, StoredFile
-from photocorpus.enrich.exif import fields_from_bytes, store_exif
-from photocorpus.enrich.s16a import S16aExtras, store_s16a
 from photocorpus.errors import ConfigError
 from photocorpus.executors import LocalExecutor
+from photocorpus.exif import fields_from_bytes, store_exif
 from photocorpus.fetch.imaging import ImageProbe, probe_image
 from photocorpus.interrupt import StopFlag
 from photocorpus.notebook import HtmlReport
 from photocorpus.progress import Advance
 from photocorpus.records import PhotoRecord
+from photocorpus.s16a import S16aExtras, store_s16a
 from photocorpus.sources.folder import detect_layout, iter_candidates, read_candidate
 from photocorpus.sources.local_candidates import LocalCandidate
 

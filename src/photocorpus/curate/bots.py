@@ -18,9 +18,9 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from photocorpus.caption_text import tokenize
 from photocorpus.config import CurateSettings
 from photocorpus.corpus import Corpus
-from photocorpus.curate.text import tokenize
 from photocorpus.notebook import HtmlReport
 from photocorpus.records import utc_now
 

@@ -1,7 +1,7 @@
 """Caption text per photo: the cleaned caption and its language, stored beside the raw text.
 
 The raw title, caption and hashtags stay untouched in ``photos``; ``curation.caption_clean`` is what
-exports and later stages read (see :func:`photocorpus.curate.text.curated_caption`), and
+exports and later stages read (see :func:`photocorpus.caption_text.curated_caption`), and
 ``curation.language`` is py3langid's guess (offline), or NULL when the text is too short to tell.
 """
 
@@ -11,8 +11,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from photocorpus.caption_text import curated_caption, detect_language
 from photocorpus.corpus import Corpus
-from photocorpus.curate.text import curated_caption, detect_language
 from photocorpus.interrupt import StopFlag
 from photocorpus.notebook import HtmlReport
 from photocorpus.progress import Advance

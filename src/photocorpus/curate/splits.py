@@ -19,7 +19,6 @@ Rules:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from photocorpus.config import CurateSettings
 from photocorpus.corpus import Corpus
 from photocorpus.notebook import HtmlReport
 from photocorpus.records import utc_now
+from photocorpus.stable_split import split_position
 
 SPLITS = ("train", "val", "test")
 
@@ -39,12 +39,6 @@ class SplitReport(HtmlReport):
     per_label: dict[str, dict[str, int]] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
     newly_assigned: int = 0
-
-
-def split_position(source: str, source_id: str) -> float:
-    """A photo's stable position in [0, 1): BLAKE2b of its source and id, as a 64-bit fraction."""
-    digest = hashlib.blake2b(f"{source}\x1f{source_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def _targets(settings: CurateSettings) -> tuple[float, float, float]:

@@ -26,7 +26,7 @@ from photocorpus.curate.dedup import (
 )
 from photocorpus.curate.quality import QualityReport, pending_quality, run_quality
 from photocorpus.curate.splits import SplitReport, run_splits
-from photocorpus.curate.summary import curate_summary
+from photocorpus.curate_summary import curate_summary
 from photocorpus.errors import ParameterError
 from photocorpus.notebook import HtmlReport
 from photocorpus.progress import Progress, progress_phase

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from photocorpus.corpus import Corpus
-from photocorpus.enrich.exif import fields_from_api, store_exif
 from photocorpus.errors import ConfigError
+from photocorpus.exif import fields_from_api, store_exif
 from photocorpus.interrupt import StopFlag
 from photocorpus.notebook import HtmlReport
 from photocorpus.progress import ProgressHandle

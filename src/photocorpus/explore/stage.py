@@ -43,9 +43,10 @@ from photocorpus.notebook import HtmlReport
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
-    from photocorpus.explore.report import Facet, SearchIndex
+    from photocorpus.explore.report import Facet
     from photocorpus.interrupt import StopFlag
     from photocorpus.progress import Progress
+    from photocorpus.search_index import SearchIndex
 
 __all__ = ["COLOR_BY", "DEFAULT_FEATURES", "ExploreResult", "default_features", "explore", "stable_sample"]
 
@@ -332,13 +333,6 @@ def explore(
     t = time.perf_counter()
     report_name = name or _default_name(features, method, sample)
     out_dir = corpus.root / layout.REPORTS_DIR / layout.safe_component(report_name)
-    if search is None:
-        # The learn stage fills the search box when a semantic model exists (else it stays off).
-        from photocorpus.learn.report_search import report_search_index
-
-        search = report_search_index(corpus)
-        if search is not None:
-            steps["search box"] = time.perf_counter() - t
     data = _report_data(corpus, ids, sets, maps, runs, thumbs.paths, out_dir, ontology, color_by, search)
     from photocorpus.explore.report import write_report
 

@@ -30,7 +30,7 @@ def is_creative_commons(license_text: str | None) -> bool:
 
 def _one_line(text: str | None) -> str:
     """Markup stripped (Flickr titles may hold HTML), entities unescaped, on one line."""
-    from photocorpus.curate.text import strip_html
+    from photocorpus.caption_text import strip_html
 
     return " ".join(strip_html(text).split())
 

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from photocorpus.corpus import Corpus
-from photocorpus.enrich.exif import EXIF_COLUMNS
-from photocorpus.enrich.s16a import ENRICHMENT_KIND as S16A_KIND
+from photocorpus.exif import EXIF_COLUMNS
+from photocorpus.s16a import ENRICHMENT_KIND as S16A_KIND
 
 BATCH = 500
 

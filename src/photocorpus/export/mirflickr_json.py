@@ -7,7 +7,7 @@ is ``<N // 10000>/<N>.json``, beside ``<N // 10000>/<N>.jpg`` in the ``mirflickr
 the same rule by catalog id (``<id // 10000>/p<id>.json``, see :mod:`photocorpus.mirflickr_chunks`).
 
 Each file carries the nine kinds the s16a page lists under the names it gives them
-(:data:`photocorpus.enrich.s16a.SEED_FIELDS`: ``title``, ``description``, ``tags``, ``exif_data``,
+(:data:`photocorpus.s16a.SEED_FIELDS`: ``title``, ``description``, ``tags``, ``exif_data``,
 ``geo_information``, ``album_allocation``, ``user_comments``, ``notes``, ``group_allocation``), every
 one present, plus the photo's other catalog fields and the enrich stage's extras (views, counts,
 URLs, tag authors, and which kinds the source refused).
@@ -22,10 +22,10 @@ from typing import Any
 
 from photocorpus.catalog_table import CatalogPhoto, iter_catalog_photos
 from photocorpus.corpus import Corpus
-from photocorpus.enrich.s16a import s16a_fields
 from photocorpus.export.enriched import BATCH, enrichment_by_photo
 from photocorpus.export.rows import write_text
 from photocorpus.mirflickr_chunks import exchange_name
+from photocorpus.s16a import s16a_fields
 
 # Catalog fields the s16a names replace in these files: caption_raw is the description, lat/lon are
 # geo_information. (The Parquet and WebDataset exports keep them under their own names.)

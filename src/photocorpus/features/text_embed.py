@@ -15,7 +15,7 @@ word2vec        ``text.word2vec`` (400),     mean, and tf-idf-weighted mean, of 
 
 The text of a photo is its *cleaned caption*: the curate stage's (``curation.caption_clean``), when
 it has stored one, else the photo's title, caption and hashtags cleaned here with the same function
-(:func:`photocorpus.curate.text.curated_caption`). Words for LDA and word2vec come from curate's
+(:func:`photocorpus.caption_text.curated_caption`). Words for LDA and word2vec come from curate's
 shared tokenizer. A photo without any text gets an all-zero row in every text set, so "has a row" always
 means "was processed" and zero rows are easy to filter (their norm is 0).
 
@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus.curate.text import curated_caption
-from photocorpus.curate.text import tokenize as curate_tokenize
+from photocorpus.caption_text import curated_caption
+from photocorpus.caption_text import tokenize as curate_tokenize
 from photocorpus.errors import PhotocorpusError
 from photocorpus.features import store
 
@@ -110,7 +110,7 @@ def caption_texts(corpus: Corpus, photo_ids: Sequence[int]) -> dict[int, str]:
     """Cleaned caption text per photo id ("" when a photo has none).
 
     The curate stage's ``curation.caption_clean`` when it has run, else the same cleaning done here
-    (:func:`photocorpus.curate.text.curated_caption` of title, caption and hashtags), so text features
+    (:func:`photocorpus.caption_text.curated_caption` of title, caption and hashtags), so text features
     never depend on whether curate ran first.
     """
     out: dict[int, str] = {}

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from photocorpus import storage
 from photocorpus.corpus import Corpus, StoredFile
-from photocorpus.enrich.exif import store_exif
+from photocorpus.exif import store_exif
 from photocorpus.fetch.outcome import FetchOutcome, FetchReport
 from photocorpus.fetch.plan import STAGE
 from photocorpus.imagestore import UPLOAD_THREADS, ObjectStore

@@ -67,7 +67,7 @@ def render_batch(
     """
     if store is not None and (dest_paths is None or len(dest_paths) != len(images)):
         raise ValueError("render_batch with a store needs one destination path per image")
-    from photocorpus.enrich.exif import fields_from_bytes
+    from photocorpus.exif import fields_from_bytes
     from photocorpus.fetch.imaging import render_image
 
     results = []

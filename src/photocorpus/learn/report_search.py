@@ -17,7 +17,7 @@ from photocorpus.learn.search import Searcher, has_semantic_model
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
-    from photocorpus.explore.report import SearchIndex
+    from photocorpus.search_index import SearchIndex
 
 TOP_TERMS = 30  # most frequent tags/hashtags offered as queries
 MAX_LABELS = 50
@@ -66,7 +66,7 @@ def report_search_index(
 ) -> SearchIndex | None:
     """Precomputed rankings for the report's search box, or ``None`` when no semantic model exists."""
     from photocorpus.errors import PhotocorpusError
-    from photocorpus.explore.report import SearchIndex
+    from photocorpus.search_index import SearchIndex
 
     if not has_semantic_model(corpus):
         return None

@@ -76,7 +76,7 @@ def stable_position(source: str, source_id: str, salt: str = "") -> float:
 
     A ``salt`` gives an independent second position (used to carve val out of train).
     """
-    from photocorpus.curate.splits import split_position
+    from photocorpus.stable_split import split_position
 
     return split_position(f"{salt}\x1f{source}" if salt else source, source_id)
 

@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from photocorpus.caption_text import extract_hashtags
 from photocorpus.corpus import Corpus
-from photocorpus.curate.text import extract_hashtags
 from photocorpus.errors import ConfigError
 from photocorpus.interrupt import StopFlag
 from photocorpus.notebook import HtmlReport

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from photocorpus.curate.text import extract_hashtags
-from photocorpus.enrich.exif import fields_from_tags
-from photocorpus.enrich.s16a import S16aExtras, geo_from, parse_s16a
+from photocorpus.caption_text import extract_hashtags
 from photocorpus.errors import ImportSourceError
+from photocorpus.exif import fields_from_tags
 from photocorpus.records import PhotoRecord, utc_iso
+from photocorpus.s16a import S16aExtras, geo_from, parse_s16a
 from photocorpus.sources.local_candidates import (
     MAX_SIDECAR_BYTES,
     LocalCandidate,

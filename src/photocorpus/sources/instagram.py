@@ -60,8 +60,8 @@ from instaloader import (
 )
 from instaloader.instaloader import get_default_session_filename
 
+from photocorpus.caption_text import caption_hashtags, clean_hashtag
 from photocorpus.corpus import Corpus
-from photocorpus.curate.text import caption_hashtags, clean_hashtag
 from photocorpus.errors import ConfigError, PhotocorpusError
 from photocorpus.interrupt import StopFlag
 from photocorpus.logs import redact, register_secret

@@ -12,7 +12,7 @@ Metadata is read where each distribution keeps it (the first folder found wins; 
   (else ``exif_raw``); parsed by :func:`photocorpus.sources.mirflickr_meta.parse_exif_text`;
 * licence: 25K ``meta/license/license<N>.txt``; 1M ``<base>/[meta/]license/<k>/<N>.txt``;
 * s16a JSON (1M only): ``<base>/metadata/<k>/<N>.json``, read as the s16a fields
-  (:mod:`photocorpus.enrich.s16a`);
+  (:mod:`photocorpus.s16a`);
 
 where ``<base>`` is the folder that holds ``images/``; the 25K's ``meta/`` may sit in the image folder
 or beside it. A ``<name>.txt`` next to an image is its caption and a ``<name>.json`` its metadata (the

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from photocorpus.caption_text import extract_hashtags
 from photocorpus.corpus import Corpus
-from photocorpus.curate.text import extract_hashtags
 from photocorpus.errors import ImportSourceError, UntrustedJSONError
 from photocorpus.notebook import HtmlReport
 from photocorpus.records import ImageURL, PhotoRecord

@@ -45,6 +45,7 @@ import numpy as np
 
 from photocorpus.explore.cluster import ClusterSummary
 from photocorpus.explore.thumbs import link_thumbnails, report_relpath
+from photocorpus.search_index import SearchIndex
 
 __all__ = [
     "MAX_CATEGORIES",
@@ -115,17 +116,6 @@ class Gallery:
     facet_key: str
     title: str
     summaries: list[ClusterSummary]
-
-
-@dataclass
-class SearchIndex:
-    """Precomputed text queries and the photos a semantic model ranks for each, best first.
-
-    Built by whoever owns the model (the learn stage) at report time; see the module docstring.
-    """
-
-    model: str
-    queries: dict[str, list[int]]  # query text -> photo ids, best first
 
 
 @dataclass

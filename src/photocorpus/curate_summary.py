@@ -3,6 +3,8 @@
 InstaCities1M judged uniqueness by (width, height, file size) and found 98.3% of its photos unique;
 status shows that key's ratio next to the exact (sha256) one and to ours (exact + near duplicates), so
 the difference is visible on every corpus. Plain SQL, no heavy imports: ``status`` must stay instant.
+A core module (not part of the curate package) because the catalog's status reads it: the core may not
+depend on a stage.
 """
 
 from __future__ import annotations

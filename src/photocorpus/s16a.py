@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from photocorpus.enrich.exif import EXIF_SOURCES, store_exif
+from photocorpus.exif import EXIF_SOURCES, store_exif
 from photocorpus.records import utc_iso, utc_now
 
 if TYPE_CHECKING:
