@@ -51,7 +51,7 @@ SEMANTIC_KINDS = ("crop", "rotation")
 def run(originals: int, others: int, semantic: bool, seed: int, workers: int | None) -> dict:
     from photocorpus.corpus import Corpus
     from photocorpus.curate.dedup import run_dedup
-    from photocorpus.curate.evaluate import build_variant_folder, compute_features, score_dedup
+    from photocorpus.curate.dedup_harness import build_variant_folder, compute_features, score_dedup
     from photocorpus.importing import import_folder
 
     images = sorted(INSTANY.glob("*.jpg"))

@@ -17,7 +17,7 @@ from benchmarks.dedup_acceptance import INSTANY_REVIEWED_DUPLICATES
 
 from photocorpus.corpus import Corpus
 from photocorpus.curate.dedup import run_dedup
-from photocorpus.curate.evaluate import Truth, build_variant_folder, compute_features, score_dedup
+from photocorpus.curate.dedup_harness import Truth, build_variant_folder, compute_features, score_dedup
 from photocorpus.curate.splits import run_splits
 from photocorpus.importing import import_folder
 

@@ -21,10 +21,10 @@ from photocorpus.curate.captions import run_captions
 from photocorpus.curate.dedup import run_dedup
 from photocorpus.curate.quality import run_quality
 from photocorpus.curate.splits import run_splits
-from photocorpus.export.layouts import export_imagefolder, export_instacities
 from photocorpus.export.mirflickr_json import export_mirflickr_json
 from photocorpus.export.parquet import export_parquet
 from photocorpus.export.rows import ExportError, parse_size, parse_splits
+from photocorpus.export.training_folders import export_imagefolder, export_instacities
 from photocorpus.export.webdataset import export_webdataset
 from photocorpus.importing import import_folder
 from photocorpus.records import PhotoRecord

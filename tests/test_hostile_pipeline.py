@@ -24,7 +24,7 @@ import pytest
 
 from photocorpus.config import FetchSettings, FlickrSettings, Settings
 from photocorpus.corpus import Corpus
-from photocorpus.layout import resolve_inside
+from photocorpus.corpus_paths import resolve_inside
 from tests.conftest import run_cli
 from tests.fixtures.flickr_server import FlickrTestServer, ServerConfig, make_population
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from photocorpus import storage
+from photocorpus import corpus_files
 from photocorpus.corpus import Corpus
 from photocorpus.errors import StorageError
 from photocorpus.importing import import_folder
@@ -45,8 +45,8 @@ def _fail_on_call(monkeypatch: pytest.MonkeyPatch, target: object, name: str, n:
 @pytest.mark.parametrize(
     ("target", "name", "exc", "words"),
     [
-        (storage.os, "fsync", OSError(errno.ENOSPC, "No space left on device"), "disk is full"),
-        (storage.os, "replace", PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
+        (corpus_files.os, "fsync", OSError(errno.ENOSPC, "No space left on device"), "disk is full"),
+        (corpus_files.os, "replace", PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
     ],
 )
 def test_disk_full_or_permission_error_stops_clearly_and_the_next_run_continues(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from photocorpus import storage
+from photocorpus import corpus_files
 from photocorpus.corpus import Corpus
 from photocorpus.curate.dedup import run_dedup
 from photocorpus.fetch.imaging import probe_image, render_image
@@ -113,7 +113,7 @@ def test_link_into_links_the_real_file_or_copies_it_never_a_symlink(
     dest_dir = tmp_path / "dest"
     dest_dir.mkdir()
     link = hostile["src"] / "nyc" / "outside_photo.jpg"
-    assert storage.link_into(link, dest_dir / "linked.jpg", dest_dir) == "hardlink"
+    assert corpus_files.link_into(link, dest_dir / "linked.jpg", dest_dir) == "hardlink"
     assert not (dest_dir / "linked.jpg").is_symlink()
     assert (dest_dir / "linked.jpg").stat().st_ino == (hostile["outside"] / "real.jpg").stat().st_ino
 
@@ -121,7 +121,7 @@ def test_link_into_links_the_real_file_or_copies_it_never_a_symlink(
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
     monkeypatch.setattr(os, "link", cross_device)
-    assert storage.link_into(link, dest_dir / "copied.jpg", dest_dir) == "copy"
+    assert corpus_files.link_into(link, dest_dir / "copied.jpg", dest_dir) == "copy"
     assert not (dest_dir / "copied.jpg").is_symlink()
     assert (dest_dir / "copied.jpg").read_bytes() == (hostile["outside"] / "real.jpg").read_bytes()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from photocorpus import layout
+from photocorpus import corpus_paths
 from photocorpus.corpus import Corpus
 from photocorpus.errors import UnsafePathError
 from photocorpus.records import PhotoRecord
@@ -38,30 +38,30 @@ SAFE_CHARS = re.compile(r"^[a-z0-9._-]+$")
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_safe_component_is_one_safe_name(text: str) -> None:
-    name = layout.safe_component(text)
+    name = corpus_paths.safe_component(text)
     assert SAFE_CHARS.match(name), name
     assert not name.startswith(".")
     assert "/" not in name and "\\" not in name
-    assert len(name) <= layout.MAX_COMPONENT_LEN
+    assert len(name) <= corpus_paths.MAX_COMPONENT_LEN
     assert name.split(".")[0] not in {"con", "nul", "lpt1", "prn", "aux"}
 
 
 def test_safe_component_keeps_distinct_inputs_apart() -> None:
-    names = [layout.safe_component(t) for t in HOSTILE if t not in ("",)]
+    names = [corpus_paths.safe_component(t) for t in HOSTILE if t not in ("",)]
     assert len(set(names)) == len(names)
     # Case-folding must not merge names on case-insensitive disks.
-    assert layout.safe_component("Cat") != layout.safe_component("cat")
+    assert corpus_paths.safe_component("Cat") != corpus_paths.safe_component("cat")
     # Long names that share a prefix stay apart.
-    assert layout.safe_component("y" * 300 + "1") != layout.safe_component("y" * 300 + "2")
+    assert corpus_paths.safe_component("y" * 300 + "1") != corpus_paths.safe_component("y" * 300 + "2")
 
 
 def test_plain_ids_are_kept_readable() -> None:
-    assert layout.safe_component("1480880010192837119") == "1480880010192837119"
-    assert layout.safe_component("newyork") == "newyork"
+    assert corpus_paths.safe_component("1480880010192837119") == "1480880010192837119"
+    assert corpus_paths.safe_component("newyork") == "newyork"
 
 
 def test_chunked_paths_hold_at_most_files_per_dir() -> None:
-    paths = [layout.image_relpath("london", seq, str(seq), "JPEG", 1000) for seq in range(2500)]
+    paths = [corpus_paths.image_relpath("london", seq, str(seq), "JPEG", 1000) for seq in range(2500)]
     folders: dict[str, int] = {}
     for p in paths:
         folder = p.rsplit("/", 1)[0]
@@ -72,7 +72,7 @@ def test_chunked_paths_hold_at_most_files_per_dir() -> None:
 @pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "images/../../x", "", "."])
 def test_resolve_inside_refuses_escapes(tmp_path: Path, bad: str) -> None:
     with pytest.raises(UnsafePathError):
-        layout.resolve_inside(tmp_path, bad)
+        corpus_paths.resolve_inside(tmp_path, bad)
 
 
 def test_resolve_inside_refuses_symlink_escape(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_resolve_inside_refuses_symlink_escape(tmp_path: Path) -> None:
     root.mkdir()
     (root / "images").symlink_to(outside)
     with pytest.raises(UnsafePathError):
-        layout.resolve_inside(root, "images/x.jpg")
+        corpus_paths.resolve_inside(root, "images/x.jpg")
 
 
 def test_resolving_many_paths_gives_each_path_what_resolve_inside_gives(tmp_path: Path) -> None:
@@ -105,17 +105,17 @@ def test_resolving_many_paths_gives_each_path_what_resolve_inside_gives(tmp_path
     ]  # fmt: skip
     for rel in paths:
         try:
-            expected: Path | type[UnsafePathError] = layout.resolve_inside(root, rel)
+            expected: Path | type[UnsafePathError] = corpus_paths.resolve_inside(root, rel)
         except UnsafePathError:
             expected = UnsafePathError
         # alone, and after its folder was resolved for another path of the same call
         for batch in ([rel], ["images/a/00000/1.jpg", "images/c/00000/1.jpg", rel]):
             if expected is UnsafePathError:
                 with pytest.raises(UnsafePathError):
-                    layout.resolve_many_inside(root, batch)
+                    corpus_paths.resolve_many_inside(root, batch)
             else:
-                assert layout.resolve_many_inside(root, batch)[-1] == expected, rel
-    assert layout.resolve_many_inside(root, ["images/c/00000/1.jpg"]) == [
+                assert corpus_paths.resolve_many_inside(root, batch)[-1] == expected, rel
+    assert corpus_paths.resolve_many_inside(root, ["images/c/00000/1.jpg"]) == [
         (root / "images/a/00000/1.jpg").resolve()
     ]
 

@@ -19,12 +19,12 @@ import pytest
 
 from photocorpus.config import FetchSettings, Settings, StorageSettings, load_settings, write_settings
 from photocorpus.corpus import Corpus
+from photocorpus.corpus_files import image_input, open_image_bytes
 from photocorpus.errors import ConfigError, StorageError, UnsafePathError
 from photocorpus.fetch.stage import fetch_photos
-from photocorpus.imagestore import OPTIONS_ENV, ObjectStore, RemoteImage, StorageOptions, check_relpath
 from photocorpus.importing import import_folder
+from photocorpus.object_store import OPTIONS_ENV, ObjectStore, RemoteImage, StorageOptions, check_relpath
 from photocorpus.sources.urls import harvest_url_list
-from photocorpus.storage import image_input, open_image_bytes
 from tests.fixtures.image_server import ImageServer, Route
 from tests.helpers import catalog_dump, files_on_disk
 
@@ -184,7 +184,7 @@ def test_every_reader_reads_from_a_file_url_store(
     from photocorpus.curate.quality import run_quality
     from photocorpus.curate.splits import run_splits
     from photocorpus.explore.thumbs import ensure_thumbnails
-    from photocorpus.export.layouts import export_instacities
+    from photocorpus.export.training_folders import export_instacities
     from photocorpus.features import store as feature_store
     from photocorpus.features.pipeline import featurize_images
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from photocorpus import storage
+from photocorpus import corpus_files
 from photocorpus.config import FetchSettings
 from photocorpus.corpus import Corpus
 from photocorpus.errors import PhotocorpusError, StorageError
@@ -71,7 +71,7 @@ def test_fetch_stops_clearly_on_a_failing_disk_and_the_next_run_continues(
         corpus = Corpus.create(tmp_path / "c")
         harvest_url_list(corpus, _url_list(server, photos, tmp_path / "urls.txt"))
         # the driver renames each finished download into images/: the 50th rename fails
-        _fail_from_call(monkeypatch, storage.os, "replace", 50, exc)
+        _fail_from_call(monkeypatch, corpus_files.os, "replace", 50, exc)
         with pytest.raises(StorageError, match=words) as info:
             fetch_photos(corpus, _fetch_settings())
         assert "re-run" in str(info.value)
@@ -178,12 +178,12 @@ def test_two_fetches_and_a_status_reader_share_one_corpus(instany_images: Path, 
 _PARTIAL_WRITE = """
 import resource, signal, sys
 from pathlib import Path
-from photocorpus import storage
+from photocorpus import corpus_files
 from photocorpus.errors import StorageError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 try:
-    storage.write_tmp(Path(sys.argv[1]), b"x" * (1024 * 1024))
+    corpus_files.write_tmp(Path(sys.argv[1]), b"x" * (1024 * 1024))
 except StorageError as exc:
     print("StorageError:", exc)
 """
@@ -206,7 +206,7 @@ def test_a_write_that_fails_halfway_leaves_no_scratch_file(
     def fsync_fails(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(storage.os, "fsync", fsync_fails)
+    monkeypatch.setattr(corpus_files.os, "fsync", fsync_fails)
     with pytest.raises(StorageError, match="disk is full"):
-        storage.write_tmp(scratch, b"y" * 10_000)
+        corpus_files.write_tmp(scratch, b"y" * 10_000)
     assert list(scratch.iterdir()) == []

@@ -18,9 +18,9 @@ from photocorpus.notebook import HtmlReport, results_html, thumbnail_data_uri
 if TYPE_CHECKING:
     import pandas as pd
 
+    from photocorpus.corpus_files import ImageLocation
     from photocorpus.features.text_embed import TextReport
     from photocorpus.learn.search import Hit
-    from photocorpus.storage import ImageLocation
 
 MAX_THUMBNAILS = 100  # a notebook cell with more embedded images gets slow to save and to scroll
 

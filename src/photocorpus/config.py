@@ -9,7 +9,7 @@ type: worker counts are capped to what the machine can run
 (:func:`~photocorpus.executors.capped_workers`), a plain-http API endpoint never receives the API key
 unless it is loopback or explicitly allowed (:meth:`FlickrSettings.endpoint`), and ``images_url`` may
 point outside the corpus only at an object store or with ``[storage] allow_outside_corpus`` (checked
-where the corpus root is known: :func:`photocorpus.imagestore.check_images_url`).
+where the corpus root is known: :func:`photocorpus.object_store.check_images_url`).
 """
 
 from __future__ import annotations

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from photocorpus import layout
+from photocorpus import corpus_paths
 from photocorpus.config import CONFIG_FILE, Settings, load_settings, write_settings
+from photocorpus.corpus_files import ImageLocation
 from photocorpus.curate_summary import curate_summary
 from photocorpus.errors import (
     CatalogCorruptError,
@@ -43,7 +44,7 @@ from photocorpus.errors import (
     SchemaVersionError,
     UnsafePathError,
 )
-from photocorpus.imagestore import (
+from photocorpus.object_store import (
     ObjectStore,
     RemoteImage,
     check_images_url,
@@ -51,7 +52,6 @@ from photocorpus.imagestore import (
     options_from_env,
 )
 from photocorpus.records import ImageURL, PhotoRecord, utc_now
-from photocorpus.storage import ImageLocation
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -487,8 +487,8 @@ def _refuse_emptied_catalog(root: Path) -> None:
     except OSError:
         return  # gone or unreadable: sqlite3 reports that itself
     holds = [f"{CONFIG_FILE}"] if (root / CONFIG_FILE).exists() else []
-    if any(files for _dir, _subdirs, files in os.walk(root / layout.IMAGES_DIR)):
-        holds.append(f"{layout.IMAGES_DIR}/")
+    if any(files for _dir, _subdirs, files in os.walk(root / corpus_paths.IMAGES_DIR)):
+        holds.append(f"{corpus_paths.IMAGES_DIR}/")
     if not holds:
         return
     damage = f"the catalog {catalog} is empty (0 bytes) but {root} holds a corpus ({', '.join(holds)})"
@@ -541,7 +541,7 @@ class Corpus:
         if (root / CATALOG_FILE).exists():
             raise CorpusExistsError(f"{root} already holds a corpus; open it instead of creating it")
         root.mkdir(parents=True, exist_ok=True)
-        for sub in layout.CORPUS_SUBDIRS:
+        for sub in corpus_paths.CORPUS_SUBDIRS:
             (root / sub).mkdir(exist_ok=True)
         write_settings(root, settings or Settings())
         corpus = cls(root, _connect(root / CATALOG_FILE), settings or Settings())
@@ -875,7 +875,9 @@ class Corpus:
         if row is None:
             raise KeyError(f"no photo with id {photo_id}")
         per_dir = self.settings.layout.files_per_dir
-        path = layout.image_relpath(row["primary_label"], row["label_seq"], row["source_id"], fmt, per_dir)
+        path = corpus_paths.image_relpath(
+            row["primary_label"], row["label_seq"], row["source_id"], fmt, per_dir
+        )
         with self.transaction() as conn:
             owner = conn.execute(
                 "SELECT photo_id FROM files WHERE path = ? UNION ALL "
@@ -884,7 +886,7 @@ class Corpus:
             ).fetchone()
             if owner is not None and int(owner[0]) != photo_id:
                 key = f"{row['source_id']}-p{photo_id}"
-                path = layout.image_relpath(row["primary_label"], row["label_seq"], key, fmt, per_dir)
+                path = corpus_paths.image_relpath(row["primary_label"], row["label_seq"], key, fmt, per_dir)
             conn.execute(
                 "INSERT OR REPLACE INTO file_intents (path, photo_id, created_at) VALUES (?, ?, ?)",
                 (path, photo_id, utc_now()),
@@ -931,7 +933,7 @@ class Corpus:
 
         For a stored image, use :meth:`image_location` instead: images may live on an object store.
         """
-        return layout.resolve_inside(self.root, relpath, root_resolved=self._root_resolved)
+        return corpus_paths.resolve_inside(self.root, relpath, root_resolved=self._root_resolved)
 
     @property
     def image_store(self) -> ObjectStore | None:
@@ -950,7 +952,7 @@ class Corpus:
 
         Either way the path is checked first (inside the corpus; under ``images/`` on a store), so a
         catalog path can never name a file or key elsewhere. Read it with
-        :func:`photocorpus.storage.open_image_bytes` or :func:`~photocorpus.storage.image_input`.
+        :func:`photocorpus.corpus_files.open_image_bytes` or :func:`~photocorpus.corpus_files.image_input`.
         """
         store = self.image_store
         if store is None:
@@ -960,10 +962,10 @@ class Corpus:
 
     def image_locations(self, relpaths: Sequence[str]) -> list[ImageLocation]:
         """:meth:`image_location` of many stored images, checked the same way; on local disk each
-        folder is resolved once (:func:`photocorpus.layout.resolve_many_inside`)."""
+        folder is resolved once (:func:`photocorpus.corpus_paths.resolve_many_inside`)."""
         if self.image_store is not None:
             return [self.image_location(relpath) for relpath in relpaths]
-        resolved = layout.resolve_many_inside(self.root, relpaths, root_resolved=self._root_resolved)
+        resolved = corpus_paths.resolve_many_inside(self.root, relpaths, root_resolved=self._root_resolved)
         return [str(path) for path in resolved]
 
     def file_paths(self, photo_ids: Sequence[int]) -> dict[int, str]:
@@ -983,7 +985,7 @@ class Corpus:
 
     def _delete_stored(self, relpath: str) -> None:
         store = self.image_store
-        if store is not None and relpath.startswith(layout.IMAGES_DIR + "/"):
+        if store is not None and relpath.startswith(corpus_paths.IMAGES_DIR + "/"):
             store.delete(relpath)
             return
         with contextlib.suppress(FileNotFoundError):
@@ -1026,7 +1028,7 @@ class Corpus:
         Files are written here, fsynced, then renamed into place, so a reader never sees half a file.
         Folders of dead processes are swept.
         """
-        base = self.root / layout.TMP_DIR
+        base = self.root / corpus_paths.TMP_DIR
         base.mkdir(exist_ok=True)
         for stale in base.iterdir():
             pid = stale.name.split("-")[0]
@@ -1252,9 +1254,9 @@ class Corpus:
         folders and files are under ``images/``. Every symlink is reported, even one that points
         inside: no stage stores one (import stores a copy or a hard link), so each came from outside.
         """
-        images = self.root / layout.IMAGES_DIR
+        images = self.root / corpus_paths.IMAGES_DIR
         files: set[str] = set()
-        symlinks = {layout.IMAGES_DIR} if images.is_symlink() else set()
+        symlinks = {corpus_paths.IMAGES_DIR} if images.is_symlink() else set()
         folders = [images] if images.is_dir() else []
         while folders:
             with os.scandir(folders.pop()) as entries:  # DirEntry types come free with the listing

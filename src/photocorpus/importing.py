@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from photocorpus import reasons, storage
+from photocorpus import corpus_files, reasons
 from photocorpus.corpus import Corpus, StoredFile
 from photocorpus.errors import ConfigError
 from photocorpus.executors import LocalExecutor
@@ -111,7 +111,7 @@ def _prepare(task: _ImportTask) -> _Prepared:
     tmp_file = None
     if probe.ok and (not task.link or not _same_device(real, task.tmp_dir)):
         # --link across devices stores a copy of the bytes just validated, never a symlink
-        tmp_file = str(storage.write_tmp(Path(task.tmp_dir), data))
+        tmp_file = str(corpus_files.write_tmp(Path(task.tmp_dir), data))
     exif = fields_from_bytes(data) if probe.ok and probe.format in ("JPEG", "TIFF", "WEBP") else {}
     return _Prepared(cand, record, probe, tmp_file, exif, real, read.dataset_exif, read.s16a)
 
@@ -292,11 +292,11 @@ def _commit_batch(
         if store is not None:
             Path(prep.tmp_file).unlink(missing_ok=True)  # type: ignore[arg-type]
         elif prep.tmp_file is None:  # --link on the same device: a hard link to the real file
-            storage.link_into(
+            corpus_files.link_into(
                 Path(prep.real_path or prep.candidate.path), corpus.abs_path(paths[pid]), tmp_dir
             )
         else:
-            storage.place(Path(prep.tmp_file), corpus.abs_path(paths[pid]))
+            corpus_files.place(Path(prep.tmp_file), corpus.abs_path(paths[pid]))
         probe = prep.probe
         stored.append(
             (

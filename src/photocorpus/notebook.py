@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
-    from photocorpus.storage import ImageLocation
+    from photocorpus.corpus_files import ImageLocation
 
 THUMBNAIL_PX = 160
 THUMBNAIL_QUALITY = 80
@@ -137,7 +137,7 @@ def thumbnail_data_uri(location: ImageLocation, px: int = THUMBNAIL_PX) -> str |
     """A small JPEG of a stored image as a ``data:`` URI, or None when it cannot be read or decoded."""
     from PIL import Image, ImageOps
 
-    from photocorpus.storage import open_image_bytes
+    from photocorpus.corpus_files import open_image_bytes
 
     try:
         data = open_image_bytes(location)

@@ -11,8 +11,8 @@ Two phases, both resumable:
      cropped) of both photos, confirmed by the dHash of the same framing (multi-index hashing, see
      :mod:`photocorpus.curate.mih`: never all pairs);
    * *semantic*: once the feature set exists, cosine >= ``semantic_min_cosine`` among faiss kNN,
-     confirmed by an aligned edge correlation (see :mod:`photocorpus.curate.semantic`); the features
-     also veto pHash links between photos whose cosine is below ``semantic_veto_cosine``.
+     confirmed by an aligned edge correlation (see :mod:`photocorpus.curate.cnn_near_duplicates`); the
+     features also veto pHash links between photos whose cosine is below ``semantic_veto_cosine``.
    Groups are the connected components of these links (scipy's union-find-style labelling, linear
    in the number of links). The representative of a group is chosen by a fixed rule: **largest
    resolution (original pixels), then earliest upload, then lowest catalog id**. Every other member
@@ -31,6 +31,7 @@ import numpy as np
 from photocorpus import reasons
 from photocorpus.config import CurateSettings, ExecutorSettings
 from photocorpus.corpus import Corpus
+from photocorpus.corpus_files import ImageLocation, open_image_bytes
 from photocorpus.curate.hashing import PhotoHashes, decode_gray, hash_gray_images
 from photocorpus.curate.mih import as_signed, as_unsigned, hamming, hamming_pairs
 from photocorpus.executors import open_executor
@@ -38,7 +39,6 @@ from photocorpus.interrupt import StopFlag
 from photocorpus.notebook import HtmlReport
 from photocorpus.progress import Advance
 from photocorpus.records import utc_now
-from photocorpus.storage import ImageLocation, open_image_bytes
 
 STAGE = "dedup"
 HASH_SHARD = 128  # images per worker call: one batched DCT each
@@ -311,7 +311,7 @@ def semantic_links(
     ``linked`` holds each position's component label from the exact and hash links: candidates that
     are already in one group need no verification.
     """
-    from photocorpus.curate.semantic import similar_pairs, verify_pairs
+    from photocorpus.curate.cnn_near_duplicates import similar_pairs, verify_pairs
 
     empty = np.zeros(0, dtype=np.int64)
     has, vectors = features

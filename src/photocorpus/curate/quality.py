@@ -30,13 +30,13 @@ from PIL import Image, ImageOps
 from photocorpus import reasons
 from photocorpus.config import CurateSettings
 from photocorpus.corpus import Corpus
+from photocorpus.corpus_files import ImageLocation, open_image_bytes
 from photocorpus.curate.hashing import frame_box
 from photocorpus.executors import LocalExecutor
 from photocorpus.interrupt import StopFlag
 from photocorpus.notebook import HtmlReport
 from photocorpus.progress import Advance
 from photocorpus.records import utc_now
-from photocorpus.storage import ImageLocation, open_image_bytes
 
 STAGE = "quality"
 NORMALIZED_SIDE = 128

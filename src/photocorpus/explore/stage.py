@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus import layout
+from photocorpus import corpus_paths
 from photocorpus.explore import cluster as clustering
 from photocorpus.explore.embed2d import METHODS, MapParams, StoredMap, ensure_map, reduce_pca
 from photocorpus.explore.errors import ExploreError, ExploreInterrupted
@@ -332,7 +332,7 @@ def explore(
 
     t = time.perf_counter()
     report_name = name or _default_name(features, method, sample)
-    out_dir = corpus.root / layout.REPORTS_DIR / layout.safe_component(report_name)
+    out_dir = corpus.root / corpus_paths.REPORTS_DIR / corpus_paths.safe_component(report_name)
     data = _report_data(corpus, ids, sets, maps, runs, thumbs.paths, out_dir, ontology, color_by, search)
     from photocorpus.explore.report import write_report
 

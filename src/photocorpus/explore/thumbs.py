@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from photocorpus import layout
-from photocorpus.storage import ImageLocation, image_file
+from photocorpus import corpus_paths
+from photocorpus.corpus_files import ImageLocation, image_file
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -47,7 +47,7 @@ class ThumbReport:
 
 
 def cache_dir(corpus: Corpus, px: int = THUMB_PX) -> Path:
-    return corpus.root / layout.REPORTS_DIR / ".thumbs" / str(px)
+    return corpus.root / corpus_paths.REPORTS_DIR / ".thumbs" / str(px)
 
 
 def report_relpath(photo_id: int) -> str:

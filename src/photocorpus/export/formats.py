@@ -44,7 +44,7 @@ def export_format(
     """Write the corpus as ``fmt`` to ``out`` (a folder; a file for parquet); return its counts."""
     advance = advance or (lambda n: None)
     if fmt in ("instacities", "imagefolder"):
-        from photocorpus.export.layouts import export_imagefolder, export_instacities
+        from photocorpus.export.training_folders import export_imagefolder, export_instacities
 
         writer = export_instacities if fmt == "instacities" else export_imagefolder
         r = writer(corpus, out, splits=splits, size=size, workers=workers, embed_provenance=embed_provenance,

@@ -16,8 +16,8 @@ from pathlib import Path
 from photocorpus.catalog_table import CatalogPhoto, iter_catalog_photos
 from photocorpus.corpus import Corpus
 from photocorpus.export.attribution import write_attribution
-from photocorpus.export.layouts import LayoutReport, images_in_order
 from photocorpus.export.rows import write_bytes
+from photocorpus.export.training_folders import LayoutReport, images_in_order
 from photocorpus.mirflickr_chunks import exchange_name
 
 

@@ -4,7 +4,7 @@ The rows themselves (one joined, decoded row per photo, in catalog-id order) com
 :mod:`photocorpus.catalog_table`, which ``corpus.photos()`` reads too.
 
 Exports only read the catalog; they never change it. Untrusted text (captions, titles, ids, labels)
-never chooses a path: file and folder names come from :func:`photocorpus.layout.safe_component`, and
+never chooses a path: file and folder names come from :func:`photocorpus.corpus_paths.safe_component`, and
 a name that two photos would share gets the catalog id appended.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 from photocorpus.catalog_table import SPLITS, CatalogPhoto
 from photocorpus.corpus import Corpus
+from photocorpus.corpus_files import ImageLocation, open_image_bytes
+from photocorpus.corpus_paths import safe_component
 from photocorpus.errors import PhotocorpusError
-from photocorpus.layout import safe_component
-from photocorpus.storage import ImageLocation, open_image_bytes
 
 JPEG_QUALITY = 90
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from photocorpus.catalog_table import SPLITS, CatalogPhoto, iter_catalog_photos
 from photocorpus.corpus import Corpus
+from photocorpus.corpus_paths import safe_component
 from photocorpus.export.attribution import write_attribution
-from photocorpus.export.layouts import images_in_order
-from photocorpus.layout import safe_component
+from photocorpus.export.training_folders import images_in_order
 from photocorpus.notebook import HtmlReport
 
 SAMPLES_PER_SHARD = 10_000

@@ -54,6 +54,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from photocorpus import reasons
+from photocorpus.corpus_files import ImageLocation, image_input
 from photocorpus.errors import PhotocorpusError, StorageError
 from photocorpus.executors import capped_workers, worker_setup
 from photocorpus.features import store
@@ -68,7 +69,6 @@ from photocorpus.features.labels import (
 )
 from photocorpus.features.preprocess import CROP_SIZE, RESIZE_SIZE, load_rgb, raw_pixels, resize_center_crop
 from photocorpus.notebook import HtmlReport
-from photocorpus.storage import ImageLocation, image_input
 
 if TYPE_CHECKING:
     from photocorpus.config import ExecutorSettings

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus import layout, storage
+from photocorpus import corpus_files, corpus_paths
 from photocorpus.errors import PhotocorpusError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class FeatureSetNotFoundError(PhotocorpusError):
 
 def feature_dir(name: str) -> str:
     """Corpus-relative folder of a feature set (derived from a sanitized name)."""
-    return f"{layout.FEATURES_DIR}/{layout.safe_component(name)}"
+    return f"{corpus_paths.FEATURES_DIR}/{corpus_paths.safe_component(name)}"
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
@@ -52,7 +52,7 @@ def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
         os.replace(tmp, path)
     except OSError as exc:  # disk full, permissions: a clear StorageError, no scratch file left behind
         tmp.unlink(missing_ok=True)
-        raise storage._storage_error(exc, path) from exc
+        raise corpus_files._storage_error(exc, path) from exc
 
 
 @dataclass

@@ -7,7 +7,7 @@
 2. reserve every final path with a file intent, in its own transaction, before anything is put there;
 3. rename each scratch file into ``images/`` (atomic; one folder lookup per thousand files), or, with
    ``[storage] images_url`` set, put it at its final key on the object store (put-then-commit,
-   :mod:`photocorpus.imagestore`);
+   :mod:`photocorpus.object_store`);
 4. record files, EXIF fields, failure statuses, the fetch log and the retry counter in one transaction.
 
 A kill -9 anywhere leaves only whole transactions: a file renamed (or put) without its row is the
@@ -31,12 +31,12 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from photocorpus import storage
+from photocorpus import corpus_files
 from photocorpus.corpus import Corpus, StoredFile
 from photocorpus.exif import store_exif
 from photocorpus.fetch.outcome import FetchOutcome, FetchReport
 from photocorpus.fetch.plan import STAGE
-from photocorpus.imagestore import UPLOAD_THREADS, ObjectStore
+from photocorpus.object_store import UPLOAD_THREADS, ObjectStore
 from photocorpus.records import utc_now
 
 STORED_FORMAT = "JPEG"
@@ -120,7 +120,7 @@ class Committer:
                 folder, _, name = paths[o.photo_id].rpartition("/")
                 if folder not in folders:
                     folders[folder] = corpus.abs_path(folder)
-                storage.place(Path(o.result.tmp_path), folders[folder] / name)
+                corpus_files.place(Path(o.result.tmp_path), folders[folder] / name)
         else:  # 2. object puts at the final keys (a Ray task may have put its own already)
             await asyncio.gather(
                 *(

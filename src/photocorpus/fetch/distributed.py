@@ -46,8 +46,8 @@ from photocorpus.fetch.outcome import FetchOutcome
 from photocorpus.fetch.plan import PAGE_SIZE, UrlOption, pending_pages
 from photocorpus.fetch.spec import RenderSpec, render_spec
 from photocorpus.fetch.worker import RenderResult, render_batch
-from photocorpus.imagestore import ObjectStore
 from photocorpus.netguard import AddressPolicy
+from photocorpus.object_store import ObjectStore
 
 log = logging.getLogger("photocorpus.fetch")
 

@@ -12,7 +12,7 @@ The shape of a run, one module per role:
 * finished photos are committed in batches by :class:`.committer.Committer`, exactly like ``import``:
   fsync the scratch files, reserve their paths with intents, rename them into ``images/``, then record
   files, statuses and the fetch log in one transaction. With ``[storage] images_url`` set, the rename
-  is an object put at the final key instead (put-then-commit, :mod:`photocorpus.imagestore`).
+  is an object put at the final key instead (put-then-commit, :mod:`photocorpus.object_store`).
 
 With ``[executor] kind = "ray"`` the same walk, fetcher and committer run as Ray tasks and a driver
 loop in :mod:`.distributed`; this module only chooses it.

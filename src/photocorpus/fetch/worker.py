@@ -21,7 +21,7 @@ from photocorpus.executors import worker_setup
 from photocorpus.fetch.spec import RenderSpec
 
 if TYPE_CHECKING:
-    from photocorpus.imagestore import ObjectStore
+    from photocorpus.object_store import ObjectStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +123,6 @@ def write_rendered(
     if store is not None and dest_path is not None:
         store.put(dest_path, jpeg)
         return None, dest_path, len(jpeg)
-    from photocorpus import storage
+    from photocorpus import corpus_files
 
-    return str(storage.write_tmp(Path(tmp_dir), jpeg, fsync=False)), None, len(jpeg)
+    return str(corpus_files.write_tmp(Path(tmp_dir), jpeg, fsync=False)), None, len(jpeg)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from photocorpus import layout
+from photocorpus import corpus_paths
 from photocorpus.features import store
 from photocorpus.features.labels import imagenet_classes, softmax
 from photocorpus.learn.dataset import LearnError, feature_rows
@@ -125,7 +125,7 @@ class ImageNetBridge:
         self.corpus = corpus
         self.logits_set = logits_set
         self.encode = encode or minilm_encoder()
-        self.folder = corpus.root / MODELS_DIR / BRIDGE_DIR / layout.safe_component(logits_set)
+        self.folder = corpus.root / MODELS_DIR / BRIDGE_DIR / corpus_paths.safe_component(logits_set)
         self.class_vecs = self._class_vectors()
         self.cache = self._load_or_update_cache()
 

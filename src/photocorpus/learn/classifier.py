@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from photocorpus.corpus_files import ImageLocation
 from photocorpus.features import store
 from photocorpus.learn import registry
 from photocorpus.learn.charts import confusion_png, report_html
@@ -42,7 +43,6 @@ from photocorpus.learn.semantic import file_sha256, jsonable
 from photocorpus.learn.splits import assign_splits, resolve_spec
 from photocorpus.notebook import HtmlReport
 from photocorpus.records import utc_now
-from photocorpus.storage import ImageLocation
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus

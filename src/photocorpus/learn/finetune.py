@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from photocorpus.corpus_files import ImageLocation, image_input
 from photocorpus.learn.dataset import LearnError
 from photocorpus.learn.heads import FeatureHead
-from photocorpus.storage import ImageLocation, image_input
 
 if TYPE_CHECKING:
     from photocorpus.features.models.efficientnet_lite import EfficientNetLite0

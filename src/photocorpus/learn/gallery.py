@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from photocorpus import layout
+from photocorpus import corpus_paths
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -31,8 +31,8 @@ def gallery_path(corpus: Corpus, query: str) -> Path:
     """``reports/search/<slug>-<hash>.html`` for a query (the slug is sanitised, the hash disambiguates)."""
     slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-")[:40] or "query"
     digest = hashlib.sha1(query.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    name = layout.safe_component(f"{slug}-{digest}")
-    return corpus.root / layout.REPORTS_DIR / SEARCH_REPORTS / f"{name}.html"
+    name = corpus_paths.safe_component(f"{slug}-{digest}")
+    return corpus.root / corpus_paths.REPORTS_DIR / SEARCH_REPORTS / f"{name}.html"
 
 
 def render_gallery(

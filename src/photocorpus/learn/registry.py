@@ -7,7 +7,7 @@ the report can list models without reading files.
 
 Saving is crash-safe: files are written into ``models/.staging-<random>/``, which is renamed into
 place; only then is the catalog row written. Leftover staging folders from a killed run are swept on
-the next save. Names are user-chosen, so they go through :func:`photocorpus.layout.safe_component`.
+the next save. Names are user-chosen, so they go through :func:`photocorpus.corpus_paths.safe_component`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from photocorpus import layout
+from photocorpus import corpus_paths
 from photocorpus.learn.dataset import LearnError
 from photocorpus.records import utc_now
 
@@ -46,7 +46,7 @@ class ModelEntry:
 
 
 def model_relpath(name: str) -> str:
-    return f"{MODELS_DIR}/{layout.safe_component(name)}"
+    return f"{MODELS_DIR}/{corpus_paths.safe_component(name)}"
 
 
 def _row_to_entry(row: Any) -> ModelEntry:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus import layout
+from photocorpus import corpus_paths
 from photocorpus.features import store
 from photocorpus.learn import registry
 from photocorpus.learn.dataset import LearnError, feature_rows, photo_meta
@@ -239,7 +239,10 @@ class Searcher:
             from photocorpus.learn.index import ensure_index
 
             index, _ = ensure_index(
-                self.corpus.root / registry.MODELS_DIR / FEATURE_INDEX_DIR / layout.safe_component(fs_name),
+                self.corpus.root
+                / registry.MODELS_DIR
+                / FEATURE_INDEX_DIR
+                / corpus_paths.safe_component(fs_name),
                 feature_index_source(self.corpus, fs_name),
                 setting=self.index_kind,
                 exact_max=self.corpus.settings.learn.exact_search_max,

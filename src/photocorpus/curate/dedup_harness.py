@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from photocorpus.corpus import Corpus
+from photocorpus.corpus_files import image_input
 from photocorpus.curate.variants import VARIANTS, make_variant
-from photocorpus.storage import image_input
 
 ORIGINAL = "original"
 OTHER = "other"

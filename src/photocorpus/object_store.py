@@ -142,7 +142,7 @@ def _register_secret_values(options: Mapping[str, Any]) -> None:
 def check_relpath(relpath: str) -> str:
     """Refuse a catalog path that is not a plain relative path under ``images/`` (the key guard).
 
-    The object-store twin of :func:`photocorpus.layout.resolve_inside`: no absolute path, no ``..``,
+    The object-store twin of :func:`photocorpus.corpus_paths.resolve_inside`: no absolute path, no ``..``,
     no empty component, no backslash, no scheme, so a stored path can never name another key.
     """
     rel = PurePosixPath(relpath)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from photocorpus.corpus_files import ImageLocation, open_image_bytes
 from photocorpus.curate.hashing import decode_gray
-from photocorpus.storage import ImageLocation, open_image_bytes
 
 EXACT_MAX_ROWS = 50_000
 IVF_NPROBE = 16

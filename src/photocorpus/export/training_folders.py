@@ -16,12 +16,12 @@ from pathlib import Path
 
 from photocorpus.catalog_table import SPLITS, CatalogPhoto, iter_catalog_photos
 from photocorpus.corpus import Corpus
+from photocorpus.corpus_files import ImageLocation
+from photocorpus.corpus_paths import safe_component
 from photocorpus.executors import LocalExecutor
 from photocorpus.export.attribution import write_attribution
 from photocorpus.export.rows import UniqueNames, image_jpeg, jpeg_from_file, write_bytes
-from photocorpus.layout import safe_component
 from photocorpus.notebook import HtmlReport
-from photocorpus.storage import ImageLocation
 
 BATCH = 256
 

@@ -3,7 +3,7 @@
 Every stored image is written to the corpus's scratch folder, fsynced, then renamed into place, so a
 file under ``images/`` is always complete. Rename is atomic on one file system; the scratch folder lives
 inside the corpus for exactly that reason. (Images on an object store are put at their final key
-instead, see :mod:`photocorpus.imagestore`; the readers below serve both.)
+instead, see :mod:`photocorpus.object_store`; the readers below serve both.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from photocorpus.errors import StorageError
-from photocorpus.imagestore import RemoteImage
+from photocorpus.object_store import RemoteImage
 
 
 def write_tmp(tmp_dir: Path, data: bytes, fsync: bool = True) -> Path:
