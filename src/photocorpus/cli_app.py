@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from photocorpus import __version__
+from photocorpus.version import __version__
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus

@@ -26,7 +26,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from photocorpus import USER_AGENT, reasons
+from photocorpus import reasons
 from photocorpus.config import FetchSettings
 from photocorpus.fetch.politeness import HostLimiter, x_robots_disallows
 from photocorpus.netguard import (
@@ -38,6 +38,7 @@ from photocorpus.netguard import (
     check_url,
 )
 from photocorpus.ratelimit import backoff_delay, parse_retry_after
+from photocorpus.version import USER_AGENT
 
 log = logging.getLogger("photocorpus.fetch")
 

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from photocorpus import USER_AGENT
 from photocorpus.errors import PhotocorpusError, UntrustedJSONError
 from photocorpus.logs import redact, register_secret
 from photocorpus.ratelimit import backoff_delay, parse_retry_after, shared_limiter
 from photocorpus.untrusted_json import INVALID_JSON, loads_untrusted
+from photocorpus.version import USER_AGENT
 
 if TYPE_CHECKING:
     from photocorpus.config import FlickrSettings
