@@ -30,7 +30,8 @@ from tests.test_instagram_support import FakeInstagram, feed, offline_loader, po
 from photocorpus.corpus import Corpus
 from photocorpus.importing import import_folder
 from photocorpus.sources.folder import detect_layout, iter_candidates
-from photocorpus.sources.instagram import InstagramQuery, InstaloaderPosts, harvest_instagram, post_media
+from photocorpus.sources.instagram import InstagramQuery, InstaloaderPosts, harvest_instagram
+from photocorpus.sources.instagram_posts import post_media
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "instany100k" / "images"
 

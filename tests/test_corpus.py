@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from photocorpus.catalog_schema import SCHEMA_VERSION
 from photocorpus.config import Settings, load_settings
-from photocorpus.corpus import SCHEMA_VERSION, Corpus, StoredFile
+from photocorpus.corpus import Corpus, StoredFile
 from photocorpus.errors import ConfigError, CorpusExistsError, CorpusNotFoundError, SchemaVersionError
 from photocorpus.records import ImageURL, PhotoRecord, utc_iso
 

@@ -27,8 +27,8 @@ from photocorpus.sources.instagram import (
     harvest_instagram,
     load_resume_state,
     open_instaloader,
-    post_media,
 )
+from photocorpus.sources.instagram_posts import post_media
 from tests.conftest import run_cli
 from tests.helpers import catalog_dump
 from tests.test_instagram_support import (

@@ -196,7 +196,7 @@ def _load_posts(
 def _iter_instaloader_folder(
     root: Path, folder: Path, filenames: list[str], label: str, inside: str | None
 ) -> Iterator[LocalCandidate]:
-    from photocorpus.sources.instagram import post_media
+    from photocorpus.sources.instagram_posts import post_media
 
     images = _images_by_stem(filenames)
     present = set(filenames)
@@ -289,7 +289,7 @@ def _instalooter_record(node: dict[str, Any], stem: str, label: str) -> PhotoRec
     """The record of ``<stem>.jpg`` from its dumped node, through the harvest's adapter."""
     from instaloader import InstaloaderException, Post
 
-    from photocorpus.sources.instagram import post_media
+    from photocorpus.sources.instagram_posts import post_media
 
     try:
         media = post_media(Post(_offline_context(), node), label, owner_lookup=False)
