@@ -32,7 +32,7 @@ def write_tmp(tmp_dir: Path, data: bytes, fsync: bool = True) -> Path:
                 os.fsync(fh.fileno())
     except OSError as exc:
         path.unlink(missing_ok=True)
-        raise _storage_error(exc, path) from exc
+        raise storage_error(exc, path) from exc
     return path
 
 
@@ -42,7 +42,7 @@ def place(tmp_file: Path, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp_file, dest)
     except OSError as exc:
-        raise _storage_error(exc, dest) from exc
+        raise storage_error(exc, dest) from exc
 
 
 def link_into(src: Path, dest: Path, tmp_dir: Path) -> str:
@@ -71,7 +71,7 @@ def link_into(src: Path, dest: Path, tmp_dir: Path) -> str:
         place(tmp, dest)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise _storage_error(exc, dest) from exc
+        raise storage_error(exc, dest) from exc
     return kind
 
 
@@ -88,7 +88,7 @@ def _copy_regular_file(src: Path, dest: Path) -> None:
             os.fsync(out.fileno())
 
 
-def _storage_error(exc: OSError, path: Path) -> StorageError:
+def storage_error(exc: OSError, path: Path) -> StorageError:
     if exc.errno == errno.ENOSPC:
         hint = "the disk is full; free some space and re-run the same command to resume"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

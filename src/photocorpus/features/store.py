@@ -52,7 +52,7 @@ def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
         os.replace(tmp, path)
     except OSError as exc:  # disk full, permissions: a clear StorageError, no scratch file left behind
         tmp.unlink(missing_ok=True)
-        raise corpus_files._storage_error(exc, path) from exc
+        raise corpus_files.storage_error(exc, path) from exc
 
 
 @dataclass
