@@ -204,3 +204,24 @@ def test_utc_iso_normalises_timestamps() -> None:
     assert utc_iso("2017-07-14T02:40:00") == "2017-07-14T02:40:00Z"
     assert utc_iso("not a date") is None
     assert utc_iso(None) is None
+
+
+def test_lookups_by_many_ids_are_asked_in_chunks(tmp_path: Path) -> None:
+    """2,500 ids is more than SQLite's old 999-parameter cap: every batched lookup still answers for
+    all of them (``file_paths`` once put them all in one statement), with its extra parameters."""
+    corpus = Corpus.create(tmp_path / "c")
+    ids = corpus.add_photos([PhotoRecord("t", f"s{i}", ["x"]) for i in range(2500)])
+    corpus.set_stages(ids[::2], "fetch", "done")
+    assert set(corpus.stage_status(ids, "fetch")) == set(ids[::2])
+    sql = "SELECT id FROM photos WHERE source = ? AND id IN ({marks})"
+    assert sorted(r[0] for r in corpus.select_in(sql, ids, ("t",), chunk=900)) == sorted(ids)
+    assert list(corpus.select_in(sql, ids, ("other",))) == []
+    assert len(corpus.photo_ids("t", [f"s{i}" for i in range(2500)])) == 2500
+    assert corpus.file_paths(ids) == {}
+    with corpus.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO files (photo_id, path, sha256, width, height, bytes, format, stored_at) "
+            "VALUES (?, ?, ?, 1, 1, 1, 'JPEG', '2026-01-01T00:00:00Z')",
+            [(pid, f"images/x/{pid}.jpg", "0" * 64) for pid in ids],
+        )
+    assert len(corpus.file_paths(ids)) == 2500

@@ -75,6 +75,7 @@ QUICK_CHECK_MAX_BYTES = 32 * 1024 * 1024
 _CORRUPTION_CODES = frozenset({11, 26})
 
 STAGE_STATUSES = ("pending", "done", "failed", "skipped")
+IN_CHUNK = 900  # values per IN (...) list: under SQLite's old 999-parameter cap, with room for params
 _UNSET = object()  # Corpus.image_store not looked up yet
 
 
@@ -435,18 +436,27 @@ class Corpus:
             [(photo_id, u.size_key, u.url, u.width, u.height, now) for u in urls],
         )
 
+    def select_in(
+        self, sql: str, values: Sequence[Any], params: Sequence[Any] = (), *, chunk: int = IN_CHUNK
+    ) -> Iterator[sqlite3.Row]:
+        """The rows of ``sql`` for every value of ``values``, asked in chunks of ``chunk``.
+
+        ``sql`` holds one ``{marks}`` where the ``IN (...)`` list goes, after the ``params``: for
+        example ``"SELECT ... WHERE stage = ? AND photo_id IN ({marks})"`` with ``params=(stage,)``.
+        Why chunks: SQLite caps the parameters of one statement (999 before 3.32, and builds may
+        lower it), and a million ids in one statement would also build one huge query; one helper
+        so that no lookup forgets it (``file_paths`` once did). Rows come chunk by chunk, so an
+        ``ORDER BY`` orders within a chunk only.
+        """
+        for start in range(0, len(values), chunk):
+            part = list(values[start : start + chunk])
+            marks = ",".join("?" * len(part))
+            yield from self.conn.execute(sql.format(marks=marks), (*params, *part))
+
     def photo_ids(self, source: str, source_ids: Sequence[str]) -> dict[str, int]:
         """Map source ids to catalog ids for those already in the catalog (batched lookup)."""
-        found: dict[str, int] = {}
-        for start in range(0, len(source_ids), 500):
-            chunk = list(source_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(
-                f"SELECT source_id, id FROM photos WHERE source = ? AND source_id IN ({marks})",
-                (source, *chunk),
-            ):
-                found[row["source_id"]] = int(row["id"])
-        return found
+        sql = "SELECT source_id, id FROM photos WHERE source = ? AND source_id IN ({marks})"
+        return {row["source_id"]: int(row["id"]) for row in self.select_in(sql, source_ids, (source,))}
 
     def photo(self, photo_id: int) -> dict[str, Any] | None:
         """One photo as a dict, with its labels, URLs, stages and file decoded."""
@@ -521,16 +531,8 @@ class Corpus:
 
     def stage_status(self, photo_ids: Sequence[int], stage: str) -> dict[int, str]:
         """The status of ``stage`` for each photo that has one (batched lookup)."""
-        found: dict[int, str] = {}
-        for start in range(0, len(photo_ids), 500):
-            chunk = list(photo_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(
-                f"SELECT photo_id, status FROM stages WHERE stage = ? AND photo_id IN ({marks})",
-                (stage, *chunk),
-            ):
-                found[int(row["photo_id"])] = row["status"]
-        return found
+        sql = "SELECT photo_id, status FROM stages WHERE stage = ? AND photo_id IN ({marks})"
+        return {int(row["photo_id"]): row["status"] for row in self.select_in(sql, photo_ids, (stage,))}
 
     def bump_counter(self, stage: str, name: str, by: int = 1) -> None:
         """Add to a named counter (retries, skipped videos...) that ``status`` shows."""
@@ -671,12 +673,7 @@ class Corpus:
 
     def file_paths(self, photo_ids: Sequence[int]) -> dict[int, str]:
         """Catalog paths of the stored files of ``photo_ids`` (photos without a file are left out)."""
-        if not photo_ids:
-            return {}
-        marks = ",".join("?" * len(photo_ids))
-        rows = self.conn.execute(
-            f"SELECT photo_id, path FROM files WHERE photo_id IN ({marks})", tuple(photo_ids)
-        )
+        rows = self.select_in("SELECT photo_id, path FROM files WHERE photo_id IN ({marks})", photo_ids)
         return {int(r[0]): r[1] for r in rows}
 
     def image_url(self, relpath: str) -> str:

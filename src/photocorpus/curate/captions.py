@@ -40,11 +40,8 @@ def pending_captions(corpus: Corpus, redo: bool = False) -> list[int]:
 
 
 def _clean_rows(corpus: Corpus, ids: Sequence[int]) -> list[tuple[int, str, str | None, float]]:
-    marks = ",".join("?" * len(ids))
     out = []
-    for r in corpus.conn.execute(
-        f"SELECT id, title, caption, hashtags FROM photos WHERE id IN ({marks})", tuple(ids)
-    ):
+    for r in corpus.select_in("SELECT id, title, caption, hashtags FROM photos WHERE id IN ({marks})", ids):
         clean = curated_caption(r["title"], r["caption"], json.loads(r["hashtags"] or "[]"))
         lang, prob = detect_language(clean)
         out.append((int(r["id"]), clean, lang, round(prob, 4)))

@@ -29,37 +29,30 @@ def enrichment_by_photo(corpus: Corpus, photo_ids: Iterable[int]) -> dict[int, d
     """
     out: dict[int, dict[str, Any]] = {}
     ids = list(photo_ids)
-    for start in range(0, len(ids), BATCH):
-        _fill(corpus, ids[start : start + BATCH], out)
-    return out
-
-
-def _fill(corpus: Corpus, ids: list[int], out: dict[int, dict[str, Any]]) -> None:
-    if not ids:
-        return
-    conn = corpus.conn
-    marks = ",".join("?" * len(ids))
+    # Each query asks for all of a photo's rows in the same chunk of ids, so a photo's comments stay
+    # in their ORDER BY order.
+    select = corpus.select_in
 
     def entry(pid: int) -> dict[str, Any]:
         return out.setdefault(int(pid), {})
 
-    for row in conn.execute(f"SELECT * FROM photo_exif WHERE photo_id IN ({marks})", ids):
+    for row in select("SELECT * FROM photo_exif WHERE photo_id IN ({marks})", ids):
         values = {c: row[c] for c in EXIF_COLUMNS if row[c] is not None}
         if values:
             entry(row["photo_id"])["exif"] = {**values, "sources": json.loads(row["sources"] or "{}")}
-    for row in conn.execute(f"SELECT * FROM photo_social WHERE photo_id IN ({marks})", ids):
+    for row in select("SELECT * FROM photo_social WHERE photo_id IN ({marks})", ids):
         for column in ("comment_count", "note_count", "views"):
             if row[column] is not None:
                 entry(row["photo_id"])[column] = row[column]
-    for row in conn.execute(
-        f"SELECT photo_id, kind, context_id, title FROM photo_contexts WHERE photo_id IN ({marks})"
+    for row in select(
+        "SELECT photo_id, kind, context_id, title FROM photo_contexts WHERE photo_id IN ({marks})"
         " ORDER BY photo_id, kind, context_id",
         ids,
     ):
         key = "albums" if row["kind"] == "album" else "groups"
         entry(row["photo_id"]).setdefault(key, []).append({"id": row["context_id"], "title": row["title"]})
-    for row in conn.execute(
-        f"SELECT * FROM photo_comments WHERE photo_id IN ({marks}) ORDER BY photo_id, created_at, comment_id",
+    for row in select(
+        "SELECT * FROM photo_comments WHERE photo_id IN ({marks}) ORDER BY photo_id, created_at, comment_id",
         ids,
     ):
         entry(row["photo_id"]).setdefault("comments", []).append(
@@ -71,8 +64,8 @@ def _fill(corpus: Corpus, ids: list[int], out: dict[int, dict[str, Any]]) -> Non
                 "text": row["text"],
             }
         )
-    for row in conn.execute(
-        f"SELECT photo_id, kind, status, reason, raw FROM enrichment WHERE photo_id IN ({marks})", ids
+    for row in select(
+        "SELECT photo_id, kind, status, reason, raw FROM enrichment WHERE photo_id IN ({marks})", ids
     ):
         if row["status"] == "unavailable":
             entry(row["photo_id"]).setdefault("unavailable", {})[row["kind"]] = row["reason"]
@@ -83,6 +76,7 @@ def _fill(corpus: Corpus, ids: list[int], out: dict[int, dict[str, Any]]) -> Non
             notes = json.loads(row["raw"]).get("notes") or []
             if notes:
                 entry(row["photo_id"]).setdefault("notes", notes)
+    return out
 
 
 def _from_info(payload: dict[str, Any]) -> dict[str, Any]:

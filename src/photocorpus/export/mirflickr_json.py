@@ -35,8 +35,7 @@ _ENRICHED_AS_S16A = ("exif", "albums", "groups", "comments", "notes", "descripti
 
 
 def _geo_accuracy(corpus: Corpus, photo_ids: list[int]) -> dict[int, int | None]:
-    marks = ",".join("?" * len(photo_ids))
-    rows = corpus.conn.execute(f"SELECT id, geo_accuracy FROM photos WHERE id IN ({marks})", photo_ids)
+    rows = corpus.select_in("SELECT id, geo_accuracy FROM photos WHERE id IN ({marks})", photo_ids)
     return {int(r[0]): r[1] for r in rows}
 
 

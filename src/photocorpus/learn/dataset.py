@@ -55,18 +55,15 @@ def photo_meta(corpus: Corpus, photo_ids: Sequence[int]) -> PhotoMeta:
     """Look up label, caption, tags and file of each photo (batched; unknown ids get empty values)."""
     ids = [int(i) for i in photo_ids]
     rows: dict[int, tuple[str, str, str, list[str], str | None, str | None]] = {}
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        marks = ",".join("?" * len(chunk))
-        sql = (
-            "SELECT p.id, p.source_id, p.primary_label, COALESCE(p.title, ''), COALESCE(p.caption, ''), "
-            "p.tags, p.hashtags, f.path, f.origin FROM photos p LEFT JOIN files f ON f.photo_id = p.id "
-            f"WHERE p.id IN ({marks})"
-        )
-        for r in corpus.conn.execute(sql, chunk):
-            caption = " ".join(t for t in (r[3], r[4]) if t)
-            tags = [str(t).lower() for t in (*_json_list(r[5]), *_json_list(r[6])) if str(t).strip()]
-            rows[int(r[0])] = (r[1], r[2], caption, list(dict.fromkeys(tags)), r[7], r[8])
+    sql = (
+        "SELECT p.id, p.source_id, p.primary_label, COALESCE(p.title, ''), COALESCE(p.caption, ''), "
+        "p.tags, p.hashtags, f.path, f.origin FROM photos p LEFT JOIN files f ON f.photo_id = p.id "
+        "WHERE p.id IN ({marks})"
+    )
+    for r in corpus.select_in(sql, ids):
+        caption = " ".join(t for t in (r[3], r[4]) if t)
+        tags = [str(t).lower() for t in (*_json_list(r[5]), *_json_list(r[6])) if str(t).strip()]
+        rows[int(r[0])] = (r[1], r[2], caption, list(dict.fromkeys(tags)), r[7], r[8])
     empty = ("", "", "", [], None, None)
     picked = [rows.get(i, empty) for i in ids]
     return PhotoMeta(
