@@ -84,7 +84,10 @@ class FlickrSettings(_Section):
         f"also ${ALLOW_HTTP_API_URL_ENV}=1.",
     )
     calls_per_hour: float = Field(
-        3600, gt=0, description="Process-wide call budget per key (Flickr's limit)."
+        3600,
+        gt=0,
+        description="Call budget per key and hour, shared by every process of this user on this machine "
+        "(Flickr's limit; the ledger lives in $PHOTOCORPUS_STATE_DIR, default ~/.local/state/photocorpus).",
     )
     per_page: int = Field(500, ge=1, le=500, description="Results per search page (Flickr allows 500).")
     window_target: int = Field(
