@@ -26,7 +26,7 @@ from photocorpus.config import FetchSettings
 from photocorpus.errors import StorageError
 from photocorpus.fetch.http import Download, Downloader
 from photocorpus.fetch.outcome import FetchOutcome
-from photocorpus.fetch.plan import UrlOption, candidate_urls
+from photocorpus.fetch.plan import UrlOption, candidate_urls, no_candidate_failure
 from photocorpus.fetch.politeness import url_expired
 from photocorpus.fetch.worker import RenderResult
 
@@ -67,8 +67,9 @@ class PhotoFetcher:
 
     async def _try_sizes(self, photo_id: int, options: list[UrlOption]) -> FetchOutcome:
         candidates = candidate_urls(options, self.settings)
-        if not candidates:
-            return FetchOutcome(photo_id, reason=reasons.NO_URL, detail="the source gave no image URL")
+        if not candidates:  # no URL at all, or none that size_policy strict allows
+            reason, detail = no_candidate_failure(options, self.settings)
+            return FetchOutcome(photo_id, reason=reason, detail=detail)
         small: tuple[UrlOption, Download] | None = None
         failure: tuple[UrlOption, Download] | None = None
         retries = 0
