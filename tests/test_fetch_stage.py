@@ -502,3 +502,25 @@ def test_frame_contiguous_of_an_older_corpus_toml_reads_as_frame_rule(tmp_path: 
         assert c.settings.fetch.frame_rule == "im2gps"
     with pytest.raises(ValueError, match="disagree: keep only frame_rule"):
         FetchSettings(frame_contiguous=True, frame_rule="im2gps")
+
+
+def test_embed_provenance_option_stamps_photos_of_any_source(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    """Flickr photos are stamped by default; ``--embed-provenance`` stamps every source's."""
+    jpeg = real_jpeg(photos[8], (800, 600))
+    url = server.add("/p.jpg", Route(jpeg))
+    stored = {}
+    for name, extra in (("default", []), ("stamped", ["--embed-provenance"])):
+        with Corpus.create(tmp_path / name) as c:
+            c.add_photos([PhotoRecord("urls", "p", ["misc"], title="Pier 17", urls=[ImageURL("url", url)])])
+        run_cli(
+            "fetch", "-C", str(tmp_path / name), "-q", "--allow-private-urls", "--host-rate", "0",
+            "--workers", "1", *extra,
+        )  # fmt: skip
+        stored[name] = next((tmp_path / name / "images").rglob("*.jpg")).read_bytes()
+    assert stored["default"] == jpeg  # not Flickr: stored as downloaded
+    with Image.open(io.BytesIO(stored["stamped"])) as im:
+        comment = json.loads(im.info["comment"])
+    assert (comment["title"], comment["source_url"], comment["image_url"]) == ("Pier 17", url, url)
+    assert stored["stamped"].endswith(jpeg[jpeg.index(b"\xff\xda") :])  # spliced, not re-encoded

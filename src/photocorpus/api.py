@@ -378,7 +378,9 @@ def fetch_photos(
     else the photo fails as ``no_allowed_size``; longest side 1024, shorter side at least 500,
     width/height 0.625..1.6, ``frame_rule="im2gps"``); settings given beside it win. ``executor``:
     ``"local"`` or ``"ray"``. Settings: the ``[fetch]`` table (``size="300x300"``, ``min_side_px``,
-    ``size_policy``, ``frame_rule``, ``host_rate_per_s``, ``allow_private_urls``...).
+    ``size_policy``, ``frame_rule``, ``host_rate_per_s``, ``allow_private_urls``...);
+    ``embed_provenance`` names the sources whose stored JPEGs carry their provenance as XMP + a JPEG
+    comment (default ``["flickr"]``; True: every source, False: none).
     """
     from photocorpus.config import FETCH_PRESETS
     from photocorpus.fetch.stage import fetch_photos as run_fetch

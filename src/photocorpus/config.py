@@ -225,6 +225,12 @@ class FetchSettings(_Section):
     max_image_pixels: int = Field(
         178_956_970, ge=1, description="Refuse images with more pixels than this (decompression bombs)."
     )
+    embed_provenance: list[str] = Field(
+        ["flickr"],
+        description="Sources whose stored JPEGs carry every attribute the harvest knows (URL, owner, "
+        'title, description, tags, licence, geo, dates, views) as XMP + a JPEG comment, no re-encode; "*" '
+        "is every source (also: true), [] none (also: false).",
+    )
     workers: int = Field(0, ge=0, description="Worker processes for decoding/resizing; 0: one per core.")
     concurrency: int = Field(64, ge=1, le=4096, description="Downloads in flight at once, all hosts.")
     per_host_connections: int = Field(16, ge=1, le=1024, description="Connections to one host at once.")
@@ -279,6 +285,15 @@ class FetchSettings(_Section):
     @classmethod
     def _cap_workers(cls, workers: int) -> int:
         return capped_workers(workers, "[fetch] workers")
+
+    @field_validator("embed_provenance", mode="before")
+    @classmethod
+    def _all_or_none(cls, value: Any) -> Any:
+        """``embed_provenance=True`` (Python) or ``= true`` (corpus.toml) says every source, as the CLI's
+        --embed-provenance does; False none."""
+        if isinstance(value, bool):
+            return ["*"] if value else []
+        return value
 
     @model_validator(mode="before")
     @classmethod

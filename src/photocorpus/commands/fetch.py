@@ -70,6 +70,14 @@ def fetch(
             "500, width/height 0.625-1.6, im2gps's frame rule. Options given with it still win.",
         ),
     ] = False,
+    provenance: Annotated[
+        bool | None,
+        typer.Option(
+            "--embed-provenance/--no-embed-provenance",
+            help="Write what the harvest knows (URL, owner, title, tags, licence, geo, dates, views) into "
+            "every stored JPEG as XMP + comment (default: Flickr photos only; [fetch] embed_provenance).",
+        ),
+    ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Downloads in flight at once.")] = None,
     per_host: Annotated[int | None, typer.Option(help="Connections to one host at once.")] = None,
     host_rate: Annotated[
@@ -126,6 +134,7 @@ def fetch(
         "size_policy": size_policy,
         "remove_frames": frames,
         "frame_rule": frame_rule,
+        "embed_provenance": provenance,  # True: every source, False: none
         "concurrency": concurrency,
         "per_host_connections": per_host,
         "host_rate_per_s": host_rate,
