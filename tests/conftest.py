@@ -23,6 +23,20 @@ def shared_data(relpath: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Per-user state (the machine-wide Flickr rate-limit ledger) goes to a folder of this test session,
+    for the tests and the CLI processes they start, never into the home of whoever runs them."""
+    path = tmp_path_factory.mktemp("photocorpus-state")
+    before = os.environ.get("PHOTOCORPUS_STATE_DIR")
+    os.environ["PHOTOCORPUS_STATE_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("PHOTOCORPUS_STATE_DIR", None)
+    else:
+        os.environ["PHOTOCORPUS_STATE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def instany_images() -> Path:
     """3,007 real InstaNY100K photos (300x300 JPEGs named <instagram media id>.jpg)."""

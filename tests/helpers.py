@@ -62,3 +62,26 @@ def child_pids(pid: int) -> set[int]:
         if int(fields[1]) == pid:
             found.add(int(stat.parent.name))
     return found
+
+
+def exiftool_tags(jpeg: bytes) -> dict:
+    """Every tag exiftool reads from ``jpeg`` (``-G1 -n``: ``XMP-dc:Title``, numbers as numbers), plus
+    its warnings. exiftool is the second, independent XMP reader of the provenance tests (Pillow is the
+    first); Debian's ``libimage-exiftool-perl``, installed by ``scripts/install-browser``."""
+    import json
+    import shutil
+    import subprocess
+
+    import pytest
+
+    exiftool = shutil.which("exiftool")
+    if exiftool is None:
+        message = "exiftool is needed (Debian's libimage-exiftool-perl; scripts/install-browser installs it)"
+        if os.environ.get("PHOTOCORPUS_REQUIRE_DATA") == "1" or os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    proc = subprocess.run(
+        [exiftool, "-j", "-G1", "-n", "-a", "-"], input=jpeg, capture_output=True, check=True, timeout=60
+    )
+    [tags] = json.loads(proc.stdout)
+    return tags

@@ -66,6 +66,15 @@ def test_bad_arguments_name_the_parameter_before_any_work(tmp_path: Path) -> Non
         pc.fetch_photos(corpus, resize_mode="stretch")
     with pytest.raises(pc.ParameterError, match=r"^size must look like 300x300"):
         pc.fetch_photos(corpus, size="300")
+    with pytest.raises(pc.ParameterError, match=r"^preset must be one of im2gps, not 'yfcc'"):
+        pc.fetch_photos(corpus, preset="yfcc")
+    with pytest.raises(pc.ParameterError, match=r"frame_rule must be one of edge, im2gps, not 'inner'"):
+        pc.fetch_photos(corpus, frame_rule="inner")
+    # a rule over two settings (the preset's strict sizes, the keyword's default size) names both
+    with pytest.raises(
+        pc.ParameterError, match=r"^fetch_photos\(\): default_size_only and size_policy strict contradict"
+    ):
+        pc.fetch_photos(corpus, preset="im2gps", default_size_only=True)
     with pytest.raises(pc.ParameterError, match=r"^method must be one of tsne, umap, pca, not 'mds'"):
         pc.explore_photos(corpus, method="mds")
     with pytest.raises(pc.ParameterError, match=r"^steps must name some of dedup"):

@@ -87,3 +87,35 @@ def test_demo_builds_a_corpus_that_status_describes(tmp_path: Path) -> None:
         json.loads(run_cli("status", "--json", "--corpus", str(demo_dir)).stdout)["photos"]
         == status["photos"]
     )
+
+
+def _commands(group: object, path: tuple[str, ...] = ()) -> list[tuple[str, object]]:
+    """Every leaf command of the CLI with its full name, e.g. ('harvest flickr', <Command>)."""
+    subcommands = getattr(group, "commands", None)  # a group (typer ships its own copy of click)
+    if subcommands is not None:
+        return [found for name, sub in sorted(subcommands.items()) for found in _commands(sub, (*path, name))]
+    return [(" ".join(path), group)]
+
+
+def test_every_short_flag_means_one_thing_and_q_is_quiet_everywhere() -> None:
+    """A short flag declared by two options of one command parses as only one of them (``harvest
+    flickr -q cat`` failed: ``-q`` was both --query and --quiet); and scripts written against one
+    command expect ``-q`` to mean the same (--quiet, no progress bar) in every other."""
+    import typer
+
+    from photocorpus.cli import app
+
+    commands = _commands(typer.main.get_command(app))
+    assert len(commands) > 20 and "harvest flickr" in dict(commands)
+    for name, command in commands:
+        owners: dict[str, list[str]] = {}
+        for param in command.params:
+            if param.param_type_name == "option":
+                for flag in (*param.opts, *param.secondary_opts):
+                    if not flag.startswith("--"):
+                        owners.setdefault(flag, []).append(param.name)
+        assert all(len(names) == 1 for names in owners.values()), (name, owners)
+        if "-q" in owners:
+            assert owners["-q"] == ["quiet"], name
+    flickr_help = run_cli("harvest", "flickr", "--help").stdout
+    assert re.search(r"--query\s+<", flickr_help) and not re.search(r"--query\s+-q", flickr_help)

@@ -30,11 +30,11 @@ from photocorpus.enrich.flickr import (
     parse_kinds,
     pending_calls,
 )
-from photocorpus.enrich.provenance import NotAJpegError, Provenance, embed_provenance
 from photocorpus.errors import ConfigError
 from photocorpus.exif import fields_from_bytes, store_exif
 from photocorpus.importing import import_folder
 from photocorpus.logs import redact
+from photocorpus.provenance import NotAJpegError, Provenance, embed_provenance
 from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters
 from photocorpus.sources.flickr_api import FlickrClient
 from tests.conftest import run_cli
@@ -321,13 +321,13 @@ XSS = "<script>alert('x')</script> & \"quotes\" ]]> 😀"
 def test_embedded_provenance_round_trips_with_an_independent_reader(instany_images: Path) -> None:
     original = sorted(instany_images.glob("*.jpg"))[2].read_bytes()
     prov = Provenance(
-        source_url="https://www.flickr.com/photos/me/123",
+        "flickr",
+        "123",
+        page_url="https://www.flickr.com/photos/me/123",
         owner=XSS,
         title="Bridge at night " + "x" * 200_000,  # a 200 kB title must still fit the 64 kB segments
         license="CC BY 2.0",
         tags=["bridge", "night", XSS],
-        source="flickr",
-        source_id="123",
     )
     stamped = embed_provenance(original, prov)
     with Image.open(io.BytesIO(stamped)) as im, Image.open(io.BytesIO(original)) as orig:
@@ -345,7 +345,7 @@ def test_embedded_provenance_round_trips_with_an_independent_reader(instany_imag
     assert [li.text for li in desc.findall("dc:subject/rdf:Bag/rdf:li", ns)] == ["bridge", "night", XSS]
     assert desc.find("dc:title/rdf:Alt/rdf:li", ns).text.startswith("Bridge at night")
     # Stamping again replaces the stamp instead of stacking a second one.
-    twice = embed_provenance(stamped, Provenance(source_url="https://example.org/2"))
+    twice = embed_provenance(stamped, Provenance("test", "2", page_url="https://example.org/2"))
     assert twice.count(b"http://ns.adobe.com/xap/1.0/\x00") == 1
     with Image.open(io.BytesIO(twice)) as im:
         assert json.loads(im.info["comment"])["source_url"] == "https://example.org/2"

@@ -11,11 +11,14 @@ from __future__ import annotations
 import ast
 import asyncio
 import hashlib
+import io
+import json
 import random
 import sqlite3
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from photocorpus import reasons
 from photocorpus.config import FetchSettings
@@ -28,6 +31,7 @@ from photocorpus.fetch.plan import UrlOption
 from photocorpus.fetch.spec import render_spec
 from photocorpus.fetch.worker import RenderResult, render_batch
 from photocorpus.netguard import AddressPolicy
+from photocorpus.provenance import Provenance
 from photocorpus.records import PhotoRecord
 from tests.fixtures.image_server import ImageServer, Route, real_jpeg
 
@@ -46,9 +50,9 @@ def test_fetcher_fetches_a_photo_without_any_corpus(instany_images: Path, tmp_pa
     spec = render_spec(settings)
     rendered: list[int] = []
 
-    async def render(photo_id: int, data: bytes) -> RenderResult:
+    async def render(photo_id: int, data: bytes, stamp: Provenance | None) -> RenderResult:
         rendered.append(photo_id)
-        [result] = await asyncio.to_thread(render_batch, spec, str(tmp_path), [data])
+        [result] = await asyncio.to_thread(render_batch, spec, str(tmp_path), [data], stamps=[stamp])
         return result
 
     async def fetch(options: dict[int, list[UrlOption]]) -> tuple[dict[int, FetchOutcome], int, int]:
@@ -56,7 +60,11 @@ def test_fetcher_fetches_a_photo_without_any_corpus(instany_images: Path, tmp_pa
         policy = AddressPolicy.build(True, [])
         async with Downloader(settings, policy, budget, random.Random(1)) as downloader:
             fetcher = PhotoFetcher(settings, downloader, render)
-            outcomes = {pid: await fetcher.fetch_photo(pid, opts) for pid, opts in options.items()}
+            stamp = Provenance("flickr", "7", title="Pier 17")  # photo 7's, as a driver read it
+            outcomes = {
+                pid: await fetcher.fetch_photo(pid, opts, stamp if pid == 7 else None)
+                for pid, opts in options.items()
+            }
         return outcomes, budget.used, fetcher.bytes_downloaded
 
     with ImageServer() as server:
@@ -84,6 +92,11 @@ def test_fetcher_fetches_a_photo_without_any_corpus(instany_images: Path, tmp_pa
     assert stored.result is not None and stored.result.sha256 == hashlib.sha256(jpeg).hexdigest()
     assert stored.result.tmp_path is not None and Path(stored.result.tmp_path).parent == tmp_path
     assert max(stored.result.width or 0, stored.result.height or 0) == 256
+    # the stamp reached the file as it was written, naming the URL the bytes came from (not the 404)
+    stored_file = Path(stored.result.tmp_path).read_bytes()
+    assert stored.result.stored_bytes == len(stored_file)
+    with Image.open(io.BytesIO(stored_file)) as im:
+        assert json.loads(im.info["comment"])["image_url"] == original
     # no URL: a reason, not an exception, and nothing rendered
     assert (outcomes[8].reason, outcomes[8].url, outcomes[8].ok) == (reasons.NO_URL, None, False)
     # an expired signed URL says nothing good about the other sizes: stop, and say re-harvest
@@ -176,6 +189,10 @@ def test_the_pieces_depend_one_way() -> None:
         return {module for module, _ in _imports(FETCH / name)}
 
     assert "photocorpus.fetch.stage" not in modules("distributed.py")
+    catalog = {"photocorpus.corpus", "photocorpus.fetch.committer", "photocorpus.catalog_provenance"}
     for piece in ("fetcher.py", "render_pool.py", "worker.py", "outcome.py"):
-        assert not {"photocorpus.corpus", "photocorpus.fetch.committer"} & modules(piece), piece
+        assert not catalog & modules(piece), piece
+    # the provenance stamp that the fetcher side applies is bytes in, bytes out: no catalog either
+    stamp = {module for module, _ in _imports(FETCH.parent / "provenance.py")}
+    assert not catalog & stamp
     assert not {"photocorpus.fetch.http", "photocorpus.fetch.fetcher", "aiohttp"} & modules("committer.py")

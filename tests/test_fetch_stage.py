@@ -9,6 +9,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -252,6 +253,9 @@ def test_fetch_cli_size_status_and_verbose_log(
         (["--resize-mode", "stretch"], "resize_mode"),
         (["timeout"], "reasons go after --retry-failed"),
         (["--aspect", "2"], "min:max"),
+        (["--size-policy", "largest"], "size_policy must be one of fallback, strict, not 'largest'"),
+        (["--frame-rule", "inner"], "frame_rule must be one of edge, im2gps, not 'inner'"),
+        (["--im2gps", "--default-size-only"], "default_size_only and size_policy strict contradict"),
     ],
 )
 def test_fetch_cli_refuses_bad_options_clearly(tmp_path: Path, args: list[str], message: str) -> None:
@@ -375,3 +379,148 @@ def test_limit_visits_that_many_photos_in_id_order_and_a_rerun_the_rest(
     assert list(pending_pages(corpus, 3)) == []
     assert all(corpus.photo(pid)["stages"]["fetch"]["status"] == "done" for pid in ids)
     corpus.close()
+
+
+def test_strict_size_policy_takes_large_else_original_else_drops(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    """im2gps: Large, failing that Original, failing that the photo is thrown away (no_allowed_size);
+    the default policy, beside it, falls back to the largest other size."""
+    large, original = real_jpeg(photos[0], (1024, 768)), real_jpeg(photos[1], (2048, 1536))
+    medium, small = real_jpeg(photos[2], (800, 600)), real_jpeg(photos[3], (640, 480))
+    corpus = Corpus.create(tmp_path / "c")
+    ids = corpus.add_photos(
+        [
+            _photo(
+                "all_sizes",
+                ImageURL("url_z", server.add("/1_z.jpg", Route(small))),
+                ImageURL("url_l", server.add("/1_l.jpg", Route(large))),
+                ImageURL("url_o", server.add("/1_o.jpg", Route(original))),
+            ),
+            _photo(
+                "original_and_medium",
+                ImageURL("url_c", server.add("/2_c.jpg", Route(medium))),
+                ImageURL("url_o", server.add("/2_o.jpg", Route(original))),
+            ),
+            _photo(
+                "medium_only",
+                ImageURL("url_c", server.add("/3_c.jpg", Route(medium)), 800, 600),
+                ImageURL("url_z", server.add("/3_z.jpg", Route(small)), 640, 480),
+            ),
+            _photo("no_url"),
+        ]
+    )
+    report = fetch_photos(corpus, _settings(size_policy="strict"))
+    assert (report.fetched, report.failures) == (2, {"no_allowed_size": 1, "no_url": 1})
+    assert _file_row(corpus, ids[0])["origin"].endswith("/1_l.jpg")
+    assert _file_row(corpus, ids[1])["origin"].endswith("/2_o.jpg")
+    stage = corpus.photo(ids[2])["stages"]["fetch"]
+    assert stage["reason"] == reasons.NO_ALLOWED_SIZE == "no_allowed_size"
+    assert "url_c, url_z" in stage["detail"] and "url_l, url_o" in stage["detail"]
+    assert sum(server.requests_to(p) for p in ("/1_z.jpg", "/2_c.jpg", "/3_c.jpg", "/3_z.jpg")) == 0
+    # today's default beside it: the dropped photo comes back as its largest other size
+    again = fetch_photos(corpus, _settings(), retry_failed=["no_allowed_size"])
+    assert (again.visited, again.fetched) == (1, 1)
+    assert _file_row(corpus, ids[2])["origin"].endswith("/3_c.jpg")
+
+
+def _noise_with_inner_ring(size: int, ring_at: int) -> bytes:
+    """A textured image (no frame at its edge) holding one flat black ring ``ring_at`` px in: a frame
+    only to im2gps's rule (the widest qualifying ring anywhere), as PNG so the ring stays exactly flat."""
+    pixels = np.random.default_rng(7).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    far = size - 1 - ring_at
+    pixels[ring_at, ring_at : far + 1] = pixels[far, ring_at : far + 1] = 0
+    pixels[ring_at : far + 1, ring_at] = pixels[ring_at : far + 1, far] = 0
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_im2gps_preset_applies_the_strict_sizes_and_im2gps_frame_rule(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    """``fetch --im2gps`` on the command line, ``preset="im2gps"`` in Python: one preset, and a setting
+    given beside it (``--frame-rule edge``, ``frame_rule="edge"``) wins over the preset's."""
+    import photocorpus as pc
+
+    ringed = server.add("/ring_l.jpg", Route(_noise_with_inner_ring(800, 60), content_type="image/png"))
+    medium = server.add("/m_c.jpg", Route(real_jpeg(photos[4], (800, 600))))
+    wide = server.add("/w_l.jpg", Route(real_jpeg(photos[5], (1024, 576))))  # 16:9, outside 0.625..1.6
+
+    def corpus_dir(name: str) -> Path:
+        with Corpus.create(tmp_path / name) as c:
+            c.add_photos(
+                [
+                    _photo("ringed", ImageURL("url_l", ringed)),
+                    _photo("medium", ImageURL("url_c", medium)),
+                    _photo("wide", ImageURL("url_l", wide)),
+                ]
+            )
+        return tmp_path / name
+
+    runs = {}
+    for name, extra in (
+        ("default", []),
+        ("im2gps", ["--im2gps"]),
+        ("im2gps_edge", ["--im2gps", "--frame-rule", "edge"]),
+    ):
+        out = run_cli(
+            "fetch", "-C", str(corpus_dir(name)), "-q", "--allow-private-urls", "--host-rate", "0",
+            "--workers", "1", "--json", *extra,
+        )  # fmt: skip
+        runs[name] = json.loads(out.stdout)
+    api_settings = {"allow_private_urls": True, "host_rate_per_s": 0, "workers": 1}
+    for name, frame_rule in (("api_im2gps", {}), ("api_im2gps_edge", {"frame_rule": "edge"})):
+        report = pc.fetch_photos(corpus_dir(name), preset="im2gps", **api_settings, **frame_rule)
+        runs[name] = {"fetched": report.fetched, "frames_removed": report.frames_removed}
+        runs[name]["failures"] = report.failures
+    assert (runs["default"]["fetched"], runs["default"]["frames_removed"]) == (3, 0)
+    for im2gps in ("im2gps", "api_im2gps", "im2gps_edge", "api_im2gps_edge"):
+        assert runs[im2gps]["failures"] == {"no_allowed_size": 1, "bad_aspect_ratio": 1}, im2gps
+    assert (runs["im2gps"]["fetched"], runs["im2gps"]["frames_removed"]) == (1, 1)  # the inner ring: trimmed
+    assert (runs["api_im2gps"]["fetched"], runs["api_im2gps"]["frames_removed"]) == (1, 1)
+    assert (runs["im2gps_edge"]["fetched"], runs["im2gps_edge"]["frames_removed"]) == (1, 0)  # option wins
+    assert (runs["api_im2gps_edge"]["fetched"], runs["api_im2gps_edge"]["frames_removed"]) == (1, 0)
+
+
+def test_strict_size_policy_and_default_size_only_are_refused_together() -> None:
+    with pytest.raises(ValueError, match="contradict"):
+        FetchSettings(size_policy="strict", default_size_only=True)
+
+
+def test_frame_contiguous_of_an_older_corpus_toml_reads_as_frame_rule(tmp_path: Path) -> None:
+    """Every corpus.toml written before ``frame_rule`` says ``frame_contiguous = true``: it must still
+    open, with the same rule, and a file saying two different things is refused, not half-read."""
+    assert FetchSettings(frame_contiguous=True).frame_rule == "edge"
+    assert FetchSettings(frame_contiguous=False).frame_rule == "im2gps"
+    Corpus.create(tmp_path / "c").close()
+    toml = tmp_path / "c" / "corpus.toml"
+    text = toml.read_text()
+    assert 'frame_rule = "edge"' in text
+    toml.write_text(text.replace('frame_rule = "edge"', "frame_contiguous = false"))
+    with Corpus.open(tmp_path / "c") as c:
+        assert c.settings.fetch.frame_rule == "im2gps"
+    with pytest.raises(ValueError, match="disagree: keep only frame_rule"):
+        FetchSettings(frame_contiguous=True, frame_rule="im2gps")
+
+
+def test_embed_provenance_option_stamps_photos_of_any_source(
+    tmp_path: Path, server: ImageServer, photos: list[Path]
+) -> None:
+    """Flickr photos are stamped by default; ``--embed-provenance`` stamps every source's."""
+    jpeg = real_jpeg(photos[8], (800, 600))
+    url = server.add("/p.jpg", Route(jpeg))
+    stored = {}
+    for name, extra in (("default", []), ("stamped", ["--embed-provenance"])):
+        with Corpus.create(tmp_path / name) as c:
+            c.add_photos([PhotoRecord("urls", "p", ["misc"], title="Pier 17", urls=[ImageURL("url", url)])])
+        run_cli(
+            "fetch", "-C", str(tmp_path / name), "-q", "--allow-private-urls", "--host-rate", "0",
+            "--workers", "1", *extra,
+        )  # fmt: skip
+        stored[name] = next((tmp_path / name / "images").rglob("*.jpg")).read_bytes()
+    assert stored["default"] == jpeg  # not Flickr: stored as downloaded
+    with Image.open(io.BytesIO(stored["stamped"])) as im:
+        comment = json.loads(im.info["comment"])
+    assert (comment["title"], comment["source_url"], comment["image_url"]) == ("Pier 17", url, url)
+    assert stored["stamped"].endswith(jpeg[jpeg.index(b"\xff\xda") :])  # spliced, not re-encoded

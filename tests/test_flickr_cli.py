@@ -196,3 +196,42 @@ def test_demo_flickr_harvests_three_cities(tmp_path: Path) -> None:
         "demo", str(tmp_path / "demo2"), "--flickr", "--quiet", env={"FLICKR_API_KEY": ""}, check=False
     )
     assert no_key.returncode == 2 and "FLICKR_API_KEY" in no_key.stderr
+
+
+def test_two_processes_on_one_key_stay_under_its_budget_together(tmp_path: Path) -> None:
+    """A harvest beside another harvest on one key: the seed's FAQ says a key queried too fast gets
+    disabled, and Flickr counts calls per key, so the two share one budget (one ledger on the machine)
+    instead of taking a full budget each."""
+    rate_per_hour = 36_000  # one call per 0.1 s, so the test takes seconds
+    photos = make_population(50, words=("cat",), n_other=50, years=1, seed=5, bursty=False)
+    settings = Settings(
+        flickr=FlickrSettings(
+            calls_per_hour=rate_per_hour, per_page=2, backoff_base_s=0.01, backoff_cap_s=0.05
+        )
+    )
+    state = tmp_path / "state"
+    with FlickrTestServer(photos) as server:
+        procs = []
+        for query in ("cat", "dog"):
+            Corpus.create(tmp_path / query, settings).close()
+            args = [
+                "harvest", "flickr", "--query", query, "--min-upload", MIN_UPLOAD, "--max-upload", MAX_UPLOAD,
+                "--api-url", server.api_url, "--corpus", str(tmp_path / query), "--quiet",
+            ]  # fmt: skip
+            env = {**os.environ, **_env(server), "PHOTOCORPUS_STATE_DIR": str(state)}
+            procs.append(subprocess.Popen([sys.executable, "-m", "photocorpus", *args], env=env))
+        assert [p.wait(timeout=300) for p in procs] == [0, 0]
+        requests = [r for r in server.state.requests if r["params"].get("method") == "flickr.photos.search"]
+    times = {q: sorted(r["time"] for r in requests if r["params"].get("text") == q) for q in ("cat", "dog")}
+    assert min(len(t) for t in times.values()) >= 25, {q: len(t) for q, t in times.items()}
+    both = sorted(times["cat"] + times["dog"])
+    overlap = min(times["cat"][-1], times["dog"][-1]) - max(times["cat"][0], times["dog"][0])
+    assert overlap > 1.0  # the two ran side by side for a while (each alone needs over 2.4 s)
+    # In any one second the two together sent at most the key's rate (10), plus the first call's burst
+    # of one, plus one call per process that was sent a little after its slot: never one budget each.
+    busiest = max(sum(1 for t in both if start <= t < start + 1.0) for start in both)
+    assert busiest <= 1 + rate_per_hour / 3600 + 2, busiest
+    # ... because both reserved their calls in one ledger row (the key's hash), which counted them all
+    with sqlite3.connect(state / "ratelimit.sqlite") as conn:
+        counted = conn.execute("SELECT calls FROM ledger").fetchall()
+    assert counted == [(len(server.state.requests),)]

@@ -20,7 +20,14 @@ from photocorpus.logs import (
     register_secret,
     setup_logging,
 )
-from photocorpus.ratelimit import TokenBucket, backoff_delay, parse_retry_after
+from photocorpus.ratelimit import (
+    RateLimitLedgerError,
+    SharedRateLimit,
+    TokenBucket,
+    backoff_delay,
+    parse_retry_after,
+    shared_limiter,
+)
 
 
 class FakeClock:
@@ -51,6 +58,47 @@ def test_token_bucket_allows_a_burst_then_paces() -> None:
         assert bucket.acquire() == 0.0
     bucket.acquire()
     assert clock.now == pytest.approx(10.0)  # 360 per hour = one per 10 s once the burst is spent
+
+
+def test_limiters_on_one_ledger_share_one_key_budget_and_keys_stay_apart(tmp_path) -> None:
+    """Two limiters on one ledger file stand for two processes (each has its own SQLite handle): on one
+    key they share one rate; another key has a budget of its own."""
+    clock = FakeClock()
+    ledger = tmp_path / "ratelimit.sqlite"
+    harvest, enrich = (
+        SharedRateLimit("flickr:aaaa", 3600, ledger=ledger, clock=clock, sleep=clock.sleep) for _ in range(2)
+    )
+    for _ in range(5):
+        harvest.acquire()
+        enrich.acquire()
+    assert clock.now == pytest.approx(9.0)  # 10 calls at one per second together, not 5 s each
+    other = SharedRateLimit("flickr:bbbb", 3600, ledger=ledger, clock=clock, sleep=clock.sleep)
+    assert other.acquire() == 0.0 and clock.now == pytest.approx(9.0)
+    burst = SharedRateLimit("flickr:cccc", 360, burst=3, ledger=ledger, clock=clock, sleep=clock.sleep)
+    assert [burst.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert burst.acquire() == pytest.approx(10.0)  # 360 per hour once the burst is spent
+
+
+def test_the_ledger_lives_in_the_state_dir_and_never_holds_the_key(tmp_path, monkeypatch) -> None:
+    from photocorpus.sources.flickr_api import key_fingerprint
+
+    monkeypatch.setenv("PHOTOCORPUS_STATE_DIR", str(tmp_path / "state"))
+    api_key = "0123456789abcdef-the-secret-key"
+    limiter = shared_limiter(key_fingerprint(api_key), 3.6e9)
+    limiter.acquire()
+    assert limiter.ledger == tmp_path / "state" / "ratelimit.sqlite" and limiter.ledger.exists()
+    assert shared_limiter(key_fingerprint(api_key), 3.6e9) is limiter  # one per key in a process
+    limiter.close()
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "state").iterdir())
+    assert api_key.encode() not in stored and key_fingerprint(api_key).encode() not in stored
+
+
+def test_an_unusable_state_dir_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    limiter = SharedRateLimit("flickr:dddd", 3600, ledger=blocker / "ratelimit.sqlite")
+    with pytest.raises(RateLimitLedgerError, match="PHOTOCORPUS_STATE_DIR"):
+        limiter.acquire()
 
 
 def test_backoff_is_jittered_exponential_and_capped() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 ray = pytest.importorskip("ray")
 
@@ -38,7 +39,14 @@ RAY = ExecutorSettings(kind="ray", shard_size=25)
 
 
 def _fetch_settings(**changes: object) -> FetchSettings:
-    base = {"allow_private_urls": True, "host_rate_per_s": 0, "workers": 2, "min_side_px": 0}
+    # every photo stamped with its provenance: a Ray task must embed the same bytes a local worker does
+    base = {
+        "allow_private_urls": True,
+        "host_rate_per_s": 0,
+        "workers": 2,
+        "min_side_px": 0,
+        "embed_provenance": ["*"],
+    }
     return FetchSettings.model_validate({**base, **changes})
 
 
@@ -133,6 +141,9 @@ def test_ray_and_local_write_the_same_catalog_and_files(both_runs: dict) -> None
     assert stages[("featurize:efficientnet-lite0", "done")] == PHOTOS
     assert files_on_disk(on_ray) == files_on_disk(local)
     assert len(files_on_disk(on_ray)) == PHOTOS
+    for _pid, path, _sha, _w, _h, _bytes, _fmt, origin in dump["files"]:
+        with Image.open(on_ray / path) as im:  # the Ray task stamped it, with the URL it downloaded
+            assert json.loads(im.info["comment"])["image_url"] == origin
     assert _hash_rows(on_ray) == _hash_rows(local) and len(_hash_rows(local)) == PHOTOS
     assert _label_rows(on_ray) == _label_rows(local)
 
@@ -289,6 +300,7 @@ def test_cli_fetch_joins_a_running_cluster_by_address(
         "0",
         "--min-side",
         "0",
+        "--embed-provenance",
     ]
     proc = run_cli(*args, "--executor", "ray", "--ray-address", address, "--json")
     report = json.loads(proc.stdout)

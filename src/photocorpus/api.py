@@ -363,6 +363,7 @@ def fetch_photos(
     *,
     retry_failed: bool | str | Sequence[str] = False,
     limit: int | None = None,
+    preset: str | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
     progress: Progress = False,
@@ -372,12 +373,20 @@ def fetch_photos(
     """Download every harvested photo not fetched yet; validate, de-frame, resize and store it.
 
     ``retry_failed``: True retries failures that could be transient (timeouts, 5xx...), a reason or
-    a list of reasons retries exactly those. ``limit`` caps the photos of this call. ``executor``:
+    a list of reasons retries exactly those. ``limit`` caps the photos of this call. ``preset``:
+    ``"im2gps"`` sets im2gps's download rules at once (``size_policy="strict"``: Large, else Original,
+    else the photo fails as ``no_allowed_size``; longest side 1024, shorter side at least 500,
+    width/height 0.625..1.6, ``frame_rule="im2gps"``); settings given beside it win. ``executor``:
     ``"local"`` or ``"ray"``. Settings: the ``[fetch]`` table (``size="300x300"``, ``min_side_px``,
-    ``host_rate_per_s``, ``allow_private_urls``...).
+    ``size_policy``, ``frame_rule``, ``host_rate_per_s``, ``allow_private_urls``...);
+    ``embed_provenance`` names the sources whose stored JPEGs carry their provenance as XMP + a JPEG
+    comment (default ``["flickr"]``; True: every source, False: none).
     """
+    from photocorpus.config import FETCH_PRESETS
     from photocorpus.fetch.stage import fetch_photos as run_fetch
 
+    if preset is not None:
+        settings = {**FETCH_PRESETS[check_choice("preset", preset, FETCH_PRESETS)], **settings}
     if settings.get("size") is not None:
         check_size("size", settings["size"], 65_535)
     if limit is not None:

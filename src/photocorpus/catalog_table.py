@@ -67,10 +67,6 @@ class CatalogPhoto:
     phash: str | None = None  # 16 hex digits
     image_url: str | None = None  # the http(s) URL the stored image was downloaded from
 
-    def provenance_url(self) -> str:
-        """Where the photo came from: its page, else its image URL, else ``source:id``."""
-        return self.page_url or self.image_url or f"{self.source}:{self.source_id}"
-
     def metadata(self) -> dict[str, Any]:
         """Everything but the file path, as JSON-ready values."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "path"}

@@ -21,7 +21,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from photocorpus.errors import ConfigError
 from photocorpus.worker_counts import capped_workers
@@ -84,7 +84,10 @@ class FlickrSettings(_Section):
         f"also ${ALLOW_HTTP_API_URL_ENV}=1.",
     )
     calls_per_hour: float = Field(
-        3600, gt=0, description="Process-wide call budget per key (Flickr's limit)."
+        3600,
+        gt=0,
+        description="Call budget per key and hour, shared by every process of this user on this machine "
+        "(Flickr's limit; the ledger lives in $PHOTOCORPUS_STATE_DIR, default ~/.local/state/photocorpus).",
     )
     per_page: int = Field(500, ge=1, le=500, description="Results per search page (Flickr allows 500).")
     window_target: int = Field(
@@ -157,7 +160,13 @@ class FetchSettings(_Section):
     size_keys: list[str] = Field(
         ["url_l", "url_o"],
         description="Image URL sizes to try first, in order (Flickr: url_l = Large 1024, url_o = original); "
-        "any other size the source gave is tried after these, largest first.",
+        "with size_policy fallback any other size the source gave is tried after these, largest first.",
+    )
+    size_policy: str = Field(
+        "fallback",
+        pattern="^(fallback|strict)$",
+        description="fallback: after size_keys, any other size the source gave; strict (im2gps): only "
+        "size_keys, and a photo with none of them fails as no_allowed_size.",
     )
     min_preferred_bytes: int = Field(
         5000,
@@ -207,13 +216,20 @@ class FetchSettings(_Section):
         0.005, gt=0, description="A ring is frame if std * min(mean, 1 - mean) is under this."
     )
     frame_margin_px: int = Field(12, ge=0, description="Extra pixels trimmed inside a detected frame.")
-    frame_contiguous: bool = Field(
-        True,
-        description="A frame must qualify ring by ring from the edge in (false: im2gps's largest "
-        "qualifying ring anywhere, which trims more unframed photos).",
+    frame_rule: str = Field(
+        "edge",
+        pattern="^(edge|im2gps)$",
+        description="edge: a frame is uniform rings counted from the edge in; im2gps: the widest "
+        "qualifying ring anywhere (remove_frame.m), which also trims more unframed photos.",
     )
     max_image_pixels: int = Field(
         178_956_970, ge=1, description="Refuse images with more pixels than this (decompression bombs)."
+    )
+    embed_provenance: list[str] = Field(
+        ["flickr"],
+        description="Sources whose stored JPEGs carry every attribute the harvest knows (URL, owner, "
+        'title, description, tags, licence, geo, dates, views) as XMP + a JPEG comment, no re-encode; "*" '
+        "is every source (also: true), [] none (also: false).",
     )
     workers: int = Field(0, ge=0, description="Worker processes for decoding/resizing; 0: one per core.")
     concurrency: int = Field(64, ge=1, le=4096, description="Downloads in flight at once, all hosts.")
@@ -269,6 +285,70 @@ class FetchSettings(_Section):
     @classmethod
     def _cap_workers(cls, workers: int) -> int:
         return capped_workers(workers, "[fetch] workers")
+
+    @field_validator("embed_provenance", mode="before")
+    @classmethod
+    def _all_or_none(cls, value: Any) -> Any:
+        """``embed_provenance=True`` (Python) or ``= true`` (corpus.toml) says every source, as the CLI's
+        --embed-provenance does; False none."""
+        if isinstance(value, bool):
+            return ["*"] if value else []
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _frame_contiguous_is_frame_rule(cls, data: Any) -> Any:
+        """``frame_contiguous = true/false``, which every corpus.toml written before ``frame_rule`` holds,
+        still reads: as ``frame_rule = "edge"/"im2gps"``. Both keys, saying different things, are refused
+        rather than one silently winning."""
+        if not isinstance(data, dict) or "frame_contiguous" not in data:
+            return data
+        data = dict(data)
+        legacy = data.pop("frame_contiguous")
+        if not isinstance(legacy, bool):
+            raise ValueError(f"frame_contiguous (now frame_rule) must be true or false, not {legacy!r}")
+        rule = "edge" if legacy else "im2gps"
+        if data.setdefault("frame_rule", rule) != rule:
+            raise ValueError(
+                f"frame_contiguous = {str(legacy).lower()} and frame_rule = {data['frame_rule']!r} disagree: "
+                "keep only frame_rule"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _one_size_rule(self) -> FetchSettings:
+        if self.default_size_only and self.size_policy == "strict":
+            raise ValueError(
+                "default_size_only and size_policy strict contradict each other (the default size is "
+                "neither Large nor Original): choose one"
+            )
+        return self
+
+
+# im2gps's download rules (``photocorpus fetch --im2gps``, ``pc.fetch_photos(c, preset="im2gps")``), from
+# its README ("Downloading FAQ"): try Flickr's Large size (longest side 1024), failing that the Original,
+# and drop the photo when neither exists; an Original larger than 1024 is downsampled to 1024, one under
+# 500 on a side is thrown away; frames are removed (remove_frame.m), with the rule this code calls
+# im2gps's (the largest qualifying ring anywhere, not only from the edge in: see
+# photocorpus.fetch.frames). A download under 5,000 bytes counts as missing (Flickr's "unavailable"
+# placeholder), and width/height must lie in 0.625..1.6, as in im2gps's download script. Settings given
+# next to the preset still win.
+IM2GPS_FETCH_RULES: dict[str, Any] = {
+    "size_keys": ["url_l", "url_o"],
+    "size_policy": "strict",
+    "default_size_only": False,
+    "min_preferred_bytes": 5000,
+    "size": None,
+    "max_edge_px": 1024,
+    "resize_mode": "keep_ratio",
+    "min_side_px": 500,
+    "min_aspect_ratio": 0.625,
+    "max_aspect_ratio": 1.6,
+    "remove_frames": True,
+    "frame_rule": "im2gps",
+}
+# Named sets of [fetch] settings a run can start from; settings given beside a preset win over it.
+FETCH_PRESETS: dict[str, dict[str, Any]] = {"im2gps": IM2GPS_FETCH_RULES}
 
 
 class FeaturizeSettings(_Section):

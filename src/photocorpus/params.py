@@ -92,6 +92,8 @@ _CHOICES = re.compile(r"^\^\(([\w|.-]+)\)\$$")  # a pattern that is a list of wo
 
 def _problem(error: Any, changes: Mapping[str, Any]) -> str:
     """One pydantic error in the caller's words: the parameter, the value given, what it takes."""
+    if not error["loc"]:  # a rule over several settings (a model validator): its message names them
+        return str(error["msg"]).removeprefix("Value error, ")
     name = ".".join(map(str, error["loc"]))
     value = changes.get(str(error["loc"][0]))
     pattern = str((error.get("ctx") or {}).get("pattern", ""))

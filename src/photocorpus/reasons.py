@@ -26,6 +26,7 @@ TOO_MANY_REDIRECTS = "too_many_redirects"
 BLOCKED_URL = "blocked_url"  # not http(s), or a private/loopback/link-local destination (SSRF guard)
 DISALLOWED_BY_X_ROBOTS_TAG = "disallowed_by_x_robots_tag"  # noai / noimageai / noindex / noimageindex
 NO_URL = "no_url"  # the source gave no image URL for this photo
+NO_ALLOWED_SIZE = "no_allowed_size"  # --size-policy strict (im2gps): none of the allowed sizes exists
 BAD_ASPECT_RATIO = "bad_aspect_ratio"  # width / height outside the configured range
 INTERNAL_ERROR = "internal_error"  # a bug in photocorpus hit this photo (logged with its traceback)
 

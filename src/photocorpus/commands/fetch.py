@@ -45,8 +45,38 @@ def fetch(
         bool | None,
         typer.Option("--default-size-only/--preferred-sizes", help="Only the source's default size (fast)."),
     ] = None,
+    size_policy: Annotated[
+        str | None,
+        typer.Option(
+            help="fallback (default): Large, else Original, else any other size, largest first; strict "
+            "(im2gps): Large, else Original, else the photo fails as no_allowed_size.",
+        ),
+    ] = None,
     frames: Annotated[
         bool | None, typer.Option("--remove-frames/--keep-frames", help="Trim uniform frames (default on).")
+    ] = None,
+    frame_rule: Annotated[
+        str | None,
+        typer.Option(
+            help="edge (default): a frame is uniform rings from the edge in; im2gps: the widest uniform "
+            "ring anywhere (remove_frame.m), which also trims some unframed photos.",
+        ),
+    ] = None,
+    im2gps: Annotated[
+        bool,
+        typer.Option(
+            "--im2gps",
+            help="im2gps's rules: Large else Original else drop, longest side 1024, shorter side at least "
+            "500, width/height 0.625-1.6, im2gps's frame rule. Options given with it still win.",
+        ),
+    ] = False,
+    provenance: Annotated[
+        bool | None,
+        typer.Option(
+            "--embed-provenance/--no-embed-provenance",
+            help="Write what the harvest knows (URL, owner, title, tags, licence, geo, dates, views) into "
+            "every stored JPEG as XMP + comment (default: Flickr photos only; [fetch] embed_provenance).",
+        ),
     ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Downloads in flight at once.")] = None,
     per_host: Annotated[int | None, typer.Option(help="Connections to one host at once.")] = None,
@@ -101,7 +131,10 @@ def fetch(
         "jpeg_quality": quality,
         "min_side_px": min_side,
         "default_size_only": default_size_only,
+        "size_policy": size_policy,
         "remove_frames": frames,
+        "frame_rule": frame_rule,
+        "embed_provenance": provenance,  # True: every source, False: none
         "concurrency": concurrency,
         "per_host_connections": per_host,
         "host_rate_per_s": host_rate,
@@ -118,7 +151,7 @@ def fetch(
     with open_corpus(corpus) as c:
         only_default = settings.get("default_size_only", c.settings.fetch.default_size_only)
         min_side_px = settings.get("min_side_px", c.settings.fetch.min_side_px)
-        if only_default and min_side_px >= 500:
+        if only_default and min_side_px >= 500 and not im2gps:  # (--im2gps refuses default sizes)
             typer.secho(
                 f"note: default-size images are small; --min-side {min_side_px} may drop most",
                 fg=typer.colors.YELLOW,
@@ -126,7 +159,8 @@ def fetch(
             )
         report = fetch_photos(
             c, retry_failed=(retry_reasons or True) if retry_failed else False, limit=limit,
-            executor=executor, ray_address=ray_address, progress=not quiet, **settings,
+            preset="im2gps" if im2gps else None, executor=executor, ray_address=ray_address,
+            progress=not quiet, **settings,
         )  # fmt: skip
     if as_json:
         from dataclasses import asdict

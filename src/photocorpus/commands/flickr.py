@@ -18,9 +18,8 @@ from photocorpus.textsafety import terminal_safe
 
 @harvest_app.command("flickr")
 def harvest_flickr(
-    query: Annotated[
-        list[str] | None, typer.Option("--query", "-q", help="Search text (repeatable).")
-    ] = None,
+    # No short flag: -q is --quiet on every command (scripts rely on it), so `-q cat` would be refused.
+    query: Annotated[list[str] | None, typer.Option("--query", help="Search text (repeatable).")] = None,
     queries: Annotated[
         Path | None,
         typer.Option(help="im2gps-style query file: one query per line, '-term' lines are negatives."),

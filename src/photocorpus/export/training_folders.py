@@ -3,9 +3,10 @@ split lists) and ImageFolder (``<split>/<label>/<id>.jpg``), as torchvision and 
 
 Images are the stored bytes when they are JPEGs and no ``size`` is asked; otherwise they are decoded
 and re-encoded in worker processes (scaled to cover ``size`` and centre-cropped, as InstaCities1M's
-300x300). With ``embed_provenance`` each JPEG also carries its source URL, owner, title, licence and
-tags as XMP and a JPEG comment (as im2gps's files did), spliced in without re-encoding. Re-running an
-export over the same folder rewrites the same files.
+300x300). With ``embed_provenance`` each JPEG also carries every attribute the catalog knows of the
+photo (source URL, owner, title, description, licence, tags, geo, dates, views) as XMP and a JPEG
+comment (as im2gps's files did), spliced in without re-encoding (:mod:`photocorpus.provenance`, the
+same stamp that fetch writes). Re-running an export over the same folder rewrites the same files.
 """
 
 from __future__ import annotations
@@ -38,24 +39,6 @@ def _encode(task: tuple[ImageLocation, str | None, tuple[int, int] | None]) -> b
     return jpeg_from_file(*task)
 
 
-def stamp_provenance(photo: CatalogPhoto, jpeg: bytes) -> bytes:
-    """``jpeg`` with the photo's provenance embedded (XMP + comment; the pixels are untouched)."""
-    from photocorpus.enrich.provenance import Provenance, embed_provenance
-
-    return embed_provenance(
-        jpeg,
-        Provenance(
-            source_url=photo.provenance_url(),
-            owner=photo.owner,
-            title=photo.title,
-            license=photo.license,
-            tags=photo.tags or photo.hashtags,
-            source=photo.source,
-            source_id=photo.source_id,
-        ),
-    )
-
-
 def images_in_order(
     corpus: Corpus,
     photos: list[CatalogPhoto],
@@ -66,8 +49,18 @@ def images_in_order(
 ) -> Iterator[tuple[CatalogPhoto, bytes]]:
     """(photo, JPEG bytes) in order, provenance stamped if asked; re-encoding runs in a process pool,
     plain copies in-process."""
-    for photo, data in _jpegs_in_order(corpus, photos, size, workers):
-        yield photo, stamp_provenance(photo, data) if provenance else data
+    from photocorpus.catalog_provenance import load_provenance
+    from photocorpus.provenance import Provenance, embed_provenance
+
+    stamps: dict[int, Provenance] = {}
+    for n, (photo, data) in enumerate(_jpegs_in_order(corpus, photos, size, workers)):
+        if not provenance:
+            yield photo, data
+            continue
+        if photo.photo_id not in stamps:  # read a batch ahead: a million stamps never sit in memory
+            stamps = load_provenance(corpus, [p.photo_id for p in photos[n : n + BATCH]] + [photo.photo_id])
+        stamp = stamps.get(photo.photo_id)
+        yield photo, embed_provenance(data, stamp) if stamp is not None else data
 
 
 def _jpegs_in_order(

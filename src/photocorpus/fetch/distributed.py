@@ -9,6 +9,9 @@ write the same rows and the same files:
   :func:`~photocorpus.fetch.worker.render_batch` for the pixels. It writes the rendered JPEGs to the
   corpus's scratch folder, which every node must see (a shared filesystem), and returns only the small
   outcomes: reason, sha256, sizes, the URL used;
+* the provenance stamps, read by the driver a page at a time
+  (:func:`~photocorpus.catalog_provenance.load_provenance`) and sent with each shard, so a task embeds
+  the same bytes a local worker does without opening the catalog;
 * the driver, :func:`fetch_with_ray`, commits them with
   :class:`~photocorpus.fetch.committer.Committer` (fsync, intents, rename, one transaction per batch).
 
@@ -37,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from photocorpus.catalog_provenance import load_provenance
 from photocorpus.config import ExecutorSettings, FetchSettings
 from photocorpus.corpus import Corpus
 from photocorpus.fetch.committer import Committer
@@ -48,6 +52,7 @@ from photocorpus.fetch.spec import RenderSpec, render_spec
 from photocorpus.fetch.worker import RenderResult, render_batch
 from photocorpus.netguard import AddressPolicy
 from photocorpus.object_store import ObjectStore
+from photocorpus.provenance import Provenance
 
 log = logging.getLogger("photocorpus.fetch")
 
@@ -73,9 +78,11 @@ class _ThreadRenderer:
         self.store = store
         self.dests = dests
 
-    async def __call__(self, photo_id: int, data: bytes) -> RenderResult:
+    async def __call__(self, photo_id: int, data: bytes, stamp: Provenance | None = None) -> RenderResult:
         dest = [self.dests[photo_id]] if self.store is not None else None
-        [result] = await asyncio.to_thread(render_batch, self.spec, self.tmp_dir, [data], self.store, dest)
+        [result] = await asyncio.to_thread(
+            render_batch, self.spec, self.tmp_dir, [data], self.store, dest, [stamp]
+        )
         return result
 
 
@@ -86,17 +93,19 @@ def fetch_shard(
     seed: int | None,
     store: ObjectStore | None = None,
     dests: dict[int, str] | None = None,
+    stamps: dict[int, Provenance] | None = None,
 ) -> ShardOutcome:
     """Download and render one shard of photos; never raises for a photo's failure.
 
     The JPEGs go to ``tmp_dir``, or with ``store`` straight to the reserved catalog paths ``dests``
-    (photo id -> ``images/...``) on the object store.
+    (photo id -> ``images/...``) on the object store; ``stamps`` (photo id -> provenance, read by the
+    driver) is embedded into each photo's file.
     """
     if store is not None and (dests is None or any(pid not in dests for pid, _ in items)):
         raise ValueError("fetch_shard with a store needs a reserved path for every photo")
     policy = AddressPolicy.build(settings.allow_private_urls, settings.allowed_networks)
     renderer = _ThreadRenderer(render_spec(settings), str(Path(tmp_dir)), store, dests or {})
-    return asyncio.run(_fetch_all(settings, policy, renderer, items, random.Random(seed)))
+    return asyncio.run(_fetch_all(settings, policy, renderer, items, stamps or {}, random.Random(seed)))
 
 
 async def _fetch_all(
@@ -104,6 +113,7 @@ async def _fetch_all(
     policy: AddressPolicy,
     renderer: _ThreadRenderer,
     items: Sequence[tuple[int, list[UrlOption]]],
+    stamps: dict[int, Provenance],
     rng: random.Random,
 ) -> ShardOutcome:
     budget = ByteBudget(settings.max_inflight_mb * 1_000_000)
@@ -114,7 +124,7 @@ async def _fetch_all(
         async def one(photo_id: int, options: list[UrlOption]) -> FetchOutcome:
             async with slots:
                 await budget.wait_for_room()
-                return await fetcher.fetch_photo(photo_id, options)
+                return await fetcher.fetch_photo(photo_id, options, stamps.get(photo_id))
 
         outcomes = list(await asyncio.gather(*(one(pid, opts) for pid, opts in items)))
     return ShardOutcome(outcomes, fetcher.bytes_downloaded)
@@ -180,6 +190,7 @@ async def fetch_with_ray(
     visited = 0
     try:
         for ids, urls in pending_pages(corpus, PAGE_SIZE, retry, limit, stopping):
+            page_stamps = load_provenance(corpus, ids, settings.embed_provenance)
             for lo in range(0, len(ids), executor.shard_size):
                 chunk = ids[lo : lo + executor.shard_size]
                 while len(in_flight) >= max_in_flight:
@@ -190,7 +201,8 @@ async def fetch_with_ray(
                 items = [(pid, urls.get(pid, [])) for pid in chunk]
                 # intents first: the task puts at these keys before any commit
                 dests = committer.reserve_paths(chunk) if store is not None else None
-                ref = task.remote(settings_ref, str(tmp_dir), items, seed, store_ref, dests)
+                stamps = {pid: page_stamps[pid] for pid in chunk if pid in page_stamps}
+                ref = task.remote(settings_ref, str(tmp_dir), items, seed, store_ref, dests, stamps)
                 in_flight[asyncio.wrap_future(ref.future())] = (ref, chunk)
                 visited += len(chunk)
                 await collect(block=False)

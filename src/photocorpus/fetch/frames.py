@@ -16,7 +16,8 @@ width must qualify, so a frame has to start at the edge. im2gps took the largest
 anywhere, which also trims photos whose *interior* happens to hold one flat ring (a dark room, a wall):
 on 800 centre crops of real InstaNY100K photos that rule trimmed 3.9 % of unframed photos, this one
 2.4 % (all of them graphics on flat white or black backgrounds), and it found black, white and double
-frames as often. ``contiguous=False`` gives im2gps's rule exactly.
+frames as often. ``contiguous=False`` gives im2gps's rule exactly: ``frame_rule = "im2gps"`` in ``[fetch]``
+(``photocorpus fetch --frame-rule im2gps``), and the default under ``--im2gps``.
 
 Why by hand: no imaging library has this rule, and it is a few vectorised array operations here.
 """

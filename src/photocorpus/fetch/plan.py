@@ -5,8 +5,10 @@ reason the user asked to retry (``--retry-failed``), or when it failed as ``url_
 were re-harvested since. Photos are visited in id order with keyset paging, so a million-photo corpus
 is walked in constant memory and a resumed run simply starts over the same query.
 
-Size rules (im2gps): try the preferred sizes in order (Flickr Large, then Original), then anything else
-the source gave, largest first. ``default_size_only`` takes just the source's default size.
+Size rules: try the preferred sizes in order (Flickr Large, then Original), then anything else the
+source gave, largest first. ``size_policy = "strict"`` is im2gps's rule: the preferred sizes only, and a
+photo with none of them fails as ``no_allowed_size`` instead of falling back to a smaller size.
+``default_size_only`` takes just the source's default size.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ def candidate_urls(options: Sequence[UrlOption], settings: FetchSettings) -> lis
         known = sorted((o for o in by_key.values() if o.max_edge), key=lambda o: o.max_edge)
         return known[:1] or list(by_key.values())[:1]
     ordered = [by_key[key] for key in settings.size_keys if key in by_key]
-    rest = [o for key, o in by_key.items() if key not in settings.size_keys]
-    ordered += sorted(rest, key=lambda o: -o.max_edge)
+    if settings.size_policy != "strict":
+        rest = [o for key, o in by_key.items() if key not in settings.size_keys]
+        ordered += sorted(rest, key=lambda o: -o.max_edge)
     seen: set[str] = set()
     unique = []
     for option in ordered:
@@ -56,6 +59,22 @@ def candidate_urls(options: Sequence[UrlOption], settings: FetchSettings) -> lis
             seen.add(option.url)
             unique.append(option)
     return unique
+
+
+def no_candidate_failure(options: Sequence[UrlOption], settings: FetchSettings) -> tuple[str, str]:
+    """(reason, detail) of a photo that :func:`candidate_urls` gave nothing to try.
+
+    ``no_url`` when the source gave no URL at all; ``no_allowed_size`` when it gave sizes, but the
+    strict size policy allows none of them (im2gps drops such a photo rather than store a small size).
+    """
+    given = sorted({o.size_key for o in options if o.url})
+    if not given:
+        return reasons.NO_URL, "the source gave no image URL"
+    return (
+        reasons.NO_ALLOWED_SIZE,
+        f"size_policy strict allows {', '.join(settings.size_keys) or 'no size'}; "
+        f"the source gave {', '.join(given)}"[:300],
+    )
 
 
 # ---------------------------------------------------------------------------------------------- queue
@@ -84,8 +103,11 @@ def _pending_where(retry: Sequence[str]) -> tuple[str, list[object]]:
     clauses = [
         "s.status IS NULL",
         "s.status = 'pending'",
-        # an expired signed URL (or a missing one) comes back by itself once the photo is re-harvested
-        f"""(s.status = 'failed' AND s.reason IN ('{reasons.URL_EXPIRED}', '{reasons.NO_URL}') AND EXISTS (
+        # an expired signed URL (or a missing one, or sizes strict allowed none of) comes back by itself
+        # once the photo is re-harvested
+        f"""(s.status = 'failed'
+             AND s.reason IN ('{reasons.URL_EXPIRED}', '{reasons.NO_URL}', '{reasons.NO_ALLOWED_SIZE}')
+             AND EXISTS (
                SELECT 1 FROM image_urls u WHERE u.photo_id = p.id AND u.harvested_at > s.updated_at))""",
     ]
     params: list[object] = []

@@ -23,6 +23,7 @@ from pathlib import Path
 from photocorpus import reasons
 from photocorpus.fetch.spec import RenderSpec
 from photocorpus.fetch.worker import RenderResult, init_worker, render_batch
+from photocorpus.provenance import Provenance
 
 log = logging.getLogger("photocorpus.fetch")
 
@@ -33,6 +34,7 @@ MAX_BATCH = 8  # images per worker call
 class _RenderItem:
     data: bytes
     future: asyncio.Future[RenderResult]
+    stamp: Provenance | None = None  # embedded by the worker as it writes the file
     solo: bool = False  # render alone: its batch killed a worker
 
 
@@ -68,10 +70,11 @@ class RenderPool:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    async def render(self, photo_id: int, data: bytes) -> RenderResult:
-        """The rendered file in the scratch folder, or a reason; raises what a worker raised for a
-        storage failure (:class:`~photocorpus.errors.StorageError`), which must stop the run."""
-        item = _RenderItem(data, asyncio.get_running_loop().create_future())
+    async def render(self, photo_id: int, data: bytes, stamp: Provenance | None = None) -> RenderResult:
+        """The rendered file in the scratch folder (with ``stamp`` embedded), or a reason; raises what a
+        worker raised for a storage failure (:class:`~photocorpus.errors.StorageError`), which must
+        stop the run."""
+        item = _RenderItem(data, asyncio.get_running_loop().create_future(), stamp)
         self._queue.append(item)
         self._dispatch()
         return await item.future
@@ -97,7 +100,13 @@ class RenderPool:
             if not items:
                 continue
             try:
-                call = self._pool.submit(render_batch, self.spec, str(self.tmp_dir), [i.data for i in items])
+                call = self._pool.submit(
+                    render_batch,
+                    self.spec,
+                    str(self.tmp_dir),
+                    [i.data for i in items],
+                    stamps=[i.stamp for i in items],
+                )
             except BrokenProcessPool:
                 # A worker died and the pool knows it before our callbacks for its calls have run:
                 # start the new pool here (those callbacks then see an old generation and only requeue

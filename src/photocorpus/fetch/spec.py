@@ -48,7 +48,7 @@ class RenderSpec:
     remove_frames: bool = True
     frame_score_max: float = 0.005
     frame_margin_px: int = 12
-    frame_contiguous: bool = True
+    frame_contiguous: bool = True  # frame_rule "edge"; False is im2gps's rule (see .frames)
     max_pixels: int = 178_956_970
     reencode_unchanged: bool = False
 
@@ -80,7 +80,7 @@ def render_spec(settings: FetchSettings) -> RenderSpec:
         remove_frames=settings.remove_frames,
         frame_score_max=settings.frame_score_max,
         frame_margin_px=settings.frame_margin_px,
-        frame_contiguous=settings.frame_contiguous,
+        frame_contiguous=settings.frame_rule == "edge",
         max_pixels=settings.max_image_pixels,
         reencode_unchanged=settings.reencode_unchanged,
     )

@@ -8,7 +8,9 @@ The shape of a run, one module per role:
 * each photo goes through :class:`.fetcher.PhotoFetcher`: its URLs are tried best first
   (:class:`.http.Downloader`: redirects, SSRF checks, retries with backoff, Retry-After, X-Robots-Tag,
   size and time limits), and its bytes go to a worker process that decodes, de-frames, resizes and
-  writes the JPEG to the scratch folder (:class:`.render_pool.RenderPool`, :mod:`.worker`);
+  writes the JPEG to the scratch folder (:class:`.render_pool.RenderPool`, :mod:`.worker`), with the
+  photo's provenance embedded when ``embed_provenance`` names its source (read from the catalog a page
+  at a time here, :func:`photocorpus.catalog_provenance.load_provenance`, and carried with the photo);
 * finished photos are committed in batches by :class:`.committer.Committer`, exactly like ``import``:
   fsync the scratch files, reserve their paths with intents, rename them into ``images/``, then record
   files, statuses and the fetch log in one transaction. With ``[storage] images_url`` set, the rename
@@ -31,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from photocorpus.catalog_provenance import load_provenance
 from photocorpus.config import ExecutorSettings, FetchSettings
 from photocorpus.corpus import Corpus
 from photocorpus.fetch.committer import COMMIT_INTERVAL_S, Committer
@@ -195,13 +198,16 @@ class _Run:
         visited = 0
         try:
             for ids, urls in pending_pages(self.corpus, PAGE_SIZE, retry, self.limit, stopping):
+                stamps = load_provenance(self.corpus, ids, self.settings.embed_provenance)
                 for photo_id in ids:
                     await slots.acquire()
                     await fetcher.budget.wait_for_room()
                     if stopping():
                         slots.release()
                         break
-                    task = asyncio.create_task(fetcher.fetch_photo(photo_id, urls.get(photo_id, [])))
+                    task = asyncio.create_task(
+                        fetcher.fetch_photo(photo_id, urls.get(photo_id, []), stamps.get(photo_id))
+                    )
                     in_flight.add(task)
                     task.add_done_callback(finished)
                     visited += 1

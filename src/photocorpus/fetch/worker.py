@@ -22,6 +22,7 @@ from photocorpus.fetch.spec import RenderSpec
 
 if TYPE_CHECKING:
     from photocorpus.object_store import ObjectStore
+    from photocorpus.provenance import Provenance
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +58,13 @@ def render_batch(
     images: list[bytes],
     store: ObjectStore | None = None,
     dest_paths: Sequence[str] | None = None,
+    stamps: Sequence[Provenance | None] | None = None,
 ) -> list[RenderResult]:
     """Render downloaded images and stage the results; bad input gives a reason, never an exception.
+
+    ``stamps`` (one per image, ``None`` for none) is each photo's provenance, embedded into the JPEG as
+    it is written (:func:`write_rendered`). The catalog's sha256 stays that of the original downloaded
+    bytes, as for every re-encoded file; ``stored_bytes`` is the stamped file's size.
 
     Files are written without fsync here: the driver fsyncs each commit batch from threads, which keeps
     these processes busy with pixels instead of waiting for the disk. With ``store`` and
@@ -67,6 +73,9 @@ def render_batch(
     """
     if store is not None and (dest_paths is None or len(dest_paths) != len(images)):
         raise ValueError("render_batch with a store needs one destination path per image")
+    if stamps is not None and len(stamps) != len(images):
+        raise ValueError("render_batch needs one provenance stamp (or None) per image")
+    from photocorpus import reasons
     from photocorpus.exif import fields_from_bytes
     from photocorpus.fetch.imaging import render_image
 
@@ -87,7 +96,17 @@ def render_batch(
             )
             continue
         dest = dest_paths[index] if store is not None and dest_paths is not None else None
-        tmp_path, stored_path, stored_bytes = write_rendered(out.data, tmp_dir, store, dest)
+        stamp = stamps[index] if stamps is not None else None
+        try:
+            tmp_path, stored_path, stored_bytes = write_rendered(out.data, tmp_dir, store, dest, stamp)
+        except ValueError as exc:  # stamping a rendered JPEG cannot fail; if it does, one photo's reason
+            results.append(
+                RenderResult(
+                    False, out.sha256, out.original_bytes, reason=reasons.INTERNAL_ERROR,
+                    detail=f"provenance: {exc}"[:300],
+                )
+            )  # fmt: skip
+            continue
         results.append(
             RenderResult(
                 True,
@@ -110,7 +129,11 @@ def render_batch(
 
 
 def write_rendered(
-    jpeg: bytes, tmp_dir: str, store: ObjectStore | None = None, dest_path: str | None = None
+    jpeg: bytes,
+    tmp_dir: str,
+    store: ObjectStore | None = None,
+    dest_path: str | None = None,
+    stamp: Provenance | None = None,
 ) -> tuple[str | None, str | None, int]:
     """The one place where a rendered JPEG's bytes become a stored file.
 
@@ -118,8 +141,15 @@ def write_rendered(
     file in the scratch folder (not fsynced: see :func:`render_batch`), which the committer later
     fsyncs and renames into ``images/`` or uploads. With ``store``: put at ``dest_path``, the catalog
     path the driver reserved with a file intent. Every fetched image, local or Ray, passes here, so a
-    change to what is stored (embedded metadata, say) is made here and nowhere else.
+    change to what is stored is made here and nowhere else: with ``stamp``, the photo's provenance is
+    spliced in as XMP + a JPEG comment (:func:`~photocorpus.provenance.embed_provenance`, no re-encode)
+    right before the bytes are written; stamping raises ``ValueError`` only for bytes that are not a
+    JPEG (:class:`~photocorpus.provenance.NotAJpegError`).
     """
+    if stamp is not None:
+        from photocorpus.provenance import embed_provenance
+
+        jpeg = embed_provenance(jpeg, stamp)
     if store is not None and dest_path is not None:
         store.put(dest_path, jpeg)
         return None, dest_path, len(jpeg)

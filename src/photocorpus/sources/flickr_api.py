@@ -1,10 +1,11 @@
 """A small, polite Flickr REST client.
 
-Why our own and not flickrapi: we need the politeness rules to be ours (one process-wide rate limit
-per key, backoff with jitter on Flickr's soft errors, Retry-After) and we must guarantee that the API
-key never shows up in an exception, a log line or the catalog. Every error raised here is built from
-the method name and the non-secret parameters only; httpx's own exception texts, which contain the
-full URL, are never passed on.
+Why our own and not flickrapi: we need the politeness rules to be ours (one rate limit per key for
+every process on the machine, :func:`~photocorpus.ratelimit.shared_limiter`; backoff with jitter on
+Flickr's soft errors, Retry-After) and we must guarantee that the API key never shows up in an
+exception, a log line or the catalog. Every error raised here is built from the method name and the
+non-secret parameters only; httpx's own exception texts, which contain the full URL, are never passed
+on.
 
 An answer is read as a stream up to :data:`MAX_ANSWER_BYTES` and parsed with
 :func:`~photocorpus.untrusted_json.loads_untrusted`: a proxy or a broken server can send anything, and
