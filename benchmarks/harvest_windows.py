@@ -23,7 +23,7 @@ from tests.fixtures.flickr_server import FlickrTestServer, make_population
 
 from photocorpus.corpus import Corpus
 from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters
-from photocorpus.sources.flickr_api import FlickrClient
+from photocorpus.flickr_api import FlickrClient
 
 
 def calls_for(photos: list, target: int, per_page: int) -> tuple[int, int]:

@@ -32,11 +32,11 @@ from photocorpus.enrich.flickr import (
 )
 from photocorpus.errors import ConfigError
 from photocorpus.exif import fields_from_bytes, store_exif
+from photocorpus.flickr_api import FlickrClient
 from photocorpus.importing import import_folder
 from photocorpus.logs import redact
 from photocorpus.provenance import NotAJpegError, Provenance, embed_provenance
 from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters
-from photocorpus.sources.flickr_api import FlickrClient
 from tests.conftest import run_cli
 from tests.fixtures.flickr_server import FlickrTestServer, ServerConfig, add_enrichment_truth, make_population
 

@@ -13,6 +13,7 @@ import pytest
 
 from photocorpus.corpus import Corpus
 from photocorpus.errors import ConfigError
+from photocorpus.flickr_api import FlickrAuthError, FlickrClient
 from photocorpus.sources.flickr import (
     FlickrHarvester,
     HarvestQuery,
@@ -21,7 +22,6 @@ from photocorpus.sources.flickr import (
     parse_search_photo,
     read_query_file,
 )
-from photocorpus.sources.flickr_api import FlickrAuthError, FlickrClient
 from tests.conftest import shared_data
 from tests.fixtures.flickr_server import FakePhoto, FlickrTestServer, ServerConfig, make_population
 

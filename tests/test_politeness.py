@@ -80,7 +80,7 @@ def test_limiters_on_one_ledger_share_one_key_budget_and_keys_stay_apart(tmp_pat
 
 
 def test_the_ledger_lives_in_the_state_dir_and_never_holds_the_key(tmp_path, monkeypatch) -> None:
-    from photocorpus.sources.flickr_api import key_fingerprint
+    from photocorpus.flickr_api import key_fingerprint
 
     monkeypatch.setenv("PHOTOCORPUS_STATE_DIR", str(tmp_path / "state"))
     api_key = "0123456789abcdef-the-secret-key"

@@ -20,10 +20,10 @@ from photocorpus.config import FetchSettings
 from photocorpus.corpus import Corpus
 from photocorpus.export.training_folders import images_in_order
 from photocorpus.fetch.stage import fetch_photos
+from photocorpus.flickr_api import FlickrClient
 from photocorpus.provenance import Provenance, embed_provenance
 from photocorpus.records import ImageURL, PhotoRecord
 from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters
-from photocorpus.sources.flickr_api import FlickrClient
 from tests.fixtures.flickr_server import FlickrTestServer, make_population
 from tests.helpers import exiftool_tags
 

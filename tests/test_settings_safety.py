@@ -142,7 +142,7 @@ def test_a_plain_http_endpoint_is_refused_unless_allowed(monkeypatch: pytest.Mon
 
 def test_the_python_client_refuses_a_plain_http_endpoint_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """``FlickrClient.from_settings`` is how Python callers build a client: the same rule holds there."""
-    from photocorpus.sources.flickr_api import FlickrClient
+    from photocorpus.flickr_api import FlickrClient
 
     monkeypatch.delenv("PHOTOCORPUS_ALLOW_HTTP_API_URL", raising=False)
     with pytest.raises(ConfigError, match="plain http"):

@@ -23,8 +23,8 @@ from instaloader import Post, save_structure_to_file
 from photocorpus.config import FlickrSettings, Settings
 from photocorpus.corpus import Corpus
 from photocorpus.errors import PhotocorpusError, UntrustedJSONError
+from photocorpus.flickr_api import MAX_ANSWER_BYTES, FlickrClient, FlickrUnavailableError
 from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters
-from photocorpus.sources.flickr_api import MAX_ANSWER_BYTES, FlickrClient, FlickrUnavailableError
 from photocorpus.untrusted_json import (
     INVALID_JSON,
     JSON_TOO_DEEP,

@@ -232,6 +232,7 @@ def harvest_flickr(
     every Creative Commons licence). ``api_key`` defaults to $FLICKR_API_KEY, then the settings;
     settings: the ``[flickr]`` table.
     """
+    from photocorpus.flickr_api import FlickrClient
     from photocorpus.sources.flickr import (
         FlickrHarvester,
         HarvestQuery,
@@ -240,7 +241,6 @@ def harvest_flickr(
         parse_licenses,
         read_query_file,
     )
-    from photocorpus.sources.flickr_api import FlickrClient
 
     check_choice("search_by", search_by, ("text", "tags"))
     check_choice("tags_mode", tags_mode, ("any", "all"))
@@ -534,7 +534,7 @@ def enrich_flickr(
     many calls there were to make and how long they take.
     """
     from photocorpus.enrich.flickr import FlickrEnricher, api_keys_from, parse_kinds, plan
-    from photocorpus.sources.flickr_api import FlickrClient
+    from photocorpus.flickr_api import FlickrClient
 
     wanted = parse_kinds(_names("kinds", kinds))
     if max_photos is not None:

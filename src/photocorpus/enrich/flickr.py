@@ -32,11 +32,11 @@ from typing import Any
 from photocorpus.corpus import Corpus
 from photocorpus.errors import ConfigError
 from photocorpus.exif import fields_from_api, store_exif
+from photocorpus.flickr_api import FlickrAuthError, FlickrClient, FlickrError
 from photocorpus.interrupt import StopFlag
 from photocorpus.notebook import HtmlReport
 from photocorpus.progress import ProgressHandle
 from photocorpus.records import utc_iso, utc_now
-from photocorpus.sources.flickr_api import FlickrAuthError, FlickrClient, FlickrError
 
 log = logging.getLogger(__name__)
 

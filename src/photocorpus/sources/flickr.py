@@ -32,11 +32,11 @@ from typing import Any
 from photocorpus.caption_text import extract_hashtags
 from photocorpus.corpus import Corpus
 from photocorpus.errors import ConfigError
+from photocorpus.flickr_api import FlickrClient
 from photocorpus.interrupt import StopFlag
 from photocorpus.notebook import HtmlReport
 from photocorpus.progress import ProgressHandle
 from photocorpus.records import ImageURL, PhotoRecord, utc_iso, utc_now
-from photocorpus.sources.flickr_api import FlickrClient
 
 log = logging.getLogger(__name__)
 
