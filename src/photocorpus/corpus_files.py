@@ -8,12 +8,14 @@ instead, see :mod:`photocorpus.object_store`; the readers below serve both.)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import shutil
 import stat
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeAlias
 
@@ -43,6 +45,73 @@ def place(tmp_file: Path, dest: Path) -> None:
         os.replace(tmp_file, dest)
     except OSError as exc:
         raise storage_error(exc, dest) from exc
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[Path]:
+    """A fresh scratch path beside ``dest`` to write to; when the block ends, the file is moved over
+    ``dest`` in one rename.
+
+    So a reader (or the next run, after a kill -9) finds the old file or the whole new one, never a
+    part: the file is fsynced before the rename and its folder after it (without the second fsync a
+    crash can lose the rename itself). The scratch name is unique (two writers never share it) and
+    keeps ``dest``'s suffix, so ``np.save`` adds none. If the block raises, the scratch file is
+    removed and ``dest`` is untouched. Every file that photocorpus replaces in place goes through
+    this, or through :func:`write_atomic`.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.stem}.{uuid.uuid4().hex[:12]}.tmp{dest.suffix}")
+    try:
+        yield tmp
+        if fsync:
+            fsync_path(tmp)
+        os.replace(tmp, dest)
+        if fsync:
+            fsync_path(dest.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_atomic(dest: str | os.PathLike[str], data: bytes | str, *, fsync: bool = True) -> None:
+    """Replace ``dest`` with ``data`` (text as UTF-8) atomically: see :func:`atomic_path`."""
+    with atomic_path(dest, fsync=fsync) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """fsync a file or a folder (a folder's entry list holds the result of a rename)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def swap_dir(new: Path, dest: Path) -> Path | None:
+    """Put the finished folder ``new`` at ``dest`` by rename; return where the old ``dest`` went.
+
+    Two renames, so a reader sees the old folder or the new one, never a folder being written (a
+    model, a report). The old one is moved aside, not deleted, because some callers must first
+    commit the catalog rows that point at the new one (see ``learn.registry.save_model``); the
+    caller removes it (:func:`publish_dir` does both).
+    """
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:12]}")
+        os.replace(dest, old)
+    os.replace(new, dest)
+    fsync_path(dest.parent)
+    return old
+
+
+def publish_dir(new: Path, dest: Path) -> None:
+    """:func:`swap_dir`, then the old folder removed."""
+    old = swap_dir(new, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def link_into(src: Path, dest: Path, tmp_dir: Path) -> str:

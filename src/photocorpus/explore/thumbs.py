@@ -14,7 +14,6 @@ A report links them (hard links, so they cost no space; copies where the file sy
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from photocorpus import corpus_paths
-from photocorpus.corpus_files import ImageLocation, image_file
+from photocorpus.corpus_files import ImageLocation, atomic_path, image_file
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -73,12 +72,10 @@ def make_thumbnail(task: tuple[ImageLocation, str, int]) -> str | None:
             im = ImageOps.exif_transpose(im)
             im = im.convert("RGB")
             im.thumbnail((px, px), Image.Resampling.LANCZOS)
-            tmp = f"{dest}.{os.getpid()}.tmp"
-            im.save(tmp, "JPEG", quality=JPEG_QUALITY, optimize=True)
-        os.replace(tmp, dest)
+            # a cache: a thumbnail lost in a crash is made again, so no fsync (thousands per report)
+            with atomic_path(dest, fsync=False) as tmp:
+                im.save(tmp, "JPEG", quality=JPEG_QUALITY, optimize=True)
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(f"{dest}.{os.getpid()}.tmp")
         return f"{type(exc).__name__}: {exc}"[:200]
     return None
 

@@ -47,6 +47,7 @@ import numpy as np
 
 from photocorpus.caption_text import curated_caption
 from photocorpus.caption_text import tokenize as curate_tokenize
+from photocorpus.corpus_files import publish_dir
 from photocorpus.errors import PhotocorpusError
 from photocorpus.features import store
 
@@ -201,13 +202,7 @@ def _dir_sha256(folder: Path) -> str:
 
 def _publish_dir(tmp: Path, dest: Path) -> None:
     """Replace ``dest`` by the freshly written ``tmp`` folder (rename: readers never see half a model)."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        dest.rename(old)
-        tmp.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(dest)
+    publish_dir(tmp, dest)
 
 
 # ----------------------------------------------------------------------------------------- encoders

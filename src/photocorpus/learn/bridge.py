@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from photocorpus import corpus_paths
+from photocorpus.corpus_files import atomic_path, write_atomic
 from photocorpus.features import store
 from photocorpus.features.labels import imagenet_classes, softmax
 from photocorpus.learn.dataset import LearnError, feature_rows
@@ -187,15 +188,10 @@ class ImageNetBridge:
     def _save_cache(self, cache: BridgeCache, signature: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"topk-{uuid.uuid4().hex[:12]}.npz"
-        tmp = self.folder / f".{name}.tmp"
-        with open(tmp, "wb") as fh:
+        with atomic_path(self.folder / name) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, ids=cache.ids, classes=cache.classes, probs=cache.probs)
-        os.replace(tmp, self.folder / name)
-        meta_tmp = self.folder / ".cache.json.tmp"
-        meta_tmp.write_text(
-            json.dumps({"version": CACHE_VERSION, "file": name, "signature": signature}), encoding="utf-8"
-        )
-        os.replace(meta_tmp, self.folder / "cache.json")
+        meta = {"version": CACHE_VERSION, "file": name, "signature": signature}
+        write_atomic(self.folder / "cache.json", json.dumps(meta))
         for stale in self.folder.glob("topk-*.npz"):
             if stale.name != name:
                 stale.unlink(missing_ok=True)
@@ -248,8 +244,5 @@ def user_cache_dir() -> Path:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array)
-    os.replace(tmp, path)

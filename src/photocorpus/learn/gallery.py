@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from photocorpus import corpus_paths
+from photocorpus.corpus_files import write_atomic
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -117,9 +118,7 @@ def write_gallery(
         query_image=query_image,
         browser_urls=_browser_urls(corpus, hits),
     )
-    tmp = page.with_name(f".{page.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, page)
+    write_atomic(page, text)
     return page
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from photocorpus.corpus_files import atomic_path, write_atomic
 from photocorpus.learn.dataset import LearnError
 
 if TYPE_CHECKING:
@@ -201,16 +202,11 @@ def _write(folder: Path, index: faiss.Index, info: IndexInfo, ids: np.ndarray) -
     token = uuid.uuid4().hex[:12]
     old = _read_info(folder)
     info.file = f"index-{token}.faiss"
-    tmp = folder / f".{info.file}.tmp"
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, folder / info.file)
-    ids_tmp = folder / f".ids-{token}.npy.tmp"
-    with open(ids_tmp, "wb") as fh:
+    with atomic_path(folder / info.file) as tmp:
+        faiss.write_index(index, str(tmp))
+    with atomic_path(folder / f"ids-{token}.npy") as tmp, open(tmp, "wb") as fh:
         np.save(fh, ids)
-    os.replace(ids_tmp, folder / f"ids-{token}.npy")
-    meta_tmp = folder / ".index.json.tmp"
-    meta_tmp.write_text(json.dumps(info.__dict__, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(meta_tmp, folder / "index.json")
+    write_atomic(folder / "index.json", json.dumps(info.__dict__, indent=2, sort_keys=True))
     for stale in folder.glob("index-*.faiss"):
         if stale.name != info.file:
             stale.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from photocorpus import corpus_paths
+from photocorpus.corpus_files import swap_dir
 from photocorpus.learn.dataset import LearnError
 from photocorpus.records import utc_now
 
@@ -81,8 +82,9 @@ def get_model(corpus: Corpus, name: str) -> ModelEntry:
 def _sweep(base: Path) -> None:
     for stale in base.glob(".staging-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    for stale in base.glob(".old-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    for pattern in (".old-*", ".*.old-*"):  # a model replaced by a run killed before its cleanup
+        for stale in base.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def save_model(
@@ -110,11 +112,7 @@ def save_model(
     try:
         write(staging)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
-        old = None
-        if final.exists():
-            old = base / f".old-{uuid.uuid4().hex}"
-            final.rename(old)
-        staging.rename(final)
+        old = swap_dir(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from photocorpus.corpus_files import publish_dir
 from photocorpus.explore.cluster import ClusterSummary
 from photocorpus.explore.thumbs import link_thumbnails, report_relpath
 from photocorpus.search_index import SearchIndex
@@ -392,8 +393,4 @@ def _render_html(
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    publish_dir(tmp, out)
