@@ -86,7 +86,8 @@ def featurize(
     Image models also store each photo's top-5 ImageNet labels and ontology categories. --text adds
     caption embeddings (text.minilm, text.lda, text.word2vec, text.word2vec-tfidf).
     """
-    from photocorpus.features.pipeline import DEFAULT_MODEL, featurize_images
+    from photocorpus.features.model_registry import DEFAULT_MODEL
+    from photocorpus.features.pipeline import featurize_images
     from photocorpus.features.text_embed import embed_captions
     from photocorpus.interrupt import graceful_interrupt
     from photocorpus.progress import progress_bar
@@ -147,7 +148,7 @@ def featurize(
 @features_app.command("list")
 def list_(corpus: CorpusOption = Path("."), as_json: JsonOption = False) -> None:
     """The feature sets of a corpus: rows, dims, dtype, shards, size."""
-    from photocorpus.features.pipeline import describe_sets
+    from photocorpus.features.set_maintenance import describe_sets
 
     with open_corpus(corpus) as c:
         sets = describe_sets(c)
@@ -268,7 +269,7 @@ def remove(
     corpus: CorpusOption = Path("."),
 ) -> None:
     """Delete a feature set (files and registry entry; for a primary set also its labels and statuses)."""
-    from photocorpus.features.pipeline import remove_feature_set
+    from photocorpus.features.set_maintenance import remove_feature_set
 
     with open_corpus(corpus) as c:
         remove_feature_set(c, name)
@@ -282,7 +283,7 @@ def categorize(
     model: Annotated[str, typer.Option(help="Classifier whose stored logits to use.")] = "efficientnet-lite0",
 ) -> None:
     """Assign every photo a category of your own ontology from the stored logits (no CNN run)."""
-    from photocorpus.features.pipeline import assign_categories
+    from photocorpus.features.label_rows import assign_categories
 
     with open_corpus(corpus) as c:
         n = assign_categories(c, str(ontology), model=model)

@@ -446,7 +446,7 @@ def _embed_one(
     stop: StopFlag | None,
     progress: ProgressHandle | None,
 ) -> TextReport:
-    from photocorpus.features.pipeline import remove_feature_set
+    from photocorpus.features.set_maintenance import remove_feature_set
 
     started = time.perf_counter()
     names = TEXT_SETS[kind]
