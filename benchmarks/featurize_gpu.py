@@ -69,7 +69,7 @@ def main() -> None:
     corpora = {}
     for name, backend, threads in (("gpu", "auto", None), ("cpu_onnx", "onnx", args.cpu_threads)):
         corpus = Corpus.create(work / name)
-        import_folder(corpus, src.parent, workers=args.workers)
+        import_folder(corpus, src.parent, follow_symlinks=True, workers=args.workers)
         common = {
             "workers": args.workers,
             "batch_size": args.batch_size,
