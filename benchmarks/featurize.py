@@ -97,8 +97,9 @@ def import_corpus(cli: list[str], paths: list[Path], dest: Path) -> None:
     for p in paths:
         (src / p.name).symlink_to(p)
     subprocess.run([*cli, "init", str(dest)], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*cli, "import", str(src.parent), "-C", str(dest), "--quiet"], check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    # the links point outside the imported folder: import refuses them unless told to follow
+    subprocess.run([*cli, "import", str(src.parent), "-C", str(dest), "--quiet", "--follow-symlinks"],
+                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
 
 
 def featurize_command(

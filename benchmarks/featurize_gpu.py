@@ -50,7 +50,8 @@ def main() -> None:
     import torch
 
     from photocorpus.corpus import Corpus
-    from photocorpus.features.pipeline import _choose_backend, featurize_images
+    from photocorpus.features.backends import choose_backend
+    from photocorpus.features.pipeline import featurize_images
     from photocorpus.importing import import_folder
 
     work = Path(tempfile.mkdtemp(prefix="featurize-gpu-"))
@@ -63,12 +64,12 @@ def main() -> None:
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cpus": os.cpu_count(),
-        "auto_backend": "/".join(_choose_backend("auto")),
+        "auto_backend": "/".join(choose_backend("auto")),
     }
     corpora = {}
     for name, backend, threads in (("gpu", "auto", None), ("cpu_onnx", "onnx", args.cpu_threads)):
         corpus = Corpus.create(work / name)
-        import_folder(corpus, src.parent, workers=args.workers)
+        import_folder(corpus, src.parent, follow_symlinks=True, workers=args.workers)
         common = {
             "workers": args.workers,
             "batch_size": args.batch_size,

@@ -42,11 +42,13 @@ def _timed(owner: Any, name: str, events: list[tuple[str, float, float]]) -> Non
 def one_run(base: Path, dest: Path) -> str:
     from photocorpus.corpus import Corpus
     from photocorpus.features import pipeline
+    from photocorpus.features.inference_pool import InferencePool
+    from photocorpus.features.shard_writer import ShardWriter
 
     shutil.copytree(base, dest, symlinks=True)
     events: list[tuple[str, float, float]] = []
-    _timed(pipeline._Writer, "commit", events)
-    _timed(pipeline._InferencePool, "close", events)
+    _timed(ShardWriter, "commit", events)
+    _timed(InferencePool, "close", events)
     returned: list[float] = []
 
     class Progress:

@@ -23,17 +23,14 @@ from PIL import Image
 from photocorpus.config import FeaturizeSettings, Settings
 from photocorpus.corpus import Corpus
 from photocorpus.features import store
+from photocorpus.features.decode import Decoded
+from photocorpus.features.inference_pool import InferencePool
+from photocorpus.features.model_registry import FeaturizeError
 from photocorpus.features.models.onnx_runtime import OnnxImageModel, ensure_efficientnet_lite0_onnx
-from photocorpus.features.pipeline import (
-    FeaturizeError,
-    Inferred,
-    _Decoded,
-    _InferencePool,
-    featurize_images,
-    join_inferred,
-    pending_photo_ids,
-)
+from photocorpus.features.pending import pending_photo_ids
+from photocorpus.features.pipeline import featurize_images
 from photocorpus.features.preprocess import raw_pixels
+from photocorpus.features.runners import Inferred, join_inferred
 from photocorpus.importing import import_folder
 from tests.helpers import child_pids
 
@@ -313,7 +310,7 @@ def test_every_inference_worker_is_started_and_loaded_before_the_first_batch(onn
         return pids
 
     before = workers()
-    with _InferencePool(2, "efficientnet-lite0", None, "onnx", 1) as pool:
+    with InferencePool(2, "efficientnet-lite0", None, "onnx", 1) as pool:
         assert len(workers() - before) == 2
         assert pool.backend == "onnxruntime/CPUExecutionProvider"
 
@@ -323,7 +320,7 @@ def test_a_batch_run_in_shards_joins_back_in_order() -> None:
 
     def shard(ids: list[int], failed: list[int]) -> Inferred:
         outputs = {"f": np.array([[i, i] for i in ids], np.float32), "l": np.array([[i] for i in ids])}
-        fails = [_Decoded(i, None, "corrupt_image") for i in failed]
+        fails = [Decoded(i, None, "corrupt_image") for i in failed]
         return Inferred(np.array(ids, np.int64), outputs if ids else None, fails, len(ids) + len(failed))
 
     joined = join_inferred([shard([5, 6], [7]), shard([], [8, 9]), shard([10], [])])

@@ -52,7 +52,7 @@ DRIVER = textwrap.dedent(
         ("photocorpus.executors.worker_setup", []),  # LocalExecutor (import, dedup...), featurize decode
         ("photocorpus.fetch.worker.init_worker", []),  # fetch's render workers
         # featurize's model workers (raw pixels: the runner without a model file, loaded at once)
-        ("photocorpus.features.pipeline._init_inference_worker", ["raw-pixels", None, "auto", 1]),
+        ("photocorpus.features.inference_pool.init_inference_worker", ["raw-pixels", None, "auto", 1]),
     ],
 )
 def test_workers_exit_when_their_driver_is_killed(tmp_path: Path, initializer: str, initargs: list) -> None:

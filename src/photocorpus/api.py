@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from photocorpus.curate.stage import CurateReport
     from photocorpus.enrich.flickr import EnrichReport
     from photocorpus.explore.stage import ExploreResult
-    from photocorpus.features.pipeline import FeaturizeReport
+    from photocorpus.features.run_report import FeaturizeReport
     from photocorpus.fetch.stage import FetchReport
     from photocorpus.importing import ImportReport
     from photocorpus.learn.classifier import ClassifierReport

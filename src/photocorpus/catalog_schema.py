@@ -206,7 +206,7 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     """,
     # featurize: each photo's top-5 ImageNet classes per classifier, and the ontology category of its
-    # top-1 class (seed 004's rule) per ontology. See photocorpus.features.pipeline.
+    # top-1 class (seed 004's rule) per ontology. See photocorpus.features.label_rows.
     """
     CREATE TABLE image_labels (
         photo_id    INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,

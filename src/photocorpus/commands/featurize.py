@@ -124,7 +124,7 @@ def featurize(
 @features_app.command("list")
 def list_(corpus: CorpusOption = Path("."), as_json: JsonOption = False) -> None:
     """The feature sets of a corpus: rows, dims, dtype, shards, size."""
-    from photocorpus.features.pipeline import describe_sets
+    from photocorpus.features.set_maintenance import describe_sets
 
     with open_corpus(corpus) as c:
         sets = describe_sets(c)
@@ -245,7 +245,7 @@ def remove(
     corpus: CorpusOption = Path("."),
 ) -> None:
     """Delete a feature set (files and registry entry; for a primary set also its labels and statuses)."""
-    from photocorpus.features.pipeline import remove_feature_set
+    from photocorpus.features.set_maintenance import remove_feature_set
 
     with open_corpus(corpus) as c:
         remove_feature_set(c, name)
@@ -259,7 +259,7 @@ def categorize(
     model: Annotated[str, typer.Option(help="Classifier whose stored logits to use.")] = "efficientnet-lite0",
 ) -> None:
     """Assign every photo a category of your own ontology from the stored logits (no CNN run)."""
-    from photocorpus.features.pipeline import assign_categories
+    from photocorpus.features.label_rows import assign_categories
 
     with open_corpus(corpus) as c:
         n = assign_categories(c, str(ontology), model=model)

