@@ -43,11 +43,11 @@ def purity(truth: np.ndarray, clusters: np.ndarray) -> float:
 def main() -> None:
     from sklearn.metrics import normalized_mutual_info_score as nmi
 
+    from photocorpus import feature_store
     from photocorpus.corpus import Corpus
     from photocorpus.explore.cluster import choose_k, kmeans
     from photocorpus.explore.embed2d import reduce_pca
     from photocorpus.explore.stage import explore
-    from photocorpus.features import store
     from photocorpus.features.pipeline import featurize_images
     from photocorpus.importing import import_folder
 
@@ -85,7 +85,7 @@ def main() -> None:
 
     rows: list[tuple[str, int, float, float, float, int]] = []
     for set_name in ("raw-pixels", "efficientnet-lite0"):
-        fs = store.open_feature_set(corpus, set_name)
+        fs = feature_store.open_feature_set(corpus, set_name)
         ids = fs.photo_ids()
         keep = np.array([origin.get(int(i)) in by_file for i in ids])
         ids = ids[keep]

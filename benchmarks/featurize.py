@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from photocorpus.features.models.onnx_runtime import OnnxImageModel
+    from photocorpus.backbones.onnx_runtime import OnnxImageModel
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "instany100k" / "images"
@@ -49,7 +49,7 @@ def bare_onnxruntime(x: np.ndarray, threads: int, batch_size: int, repeat: int) 
     """``session.run`` alone, with onnxruntime's default spin-waiting threads and without, on batches of
     ``batch_size`` and of one image (what the stage runs on the CPU); the fastest is the bare speed
     (spinning wins on an idle machine, loses when cores are shared)."""
-    from photocorpus.features.models.onnx_runtime import OnnxImageModel, ensure_efficientnet_lite0_onnx
+    from photocorpus.backbones.onnx_runtime import OnnxImageModel, ensure_efficientnet_lite0_onnx
 
     rates = []
     for spin in ("1", "0"):
@@ -76,7 +76,7 @@ CPU_MS_PER_IMAGE: list[float] = []  # bare runs: CPU time (all threads) per imag
 
 
 def predecode(paths: list[Path]) -> tuple[np.ndarray, float]:
-    from photocorpus.features.preprocess import (
+    from photocorpus.image_preprocess import (
         CROP_SIZE,
         RESIZE_SIZE,
         load_rgb,
@@ -136,8 +136,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="featurize runs (the median counts)")
     args = parser.parse_args()
 
+    from photocorpus.backbones.onnx_runtime import default_num_threads, ensure_efficientnet_lite0_onnx
     from photocorpus.config import FeaturizeSettings
-    from photocorpus.features.models.onnx_runtime import default_num_threads, ensure_efficientnet_lite0_onnx
 
     defaults = FeaturizeSettings()
     threads = args.threads or default_num_threads()

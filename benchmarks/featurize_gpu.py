@@ -31,9 +31,9 @@ DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "inst
 
 
 def _matrix(corpus: Corpus, name: str) -> np.ndarray:
-    from photocorpus.features import store
+    from photocorpus import feature_store
 
-    fs = store.open_feature_set(corpus, name)
+    fs = feature_store.open_feature_set(corpus, name)
     return np.asarray(fs.matrix(), dtype=np.float32)[np.argsort(fs.photo_ids())]
 
 

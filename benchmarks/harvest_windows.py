@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fixtures.flickr_server import FlickrTestServer, make_population
 
 from photocorpus.corpus import Corpus
-from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters
 from photocorpus.flickr_api import FlickrClient
+from photocorpus.sources.flickr import FlickrHarvester, HarvestQuery, SearchFilters
 
 
 def calls_for(photos: list, target: int, per_page: int) -> tuple[int, int]:

@@ -48,11 +48,11 @@ def load_labels() -> tuple[list[str], dict[str, np.ndarray]]:
 
 
 def features(corpus_dir: Path, name: str, source_ids: list[str]) -> np.ndarray:
+    from photocorpus import feature_store
     from photocorpus.corpus import Corpus
-    from photocorpus.features import store
 
     with Corpus.open(corpus_dir) as corpus:
-        fs = store.open_feature_set(corpus, name)
+        fs = feature_store.open_feature_set(corpus, name)
         by_source = dict(corpus.conn.execute("SELECT source_id, id FROM photos WHERE source = 'mirflickr'"))
         rows = fs.rows_for([by_source[s] for s in source_ids])
         if (rows < 0).any():

@@ -38,8 +38,8 @@ SPLIT = "hash:80/20"
 
 
 def build_corpus(path: Path) -> None:
+    from photocorpus import feature_store
     from photocorpus.corpus import Corpus
-    from photocorpus.features import store
     from photocorpus.features.pipeline import featurize_images
     from photocorpus.importing import import_folder
     from photocorpus.learn.text_space import minilm_encoder
@@ -54,17 +54,17 @@ def build_corpus(path: Path) -> None:
     text_by_sid = {
         r[0][2:-4]: " ".join(n for n, v in zip(names, r[1:], strict=True) if v == "1") for r in rows[1:]
     }
-    ids = np.unique(store.open_feature_set(corpus, "efficientnet-lite0").photo_ids())
+    ids = np.unique(feature_store.open_feature_set(corpus, "efficientnet-lite0").photo_ids())
     have = (
-        np.unique(store.open_feature_set(corpus, "text.minilm").photo_ids())
-        if store.has_feature_set(corpus, "text.minilm")
+        np.unique(feature_store.open_feature_set(corpus, "text.minilm").photo_ids())
+        if feature_store.has_feature_set(corpus, "text.minilm")
         else np.zeros(0, np.int64)
     )
     todo = np.setdiff1d(ids, have)
     if len(todo):
         sid = dict(corpus.conn.execute("SELECT id, source_id FROM photos"))
         vectors = minilm_encoder()([text_by_sid[sid[int(i)]] for i in todo])
-        store.append_rows(
+        feature_store.append_rows(
             corpus, "text.minilm", todo, vectors, model_id="all-MiniLM-L6-v2 (MIRFLICKR concept names)"
         )
     print(f"corpus ready: {len(ids)} photos featurized ({time.perf_counter() - started:.0f} s)", flush=True)

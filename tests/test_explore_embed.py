@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from photocorpus import feature_store
 from photocorpus.corpus import Corpus
 from photocorpus.explore import embed2d
 from photocorpus.explore.embed2d import MapParams, embed_2d, ensure_map, nearest_neighbors, reduce_pca
 from photocorpus.explore.errors import ExploreError
-from photocorpus.features import store
 from photocorpus.records import PhotoRecord
 
 
@@ -28,7 +28,7 @@ def corpus_with_features(tmp_path: Path, x: np.ndarray, name: str = "cnn") -> tu
     ids = np.array(
         corpus.add_photos([PhotoRecord("test", str(i), ["all"]) for i in range(len(x))]), dtype=np.int64
     )
-    store.append_rows(corpus, name, ids, x, model_id="synthetic")
+    feature_store.append_rows(corpus, name, ids, x, model_id="synthetic")
     return corpus, ids
 
 
@@ -105,7 +105,7 @@ def test_map_is_stored_as_a_feature_set_and_reused(tmp_path: Path) -> None:
     params = MapParams(seed=2)
     first = ensure_map(corpus, "cnn", selected, params, z=reduced)
     assert not first.reused and len(calls) == 1
-    fs = store.open_feature_set(corpus, "cnn.map-tsne")
+    fs = feature_store.open_feature_set(corpus, "cnn.map-tsne")
     assert (fs.dims, fs.dtype, fs.rows) == (2, "float32", len(ids))
     assert fs.params["map"]["seed"] == 2 and 0.5 < fs.params["trustworthiness"] <= 1.0
     np.testing.assert_array_equal(fs.photo_ids(), ids)
@@ -117,7 +117,7 @@ def test_map_is_stored_as_a_feature_set_and_reused(tmp_path: Path) -> None:
     selected = ids[:100]  # another photo set: recomputed and replaced, not appended
     smaller = ensure_map(corpus, "cnn", selected, params, z=reduced)
     assert not smaller.reused and len(calls) == 2
-    fs = store.open_feature_set(corpus, "cnn.map-tsne")
+    fs = feature_store.open_feature_set(corpus, "cnn.map-tsne")
     assert fs.rows == 100 and len(fs.shards) == 1
     other_seed = ensure_map(corpus, "cnn", selected, MapParams(seed=9), z=reduced)
     assert not other_seed.reused and len(calls) == 3

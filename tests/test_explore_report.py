@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from photocorpus import feature_store
 from photocorpus.corpus import Corpus
 from photocorpus.explore.errors import ExploreError
 from photocorpus.explore.stage import explore, stable_sample
-from photocorpus.features import store
 from tests.conftest import run_cli
 
 PHOTOS = 240
@@ -49,8 +49,8 @@ def explore_corpus(base: Path, images: Path) -> Path:
     """
     if "corpus" in _BUILT:
         return _BUILT["corpus"]
-    from photocorpus.features.models.onnx_runtime import OnnxImageModel, ensure_efficientnet_lite0_onnx
-    from photocorpus.features.preprocess import preprocess_batch, raw_pixels
+    from photocorpus.backbones.onnx_runtime import OnnxImageModel, ensure_efficientnet_lite0_onnx
+    from photocorpus.image_preprocess import preprocess_batch, raw_pixels
     from photocorpus.importing import import_folder
 
     src = base / "src"
@@ -80,14 +80,14 @@ def explore_corpus(base: Path, images: Path) -> Path:
             f, lg = model.run(batch.pixels)
             feats.append(f)
             logits.append(lg)
-        store.append_rows(
+        feature_store.append_rows(
             corpus, "efficientnet-lite0", ids, np.concatenate(feats), model_id="efficientnet-lite0"
         )
-        store.append_rows(
+        feature_store.append_rows(
             corpus, "efficientnet-lite0.logits", ids, np.concatenate(logits), model_id="efficientnet-lite0"
         )
         raw = np.stack([raw_pixels(p, 24) for p in paths])
-        store.append_rows(corpus, "raw-pixels", ids, raw, model_id="raw-pixels-24")
+        feature_store.append_rows(corpus, "raw-pixels", ids, raw, model_id="raw-pixels-24")
     _BUILT["corpus"] = root
     return root
 
@@ -184,7 +184,7 @@ def test_options_sample_method_k_and_color_by(corpus_dir: Path) -> None:
         assert result.index_html.parent.name == "efficientnet-lite0-pca-sample100"
         points = (result.index_html.parent / "data" / "points.js").read_text()
         assert '"defaultFacet":"label"' in points
-        ids = np.unique(store.open_feature_set(corpus, "efficientnet-lite0").photo_ids())
+        ids = np.unique(feature_store.open_feature_set(corpus, "efficientnet-lite0").photo_ids())
         np.testing.assert_array_equal(stable_sample(ids, 100, 0), stable_sample(ids, 100, 0))
         assert set(stable_sample(ids, 100, 0)) <= set(ids.tolist())
         # A bigger corpus keeps most of an earlier sample (the sample is a hash order, not a draw).

@@ -20,17 +20,17 @@ import skimage.data
 import torch
 from PIL import Image
 
+from photocorpus import feature_store
+from photocorpus.backbones.onnx_runtime import OnnxImageModel, ensure_efficientnet_lite0_onnx
 from photocorpus.config import FeaturizeSettings, Settings
 from photocorpus.corpus import Corpus
-from photocorpus.features import store
 from photocorpus.features.decode import Decoded
 from photocorpus.features.inference_pool import InferencePool
 from photocorpus.features.model_registry import FeaturizeError
-from photocorpus.features.models.onnx_runtime import OnnxImageModel, ensure_efficientnet_lite0_onnx
 from photocorpus.features.pending import pending_photo_ids
 from photocorpus.features.pipeline import featurize_images
-from photocorpus.features.preprocess import raw_pixels
 from photocorpus.features.runners import Inferred, join_inferred
+from photocorpus.image_preprocess import raw_pixels
 from photocorpus.importing import import_folder
 from tests.helpers import child_pids
 
@@ -103,8 +103,8 @@ def test_first_run_stores_features_logits_labels_and_failures(lite0: dict) -> No
     assert report.pending == 102
     assert report.computed == 100 and report.failed == 2
     assert report.failures == {"corrupt_image": 1, "read_error": 1}
-    feats = store.open_feature_set(corpus, "efficientnet-lite0")
-    logits = store.open_feature_set(corpus, "efficientnet-lite0.logits")
+    feats = feature_store.open_feature_set(corpus, "efficientnet-lite0")
+    logits = feature_store.open_feature_set(corpus, "efficientnet-lite0.logits")
     assert (feats.dims, feats.dtype, feats.rows) == (1280, "float16", 100)
     assert (logits.dims, logits.dtype, logits.rows) == (1000, "float16", 100)
     # shard_rows=64 wrote two shards (64 + 36 rows); the complete run compacted each set into one mmap
@@ -121,8 +121,8 @@ def test_first_run_stores_features_logits_labels_and_failures(lite0: dict) -> No
 
 def test_features_match_an_independent_reference(lite0: dict) -> None:
     corpus = lite0["corpus"]
-    fs = store.open_feature_set(corpus, "efficientnet-lite0")
-    logits = store.open_feature_set(corpus, "efficientnet-lite0.logits")
+    fs = feature_store.open_feature_set(corpus, "efficientnet-lite0")
+    logits = feature_store.open_feature_set(corpus, "efficientnet-lite0.logits")
     ids = fs.photo_ids()
     sample = [int(ids[i]) for i in (0, 40, 70, 99)]
     crops = np.stack([_crop_224(_file_of(corpus, pid)) for pid in sample])
@@ -139,7 +139,7 @@ def test_features_match_an_independent_reference(lite0: dict) -> None:
 
 def test_labels_are_top5_softmax_and_categories_follow_top1(lite0: dict) -> None:
     corpus = lite0["corpus"]
-    logits = store.open_feature_set(corpus, "efficientnet-lite0.logits")
+    logits = feature_store.open_feature_set(corpus, "efficientnet-lite0.logits")
     matrix = np.asarray(logits.matrix(), dtype=np.float32)
     rows = corpus.conn.execute(
         "SELECT photo_id, rank, class_index, wnid, class_name, prob FROM image_labels "
@@ -189,7 +189,7 @@ def test_coffee_is_espresso_and_chelsea_is_a_cat(lite0: dict) -> None:
 
 def test_rerun_retries_only_transient_failures_then_incremental_adds_exactly_100(lite0: dict) -> None:
     corpus = lite0["corpus"]
-    fs = store.open_feature_set(corpus, "efficientnet-lite0")
+    fs = feature_store.open_feature_set(corpus, "efficientnet-lite0")
     before = np.asarray(fs.matrix()).copy()
     before_ids = fs.photo_ids().copy()
     again = featurize_images(corpus, workers=1, threads=2)
@@ -203,7 +203,7 @@ def test_rerun_retries_only_transient_failures_then_incremental_adds_exactly_100
     import_folder(corpus, lite0["base"] / "more", workers=1)
     grown = featurize_images(corpus, workers=2, threads=2, batch_size=16)
     assert grown.pending == grown.computed == 100
-    fs = store.open_feature_set(corpus, "efficientnet-lite0")
+    fs = feature_store.open_feature_set(corpus, "efficientnet-lite0")
     assert fs.rows == 201 and len(set(fs.photo_ids().tolist())) == 201
     rows = fs.rows_for(before_ids.tolist())
     np.testing.assert_array_equal(np.asarray(fs.matrix())[rows], before)  # old rows untouched
@@ -239,7 +239,7 @@ def test_torch_backend_agrees_with_onnxruntime(
             report = featurize_images(corpus, backend=backend, workers=0, threads=2)
             assert report.backend.startswith("onnxruntime/" if backend == "onnx" else "torch/")
             results[backend] = np.asarray(
-                store.open_feature_set(corpus, "efficientnet-lite0").matrix(), np.float32
+                feature_store.open_feature_set(corpus, "efficientnet-lite0").matrix(), np.float32
             )
     np.testing.assert_allclose(results["torch"], results["onnx"], rtol=2e-2, atol=2e-2)
 
@@ -256,7 +256,7 @@ def test_workers_running_the_model_give_the_rows_of_the_driver_running_it(
             import_folder(corpus, tmp_path / "src", workers=1)
             report = featurize_images(corpus, workers=workers, threads=2, batch_size=8)
             assert report.computed == 40
-            fs = store.open_feature_set(corpus, "efficientnet-lite0")
+            fs = feature_store.open_feature_set(corpus, "efficientnet-lite0")
             runs[workers] = {
                 "backend": report.backend,
                 "ids": fs.photo_ids(),
@@ -346,7 +346,7 @@ def small_corpus(tmp_path: Path, instany_images: Path) -> Iterator[Corpus]:
 def test_raw_pixels_are_the_squashed_150px_photo(small_corpus: Corpus) -> None:
     report = featurize_images(small_corpus, "raw-pixels", workers=2)
     assert report.computed == 30 and report.feature_sets == ["raw-pixels"]
-    fs = store.open_feature_set(small_corpus, "raw-pixels")
+    fs = feature_store.open_feature_set(small_corpus, "raw-pixels")
     assert (fs.dims, fs.rows) == (150 * 150 * 3, 30)
     pid = int(fs.photo_ids()[5])
     with Image.open(_file_of(small_corpus, pid)) as im:
@@ -383,7 +383,7 @@ def test_files_left_by_a_kill_in_the_feature_folder_are_swept_by_the_next_run(
     small_corpus: Corpus, tmp_path: Path, instany_images: Path
 ) -> None:
     assert featurize_images(small_corpus, "raw-pixels", workers=0).computed == 30
-    fs = store.open_feature_set(small_corpus, "raw-pixels")
+    fs = feature_store.open_feature_set(small_corpus, "raw-pixels")
     folder = small_corpus.abs_path(fs.path)
     registered = {p.name for p in folder.iterdir()}
 
@@ -399,7 +399,7 @@ def test_files_left_by_a_kill_in_the_feature_folder_are_swept_by_the_next_run(
     import_folder(small_corpus, tmp_path / "more", workers=1)
     assert featurize_images(small_corpus, "raw-pixels", workers=0).computed == 3
     assert [p.name for p in left if p.exists()] == []
-    fs = store.open_feature_set(small_corpus, "raw-pixels")
+    fs = feature_store.open_feature_set(small_corpus, "raw-pixels")
     assert fs.rows == 33 and len(set(fs.photo_ids().tolist())) == 33
     expected = {f"{s}{suffix}" for s in fs.shards for suffix in (".npy", ".ids.npy")}
     assert {p.name for p in folder.iterdir()} == expected
@@ -410,7 +410,7 @@ def test_raw_pixels_pca_basis_is_kept_for_incremental_runs(
 ) -> None:
     report = featurize_images(small_corpus, "raw-pixels", pca_dims=8, workers=0)
     assert report.feature_sets == ["raw-pixels.pca8"] and report.computed == 30
-    fs = store.open_feature_set(small_corpus, "raw-pixels.pca8")
+    fs = feature_store.open_feature_set(small_corpus, "raw-pixels.pca8")
     assert fs.dims == 8 and fs.params["pca"]["dims"] == 8
     basis = small_corpus.abs_path(fs.path) / "pca.npz"
     first = basis.read_bytes()
@@ -421,7 +421,7 @@ def test_raw_pixels_pca_basis_is_kept_for_incremental_runs(
     again = featurize_images(small_corpus, "raw-pixels", pca_dims=8, workers=0)
     assert again.computed == 6
     assert basis.read_bytes() == first  # the same projection, not a refit
-    fs = store.open_feature_set(small_corpus, "raw-pixels.pca8")
+    fs = feature_store.open_feature_set(small_corpus, "raw-pixels.pca8")
     np.testing.assert_array_equal(np.asarray(fs.matrix()[:30], np.float32), old)
     with np.load(basis) as data:
         assert data["components"].shape == (8, 150 * 150 * 3)
@@ -432,7 +432,7 @@ def test_raw_pixels_pca_basis_is_kept_for_incremental_runs(
 
 # ------------------------------------------------------------------------- VGG19 / ResNet50 weights
 def test_vgg19_with_user_weights_stores_fc1_fc2_and_logits(small_corpus: Corpus, tmp_path: Path) -> None:
-    from photocorpus.features.models.vgg import VGG19
+    from photocorpus.backbones.vgg import VGG19
 
     torch.manual_seed(0)
     weights = tmp_path / "vgg19-random.pth"
@@ -445,7 +445,7 @@ def test_vgg19_with_user_weights_stores_fc1_fc2_and_logits(small_corpus: Corpus,
     )
     assert report.computed == 2
     assert report.feature_sets == ["vgg19", "vgg19.fc2", "vgg19.logits"]
-    sets = {n: store.open_feature_set(small_corpus, n) for n in report.feature_sets}
+    sets = {n: feature_store.open_feature_set(small_corpus, n) for n in report.feature_sets}
     assert [sets[n].dims for n in report.feature_sets] == [4096, 4096, 1000]
     fc1, fc2, logits = (torch.from_numpy(np.array(sets[n].matrix())) for n in report.feature_sets)
     assert (fc1 >= 0).all() and (fc2 >= 0).all() and fc1.abs().sum() > 0  # fc1/fc2 are after their ReLU
@@ -466,7 +466,7 @@ def test_vgg19_with_user_weights_stores_fc1_fc2_and_logits(small_corpus: Corpus,
 def test_resnet50_weights_through_onnx_match_eager_torch(
     small_corpus: Corpus, tmp_path: Path, onnx_cache: Path
 ) -> None:
-    from photocorpus.features.models.resnet import ResNet50, load_resnet50
+    from photocorpus.backbones.resnet import ResNet50, load_resnet50
 
     torch.manual_seed(0)
     weights = tmp_path / "resnet50-random.pth"
@@ -477,8 +477,8 @@ def test_resnet50_weights_through_onnx_match_eager_torch(
         small_corpus, "resnet50", weights=weights, backend="onnx", dtype="float32", limit=4, workers=0
     )
     assert report.backend.startswith("onnxruntime/") and report.computed == 4
-    feats = store.open_feature_set(small_corpus, "resnet50")
-    logits = store.open_feature_set(small_corpus, "resnet50.logits")
+    feats = feature_store.open_feature_set(small_corpus, "resnet50")
+    logits = feature_store.open_feature_set(small_corpus, "resnet50.logits")
     assert (feats.dims, logits.dims) == (2048, 1000)
     ids = feats.photo_ids().tolist()
     crops = np.stack([_crop_224(_file_of(small_corpus, pid)) for pid in ids])

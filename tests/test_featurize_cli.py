@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from photocorpus import feature_store
 from photocorpus.config import FeaturizeSettings, Settings
 from photocorpus.corpus import Corpus
-from photocorpus.features import store
 from photocorpus.features.mirflickr_dat import read_dat
 from tests.conftest import run_cli
 from tests.helpers import child_pids, process_alive
@@ -108,7 +108,7 @@ def test_kill_9_then_rerun_gives_every_photo_exactly_one_row(
     assert out["pending"] == out["computed"] == n - partial
     with Corpus.open(corpus) as c:
         for name in ("efficientnet-lite0", "efficientnet-lite0.logits"):
-            fs = store.open_feature_set(c, name)
+            fs = feature_store.open_feature_set(c, name)
             ids = fs.photo_ids().tolist()
             assert fs.rows == len(ids) == len(set(ids)) == n
             assert len(fs.shards) == 1
@@ -119,9 +119,9 @@ def test_kill_9_then_rerun_gives_every_photo_exactly_one_row(
         assert c.conn.execute("SELECT COUNT(*) FROM image_labels").fetchone()[0] == 5 * n
         assert c.conn.execute("SELECT COUNT(*) FROM image_categories").fetchone()[0] == 2 * n
         # shard files left by the killed run are not registered and not on disk any more
-        folder = c.abs_path(store.feature_dir("efficientnet-lite0"))
+        folder = c.abs_path(feature_store.feature_dir("efficientnet-lite0"))
         on_disk = sorted(p.name for p in folder.iterdir())
-        registered = store.open_feature_set(c, "efficientnet-lite0").shards[0]
+        registered = feature_store.open_feature_set(c, "efficientnet-lite0").shards[0]
         assert on_disk == [f"{registered}.ids.npy", f"{registered}.npy"]
 
 
@@ -141,7 +141,7 @@ def test_features_list_and_npz_export(featurized: Path, tmp_path: Path) -> None:
         assert data["source_id"].dtype.kind == "U"
         source_ids, features, photo_ids = data["source_id"], data["features"], data["photo_id"]
     with Corpus.open(featurized) as c:
-        fs = store.open_feature_set(c, "efficientnet-lite0")
+        fs = feature_store.open_feature_set(c, "efficientnet-lite0")
         np.testing.assert_array_equal(features, np.asarray(fs.matrix(), dtype=np.float32))
         expected = dict(c.conn.execute("SELECT id, source_id FROM photos"))
     assert [expected[int(i)] for i in photo_ids] == source_ids.tolist()
@@ -210,7 +210,7 @@ def test_mirflickr_dat_import_export_round_trip_is_bit_exact(tmp_path: Path, mir
     assert (again["imported"], again["already"]) == (0, 6)
 
     with Corpus.open(corpus) as c:
-        fc7 = store.open_feature_set(c, "mirflickr.fc7")
+        fc7 = feature_store.open_feature_set(c, "mirflickr.fc7")
         assert (fc7.dims, fc7.dtype, fc7.rows) == (4096, "float32", 6)
 
     exported = tmp_path / "exported"
@@ -242,7 +242,7 @@ def test_user_ontology_from_stored_logits_then_remove(featurized: Path, tmp_path
 
     run_cli("features", "remove", "efficientnet-lite0", "--corpus", str(featurized))
     with Corpus.open(featurized) as c:
-        assert not store.has_feature_set(c, "efficientnet-lite0")
-        assert store.has_feature_set(c, "efficientnet-lite0.logits")
+        assert not feature_store.has_feature_set(c, "efficientnet-lite0")
+        assert feature_store.has_feature_set(c, "efficientnet-lite0.logits")
         assert c.conn.execute("SELECT COUNT(*) FROM image_labels").fetchone()[0] == 0
-        assert not c.abs_path(store.feature_dir("efficientnet-lite0")).exists()
+        assert not c.abs_path(feature_store.feature_dir("efficientnet-lite0")).exists()

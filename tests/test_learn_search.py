@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from photocorpus import feature_store
 from photocorpus.corpus import Corpus
-from photocorpus.features import store
 from photocorpus.features.pipeline import featurize_images
 from photocorpus.importing import import_folder
 from photocorpus.learn.classifier import load_classifier, predict_corpus, predict_paths, train_classifier
@@ -63,7 +63,7 @@ def mir(tmp_path_factory: pytest.TempPathFactory, labels_csv: Path) -> Corpus:
     assert report.imported == N_PHOTOS
     featurize_images(corpus, "efficientnet-lite0", workers=1)
     # MIRFLICKR's text for these photos: the names of their concepts (every photo has at least one)
-    ids = np.unique(store.open_feature_set(corpus, "efficientnet-lite0").photo_ids())
+    ids = np.unique(feature_store.open_feature_set(corpus, "efficientnet-lite0").photo_ids())
     texts = {
         r[0]: " ".join(name for name, v in zip(header[1:], r[1:], strict=True) if v == "1") for r in body
     }
@@ -72,7 +72,9 @@ def mir(tmp_path_factory: pytest.TempPathFactory, labels_csv: Path) -> Corpus:
         for pid, origin in corpus.conn.execute("SELECT photo_id, origin FROM files").fetchall()
     }
     vectors = minilm_encoder()([texts[origins[int(i)]] for i in ids])
-    store.append_rows(corpus, "text.minilm", ids, vectors, model_id="all-MiniLM-L6-v2 (concept names)")
+    feature_store.append_rows(
+        corpus, "text.minilm", ids, vectors, model_id="all-MiniLM-L6-v2 (concept names)"
+    )
     return corpus
 
 
@@ -107,7 +109,7 @@ def test_semantic_model_learns_concepts_and_reloads_identically(
     baseline = _baseline_map(mir, labels_csv)
     assert metrics["test"]["concepts"]["mAP"] > baseline + 0.15, (metrics["test"]["concepts"], baseline)
     assert metrics["test"]["mean_cosine"] > 0.4
-    fs = store.open_feature_set(mir, "efficientnet-lite0")
+    fs = feature_store.open_feature_set(mir, "efficientnet-lite0")
     x = feature_rows(fs, np.unique(fs.photo_ids()))
     before = semantic.model.embed(x)
     loaded = load_semantic(mir, "semantic-minilm")
@@ -134,7 +136,7 @@ def test_other_losses_train_and_beat_chance(mir: Corpus, labels_csv: Path, loss:
         labels=read_label_file(labels_csv),
     )
     assert report.metrics["test"]["concepts"]["mAP"] > _baseline_map(mir, labels_csv) + 0.1
-    fs = store.open_feature_set(mir, "efficientnet-lite0")
+    fs = feature_store.open_feature_set(mir, "efficientnet-lite0")
     x = feature_rows(fs, np.unique(fs.photo_ids())[:50])
     assert np.array_equal(report.model.embed(x), load_semantic(mir, f"sem-{loss}").embed(x))
 
@@ -160,7 +162,7 @@ def test_city_style_classifier_report_confusion_and_reload(mir: Corpus) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     page = (folder / "report.html").read_text()
     assert "nopeople" in page and "confusion.png" in page
-    fs = store.open_feature_set(mir, "efficientnet-lite0")
+    fs = feature_store.open_feature_set(mir, "efficientnet-lite0")
     x = feature_rows(fs, np.unique(fs.photo_ids()))
     with torch.inference_mode():
         before = torch.softmax(report.model(torch.from_numpy(x)), dim=1).numpy()
@@ -231,7 +233,7 @@ def test_finetuned_classifier_trains_saves_and_reloads(tmp_path: Path, labels_cs
     probs, errors = loaded.predict_files(files)
     assert not errors and probs.shape == (2, 2)
     tail = report.model
-    from photocorpus.features.preprocess import preprocess_batch
+    from photocorpus.image_preprocess import preprocess_batch
     from photocorpus.learn.finetune import load_base, trunk
 
     base, _ = load_base()

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from photocorpus import feature_store
 from photocorpus.corpus import Corpus
 from photocorpus.export.mirflickr_images import export_mirflickr_images
 from photocorpus.export.mirflickr_json import export_mirflickr_json
-from photocorpus.features import store
 from photocorpus.features.exchange import export_mirflickr, import_mirflickr
 from photocorpus.importing import import_folder
 from photocorpus.sources.folder import detect_layout
@@ -162,7 +162,7 @@ def test_the_1m_layout_imports_and_exports_back_to_the_same_tree(
 
         dat = import_mirflickr(corpus, tree / "features")
         assert (dat.files, dat.imported, dat.unmatched, dat.refused) == (len(NUMBERS), len(NUMBERS), 0, 0)
-        assert store.open_feature_set(corpus, "mirflickr.fc7").dims == 4096
+        assert feature_store.open_feature_set(corpus, "mirflickr.fc7").dims == 4096
 
         out = tmp_path / "out"
         export_mirflickr(corpus, out / "features", fc7_set="mirflickr.fc7", fc8_set="mirflickr.fc8")
@@ -223,8 +223,10 @@ def test_every_format_names_a_photo_alike_and_a_split_filter_moves_nothing(
         rng = np.random.default_rng(3)
         for name, dims in (("a", 8), ("b", 4)):
             with corpus.transaction():
-                store.append_rows(corpus, name, sorted(ids.values()), rng.normal(size=(len(ids), dims)),
-                                  model_id="test", dtype="float32", params={})  # fmt: skip
+                rows = rng.normal(size=(len(ids), dims))
+                feature_store.append_rows(
+                    corpus, name, sorted(ids.values()), rows, model_id="test", dtype="float32", params={}
+                )
         # A split on some photos only, as curate would leave them.
         keep = [ids["10081"], ids[next(s for s in ids if s.startswith("beach"))]]
         with corpus.transaction() as conn:

@@ -180,12 +180,12 @@ def test_every_reader_reads_from_a_file_url_store(
     served: Path, local_reference: Path, tmp_path: Path
 ) -> None:
     """dedup, quality, featurize, export and thumbnails in worker processes, from a file:// store."""
+    from photocorpus import feature_store
     from photocorpus.curate.dedup import run_dedup
     from photocorpus.curate.quality import run_quality
     from photocorpus.curate.splits import run_splits
     from photocorpus.explore.thumbs import ensure_thumbnails
     from photocorpus.export.training_folders import export_instacities
-    from photocorpus.features import store as feature_store
     from photocorpus.features.pipeline import featurize_images
 
     url = (tmp_path / "bucket" / "images").as_uri()

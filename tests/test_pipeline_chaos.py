@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from photocorpus import feature_store
 from photocorpus.config import FeaturizeSettings, FetchSettings, FlickrSettings, Settings
 from photocorpus.corpus import Corpus
-from photocorpus.features import store
 from tests.chaos import catalog_count, chaos_plan, duplicate_rows, run_and_kill
 from tests.conftest import run_cli
 from tests.fixtures.flickr_server import FlickrTestServer, ServerConfig, make_population
@@ -117,7 +117,7 @@ def _snapshot(corpus_dir: Path) -> dict[str, object]:
         if p.is_file()
     }
     with Corpus.open(corpus_dir) as corpus:
-        fs = store.open_feature_set(corpus, FEATURES)
+        fs = feature_store.open_feature_set(corpus, FEATURES)
         ids = fs.photo_ids()
         matrix = np.asarray(fs.matrix(), dtype=np.float32)
         snapshot["feature_rows"] = {key[int(i)]: matrix[row] for row, i in enumerate(ids)}
@@ -147,9 +147,9 @@ def _assert_consistent(corpus_dir: Path, seed: int) -> None:
         assert report.dangling_intents == 0, f"seed {seed}"
     assert duplicate_rows(corpus_dir) == {}, f"seed {seed}"
     assert not [p for p in (corpus_dir / ".tmp").rglob("*") if p.is_file()], f"seed {seed}"
-    folder = corpus_dir / store.feature_dir(FEATURES)
+    folder = corpus_dir / feature_store.feature_dir(FEATURES)
     with Corpus.open(corpus_dir) as corpus:
-        registered = set(store.open_feature_set(corpus, FEATURES).shards)
+        registered = set(feature_store.open_feature_set(corpus, FEATURES).shards)
     on_disk = {p.name.split(".")[0] for p in folder.iterdir()}
     assert on_disk == registered, f"unregistered feature shards left behind (seed {seed})"
 

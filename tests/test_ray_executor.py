@@ -22,10 +22,10 @@ from PIL import Image
 
 ray = pytest.importorskip("ray")
 
+from photocorpus import feature_store  # noqa: E402
 from photocorpus.config import ExecutorSettings, FetchSettings  # noqa: E402
 from photocorpus.corpus import Corpus  # noqa: E402
 from photocorpus.curate.dedup import hash_photos  # noqa: E402
-from photocorpus.features import store  # noqa: E402
 from photocorpus.features.pipeline import featurize_images  # noqa: E402
 from photocorpus.fetch.stage import fetch_photos  # noqa: E402
 from photocorpus.sources.urls import harvest_url_list  # noqa: E402
@@ -151,7 +151,7 @@ def test_ray_and_local_write_the_same_catalog_and_files(both_runs: dict) -> None
 def test_ray_and_local_features_agree_within_float16(both_runs: dict) -> None:
     with Corpus.open(both_runs["base"] / "local") as a, Corpus.open(both_runs["base"] / "ray") as b:
         for name in ("efficientnet-lite0", "efficientnet-lite0.logits"):
-            fa, fb = store.open_feature_set(a, name), store.open_feature_set(b, name)
+            fa, fb = feature_store.open_feature_set(a, name), feature_store.open_feature_set(b, name)
             assert (fa.dtype, fa.rows) == (fb.dtype, fb.rows) == ("float16", PHOTOS)
             ids_a, ids_b = fa.photo_ids(), fb.photo_ids()
             xa = np.asarray(fa.matrix(), dtype=np.float32)[np.argsort(ids_a)]

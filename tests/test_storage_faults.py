@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from photocorpus import corpus_files
+from photocorpus import corpus_files, feature_store
 from photocorpus.config import FetchSettings
 from photocorpus.corpus import Corpus
 from photocorpus.errors import PhotocorpusError, StorageError
-from photocorpus.features import store
 from photocorpus.fetch.stage import fetch_photos
 from photocorpus.sources.urls import harvest_url_list
 from tests.chaos import duplicate_rows
@@ -111,13 +110,13 @@ def test_featurize_stops_clearly_on_a_failing_disk_and_the_next_run_continues(
     import_folder(corpus, src.parent, workers=1)
     # a shard is four atomic .npy writes (rows and ids of the features and of the logits): the 9th
     # write fails, so a shard or two (8-16 rows) are committed before the disk "fills up"
-    _fail_from_call(monkeypatch, store.os, "replace", 9, exc)
+    _fail_from_call(monkeypatch, feature_store.os, "replace", 9, exc)
     with pytest.raises(PhotocorpusError, match=words) as info:
         featurize_images(corpus, workers=0, shard_rows=8, batch_size=8)
     assert "re-run" in str(info.value)
-    folder = corpus.abs_path(store.feature_dir("efficientnet-lite0"))
+    folder = corpus.abs_path(feature_store.feature_dir("efficientnet-lite0"))
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # the failed write cleaned up
-    fs = store.open_feature_set(corpus, "efficientnet-lite0")
+    fs = feature_store.open_feature_set(corpus, "efficientnet-lite0")
     committed = fs.photo_ids().tolist()
     assert 8 <= len(committed) <= 16 and len(set(committed)) == len(committed)
     kept = np.array(fs.matrix(), dtype=np.float32)
@@ -125,7 +124,7 @@ def test_featurize_stops_clearly_on_a_failing_disk_and_the_next_run_continues(
     monkeypatch.undo()
     monkeypatch.setenv("PHOTOCORPUS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "featurize-onnx-cache"))
     featurize_images(corpus, workers=0, shard_rows=8, batch_size=8)
-    fs = store.open_feature_set(corpus, "efficientnet-lite0")
+    fs = feature_store.open_feature_set(corpus, "efficientnet-lite0")
     ids = fs.photo_ids().tolist()
     assert len(ids) == len(set(ids)) == 48
     rows = fs.rows_for(committed)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from photocorpus import feature_store
 from photocorpus.config import FeaturizeSettings, Settings
 from photocorpus.corpus import Corpus
-from photocorpus.features import store
 from photocorpus.features.text_embed import TextEmbedError, caption_texts, embed_captions, tokenize
 from photocorpus.importing import import_folder
 
@@ -52,7 +52,7 @@ def _corpus(tmp_path: Path, instany_images: Path, name: str = "c") -> Corpus:
 
 
 def _by_source(corpus: Corpus, name: str) -> dict[str, np.ndarray]:
-    fs = store.open_feature_set(corpus, name)
+    fs = feature_store.open_feature_set(corpus, name)
     ids = fs.photo_ids().tolist()
     sources = dict(corpus.conn.execute("SELECT id, source_id FROM photos"))
     matrix = np.asarray(fs.matrix(), dtype=np.float32)
@@ -96,7 +96,7 @@ def test_minilm_lda_and_word2vec_sets(tmp_path: Path, instany_images: Path) -> N
     assert set(reports) == {"minilm", "lda", "word2vec"}
     assert all(r.computed == 25 and r.empty == 1 for r in reports.values())
     assert reports["lda"].trained and reports["word2vec"].trained and not reports["minilm"].trained
-    dims = {n: store.open_feature_set(corpus, n).dims for n in
+    dims = {n: feature_store.open_feature_set(corpus, n).dims for n in
             ("text.minilm", "text.lda", "text.word2vec", "text.word2vec-tfidf")}  # fmt: skip
     assert dims == {"text.minilm": 384, "text.lda": 4, "text.word2vec": 32, "text.word2vec-tfidf": 32}
 
@@ -133,7 +133,7 @@ def test_trained_models_are_deterministic_and_reused_incrementally(
     b.close()
 
     before = _by_source(a, "text.word2vec")
-    model_params = store.open_feature_set(a, "text.word2vec").params
+    model_params = feature_store.open_feature_set(a, "text.word2vec").params
     extra = tmp_path / "extra" / "nyc"
     _build(extra, sorted(instany_images.glob("*.jpg"))[40:45], CAPTIONS[:5], start=100)
     import_folder(a, extra.parent, workers=1)
@@ -143,12 +143,15 @@ def test_trained_models_are_deterministic_and_reused_incrementally(
     assert len(after) == 30
     for key, row in before.items():
         np.testing.assert_array_equal(after[key], row)  # old rows keep the old model's vectors
-    assert store.open_feature_set(a, "text.word2vec").params["model_sha256"] == model_params["model_sha256"]
+    assert (
+        feature_store.open_feature_set(a, "text.word2vec").params["model_sha256"]
+        == model_params["model_sha256"]
+    )
     assert embed_captions(a, "word2vec")[0].pending == 0
 
     (retrained,) = embed_captions(a, "word2vec", retrain=True)
     assert retrained.trained and retrained.computed == 30
-    assert store.open_feature_set(a, "text.word2vec").rows == 30
+    assert feature_store.open_feature_set(a, "text.word2vec").rows == 30
     a.close()
 
 

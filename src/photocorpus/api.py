@@ -602,13 +602,31 @@ def explore_photos(
             return explore(
                 c, features=features, method=method, k=k, color_by=color_by, sample=sample, seed=seed,
                 png=png, name=name, ontology=ontology, compare_raw=compare_raw, progress=progress, stop=flag,
-                search=report_search_index(c),
+                search=report_search_index(c), featurizer=_featurize_for_explore,
             )  # fmt: skip
         except ExploreInterrupted as exc:
             return ExploreResult(
                 index_html=None, photos=0, features=features or "", compared_with=None, interrupted=True,
                 interruption=str(exc),
             )  # fmt: skip
+
+
+def _featurize_for_explore(
+    corpus: Corpus, feature_set: str, progress: Progress, stop: StopFlag | None
+) -> bool:
+    """The featurize stage run for explore on a corpus without image features (see ``Featurizer``)."""
+    from photocorpus.explore.errors import ExploreError, ExploreInterrupted
+    from photocorpus.features.pipeline import featurize_images
+    from photocorpus.progress import progress_phase
+
+    fetched = corpus.conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+    if not fetched:
+        raise ExploreError(f"{corpus.root} has no stored images to explore; import or fetch photos first")
+    with progress_phase(progress, f"featurize {feature_set}", fetched) as bar:
+        report = featurize_images(corpus, feature_set, stop=stop, progress=bar)
+    if report.interrupted:
+        raise ExploreInterrupted("interrupted while computing features; re-run to continue")
+    return True
 
 
 # ------------------------------------------------------------------------------------------- learn

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from photocorpus.features import labels
-from photocorpus.features.models import efficientnet_lite as eff
-from photocorpus.features.preprocess import preprocess
+from photocorpus import imagenet_labels as labels
+from photocorpus.backbones import efficientnet_lite as eff
+from photocorpus.image_preprocess import preprocess
 
 
 @pytest.fixture(scope="module")

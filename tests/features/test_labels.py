@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from photocorpus.features import labels
-from photocorpus.features.labels import OntologyError
+from photocorpus import imagenet_labels as labels
+from photocorpus.imagenet_labels import OntologyError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -231,7 +231,7 @@ def test_topk_order_equals_a_full_stable_sort_with_ties_and_nan(classes: int) ->
 
 def test_labels_and_dat_modules_do_not_import_torch() -> None:
     code = (
-        "import sys; import photocorpus.features.labels as l, photocorpus.features.mirflickr_dat; "
+        "import sys; import photocorpus.imagenet_labels as l, photocorpus.features.mirflickr_dat; "
         "l.ontology('coarse'); assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,9 +17,9 @@ import skimage.data
 import torch
 from PIL import Image
 
-from photocorpus.features.models import efficientnet_lite as eff
-from photocorpus.features.models import onnx_runtime as ox
-from photocorpus.features.preprocess import normalize, preprocess, resize_center_crop
+from photocorpus.backbones import efficientnet_lite as eff
+from photocorpus.backbones import onnx_runtime as ox
+from photocorpus.image_preprocess import normalize, preprocess, resize_center_crop
 
 
 @pytest.fixture(scope="session")
@@ -191,7 +191,7 @@ def test_failed_export_leaves_no_partial_files(tmp_path: Path) -> None:
 def test_cached_export_runs_without_importing_torch(onnx_cache: Path) -> None:
     code = (
         "import sys, numpy as np\n"
-        "from photocorpus.features.models.onnx_runtime import OnnxImageModel\n"
+        "from photocorpus.backbones.onnx_runtime import OnnxImageModel\n"
         "m = OnnxImageModel.efficientnet_lite0(num_threads=1)\n"
         "f, l = m.run(np.zeros((1, 224, 224, 3), np.uint8))\n"
         "assert f.shape == (1, 1280) and l.shape == (1, 1000)\n"

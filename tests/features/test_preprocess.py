@@ -13,7 +13,7 @@ import simplejpeg
 import skimage.data
 from PIL import Image, ImageOps
 
-from photocorpus.features import preprocess as pp
+from photocorpus import image_preprocess as pp
 from tests.fixtures.image_server import behind_app2_segments
 
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from photocorpus.features.models.resnet import load_resnet50
-from photocorpus.features.models.vgg import load_vgg19
+from photocorpus.backbones.resnet import load_resnet50
+from photocorpus.backbones.vgg import load_vgg19
 
 # torchvision vgg19: (index in `features`, in_channels, out_channels) of each 3x3 conv.
 VGG19_CONVS = [

@@ -229,12 +229,12 @@ def compact_(
     corpus: CorpusOption = Path("."),
 ) -> None:
     """Merge each set's shards into one, so that loading it is a single memory map."""
-    from photocorpus.features import store
+    from photocorpus import feature_store
 
     with open_corpus(corpus) as c:
         for name in names or [s["name"] for s in c.feature_sets()]:
-            before = len(store.open_feature_set(c, name).shards)
-            store.compact(c, name)
+            before = len(feature_store.open_feature_set(c, name).shards)
+            feature_store.compact(c, name)
             shown = terminal_safe(name)
             typer.echo(f"{shown}: {before} shard(s) -> 1" if before > 1 else f"{shown}: already one shard")
 

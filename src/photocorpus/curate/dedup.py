@@ -267,7 +267,7 @@ def phash_links(cat: _Catalog, phash_max: int, dhash_max: int) -> tuple[np.ndarr
 
 def _load_features(corpus: Corpus, cat: _Catalog, settings: CurateSettings) -> tuple[np.ndarray, np.ndarray]:
     """(positions that have features, their L2-normalised rows); empty when semantic mode is off."""
-    from photocorpus.features.store import has_feature_set, open_feature_set
+    from photocorpus.feature_store import has_feature_set, open_feature_set
 
     none = (np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32))
     if not settings.semantic or not has_feature_set(corpus, settings.feature_set):

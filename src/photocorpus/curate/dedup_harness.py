@@ -85,9 +85,9 @@ def compute_features(
     The featurize stage computes the same features for real corpora; this is its minimal form for
     evaluation folders (no resume, no workers).
     """
-    from photocorpus.features.models.onnx_runtime import OnnxImageModel
-    from photocorpus.features.preprocess import preprocess_batch
-    from photocorpus.features.store import append_rows
+    from photocorpus.backbones.onnx_runtime import OnnxImageModel
+    from photocorpus.feature_store import append_rows
+    from photocorpus.image_preprocess import preprocess_batch
 
     rows = corpus.conn.execute("SELECT photo_id, path FROM files ORDER BY photo_id").fetchall()
     model = OnnxImageModel.efficientnet_lite0()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from photocorpus.features.preprocess import jpeg_exif_orientation
+from photocorpus.image_preprocess import jpeg_exif_orientation
 
 HASH_SIZE = 8  # 8x8 = 64 bits
 PHASH_IMAGE = 32  # pHash input side (4x the hash side, as in imagehash)

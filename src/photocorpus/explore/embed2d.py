@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from photocorpus import feature_store
 from photocorpus.explore.errors import ExploreError, ExploreInterrupted
-from photocorpus.features import store
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -290,7 +290,7 @@ class StoredMap:
     seconds: float = 0.0
 
 
-def _matches(fs: store.FeatureSet, wanted: dict[str, Any]) -> bool:
+def _matches(fs: feature_store.FeatureSet, wanted: dict[str, Any]) -> bool:
     return all(fs.params.get(key) == value for key, value in wanted.items())
 
 
@@ -310,7 +310,7 @@ def ensure_map(
     """
     import time
 
-    source = store.open_feature_set(corpus, features)
+    source = feature_store.open_feature_set(corpus, features)
     name = map_set_name(features, params.method)
     wanted = {
         "map": params.as_dict(),
@@ -318,8 +318,8 @@ def ensure_map(
         "source_model_id": source.model_id,
         "photo_ids_sha256": ids_digest(photo_ids),
     }
-    if store.has_feature_set(corpus, name):
-        fs = store.open_feature_set(corpus, name)
+    if feature_store.has_feature_set(corpus, name):
+        fs = feature_store.open_feature_set(corpus, name)
         if _matches(fs, wanted) and fs.rows == len(photo_ids):
             stored_ids = fs.photo_ids()
             if np.array_equal(stored_ids, photo_ids):
@@ -333,7 +333,7 @@ def ensure_map(
     trust = trustworthiness_on_sample(reduced, coords, seed=params.seed)
     seconds = time.perf_counter() - started
     _replace_set(corpus, name)
-    store.append_rows(
+    feature_store.append_rows(
         corpus,
         name,
         photo_ids,
@@ -352,8 +352,8 @@ def ensure_map(
 
 def _replace_set(corpus: Corpus, name: str) -> None:
     """Drop an outdated map (registry first, then files): a crash in between only means recomputing."""
-    if not store.has_feature_set(corpus, name):
+    if not feature_store.has_feature_set(corpus, name):
         return
-    folder = corpus.abs_path(store.open_feature_set(corpus, name).path)
+    folder = corpus.abs_path(feature_store.open_feature_set(corpus, name).path)
     corpus.unregister_feature_set(name)
     shutil.rmtree(folder, ignore_errors=True)

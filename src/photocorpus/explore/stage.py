@@ -27,18 +27,18 @@ import os
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus import corpus_paths
+from photocorpus import corpus_paths, feature_store
 from photocorpus.explore import cluster as clustering
 from photocorpus.explore.embed2d import METHODS, MapParams, StoredMap, ensure_map, reduce_pca
 from photocorpus.explore.errors import ExploreError, ExploreInterrupted
 from photocorpus.explore.thumbs import report_relpath
-from photocorpus.features import store
 from photocorpus.notebook import HtmlReport
 
 if TYPE_CHECKING:
@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 __all__ = ["COLOR_BY", "DEFAULT_FEATURES", "ExploreResult", "default_features", "explore", "stable_sample"]
 
 DEFAULT_FEATURES = "efficientnet-lite0"
+# Computes a missing feature set (corpus, set name, progress, stop) and says whether it did. Explore
+# does not import the featurize stage: the public API (``pc.explore_photos``) passes one in, so that
+# exploring a fresh corpus featurizes it first, while the two stages stay independent.
+Featurizer = Callable[["Corpus", str, "Progress", "StopFlag | None"], bool]
 IMAGE_SETS = ("efficientnet-lite0", "vgg19", "resnet50", "vgg19.fc2")  # preferred map sources, in order
 RAW_PREFIX = "raw-pixels"
 COLOR_BY = ("cluster", "label", "ontology", "imagenet", "split", "quality")
@@ -200,10 +204,10 @@ def _imagenet_facts(
             category[i] = r[1]
     missing = [i for i in range(n) if top1[i] is None or category[i] is None]
     logits_set = f"{model}.logits"
-    if missing and store.has_feature_set(corpus, logits_set):
-        from photocorpus.features.labels import imagenet_classes, load_ontology, topk
+    if missing and feature_store.has_feature_set(corpus, logits_set):
+        from photocorpus.imagenet_labels import imagenet_classes, load_ontology, topk
 
-        fs = store.open_feature_set(corpus, logits_set)
+        fs = feature_store.open_feature_set(corpus, logits_set)
         rows = fs.rows_for(ids[missing])
         ok = rows >= 0
         if ok.any():
@@ -256,15 +260,17 @@ def explore(
     ontology: str = DEFAULT_ONTOLOGY,
     compare_raw: bool = True,
     search: SearchIndex | None = None,
-    featurize_missing: bool = True,
+    featurizer: Featurizer | None = None,
     progress: Progress = False,
     stop: StopFlag | None = None,
 ) -> ExploreResult:
     """Build ``reports/<name>/index.html`` for a feature set; see the module docstring.
 
     ``progress`` shows each long step (featurize, map, thumbnails) as :data:`~photocorpus.progress.
-    Progress` says. A ``stop`` between steps raises :class:`ExploreInterrupted` (nothing partial is
-    stored); :func:`photocorpus.api.explore_photos` turns that into a result with ``interrupted``.
+    Progress` says. Without features (none stored, or the default set missing) ``featurizer``
+    computes them, or, when there is none, an error says to run ``photocorpus featurize``. A ``stop``
+    between steps raises :class:`ExploreInterrupted` (nothing partial is stored);
+    :func:`photocorpus.api.explore_photos` turns that into a result with ``interrupted``.
     """
     from photocorpus.progress import progress_phase
 
@@ -281,15 +287,17 @@ def explore(
 
     featurized = False
     features = features or default_features(corpus)
-    if features is None or (features == DEFAULT_FEATURES and not store.has_feature_set(corpus, features)):
-        if not featurize_missing:
+    if features is None or (
+        features == DEFAULT_FEATURES and not feature_store.has_feature_set(corpus, features)
+    ):
+        if featurizer is None:
             raise ExploreError(
                 f"{corpus.root} has no image features yet; compute them with `photocorpus featurize`"
             )
         features = DEFAULT_FEATURES
-        featurized = _featurize(corpus, progress, stop)
+        featurized = featurizer(corpus, DEFAULT_FEATURES, progress, stop)
         steps["featurize"] = time.perf_counter() - started
-    fs = store.open_feature_set(corpus, features)  # raises with the list of known sets
+    fs = feature_store.open_feature_set(corpus, features)  # raises with the list of known sets
 
     ids = _with_files(corpus, np.unique(fs.photo_ids()))
     if sample is not None:
@@ -302,7 +310,7 @@ def explore(
     sets = [features]
     raw = _raw_set_for(corpus, features) if compare_raw else None
     if raw is not None:
-        raw_ids = store.open_feature_set(corpus, raw).photo_ids()
+        raw_ids = feature_store.open_feature_set(corpus, raw).photo_ids()
         if np.isin(ids, raw_ids).all():
             sets.append(raw)
         else:
@@ -370,27 +378,12 @@ def explore(
     return result
 
 
-def _featurize(corpus: Corpus, progress: Progress, stop: StopFlag | None) -> bool:
-    """Compute the default CNN features with the featurize stage (the report needs features)."""
-    from photocorpus.features.pipeline import featurize_images
-    from photocorpus.progress import progress_phase
-
-    fetched = corpus.conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
-    if not fetched:
-        raise ExploreError(f"{corpus.root} has no stored images to explore; import or fetch photos first")
-    with progress_phase(progress, f"featurize {DEFAULT_FEATURES}", fetched) as bar:
-        report = featurize_images(corpus, DEFAULT_FEATURES, stop=stop, progress=bar)
-    if report.interrupted:
-        raise ExploreInterrupted("interrupted while computing features; re-run to continue")
-    return True
-
-
 def _reducer(corpus: Corpus, set_name: str, ids: np.ndarray, params: MapParams) -> Any:
     """A cached callable: the PCA-reduced rows of ``ids`` (computed at most once, only if needed)."""
 
     @functools.cache
     def reduced() -> np.ndarray:
-        fs = store.open_feature_set(corpus, set_name)
+        fs = feature_store.open_feature_set(corpus, set_name)
         rows = fs.rows_for(ids)
         if (rows < 0).any():
             raise ExploreError(f"feature set {set_name!r} lacks rows for {int((rows < 0).sum())} photos")
@@ -557,7 +550,7 @@ def _stats(
     top = ", ".join(f"{lab} ({n:,})" for lab, n in label_counts.most_common(3))
     sources = Counter(r.get("source") for r in ordered if r)
     taken = sorted(r["taken_at"][:10] for r in ordered if r and r.get("taken_at"))
-    fs = store.open_feature_set(corpus, sets[0])
+    fs = feature_store.open_feature_set(corpus, sets[0])
     run, main_map = runs[sets[0]], maps[sets[0]]
     k_note = f"k = {run.k}"
     if run.params.get("k_request") == "auto" and run.params.get("silhouettes"):

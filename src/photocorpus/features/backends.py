@@ -50,7 +50,7 @@ def choose_backend(requested: str) -> tuple[str, str]:
 
 def onnx_on_cpu(requested: str) -> bool:
     """Whether ``requested`` resolves to onnxruntime on the CPU: the provider an ``OnnxRunner`` gets."""
-    from photocorpus.features.models.onnx_runtime import default_providers
+    from photocorpus.backbones.onnx_runtime import default_providers
 
     chosen, _ = choose_backend(requested)
     return chosen == "onnx" and default_providers()[0] == "CPUExecutionProvider"

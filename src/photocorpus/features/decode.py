@@ -3,7 +3,7 @@
 A :class:`DecodeTask` (photo id, where its image is, which input the model wants) is what crosses a
 process or Ray boundary; :func:`decode_shard` turns a list of them into :class:`Decoded` pixels in
 whichever process runs it (a local decode worker, a local inference worker, a Ray actor). Decoding
-works at reduced scale (JPEG DCT draft, crop-window-only resize; :mod:`photocorpus.features.preprocess`)
+works at reduced scale (JPEG DCT draft, crop-window-only resize; :mod:`photocorpus.image_preprocess`)
 and never raises for a bad file: a photo that cannot be read becomes a :class:`Decoded` with a reason
 (:mod:`photocorpus.reasons`), so one unreadable photo is recorded once and never stops a run.
 """
@@ -25,7 +25,7 @@ from photocorpus import reasons
 from photocorpus.corpus_files import ImageLocation, image_input
 from photocorpus.errors import StorageError
 from photocorpus.executors import worker_setup
-from photocorpus.features.preprocess import CROP_SIZE, RESIZE_SIZE, load_rgb, raw_pixels, resize_center_crop
+from photocorpus.image_preprocess import CROP_SIZE, RESIZE_SIZE, load_rgb, raw_pixels, resize_center_crop
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from photocorpus import feature_store
 from photocorpus.errors import PhotocorpusError
-from photocorpus.features import store
 from photocorpus.features.mirflickr_dat import DatFormatError, iter_dat_dir, read_dat, write_dat
 from photocorpus.mirflickr_chunks import MIRFLICKR_SOURCE, exchange_name, mirflickr_number
 from photocorpus.textsafety import csv_safe_row, restore_csv_cell
@@ -104,7 +104,7 @@ def export_npz(corpus: Corpus, name: str, out: str | os.PathLike[str], *, chunk_
     Rows of photos no longer in the catalog are left out. Written to a temporary file and renamed,
     so an interrupted export never leaves a truncated archive under the requested name.
     """
-    fs = store.open_feature_set(corpus, name)
+    fs = feature_store.open_feature_set(corpus, name)
     ids = fs.photo_ids()
     keys = _photo_keys(corpus, ids)
     keep = np.array([int(i) in keys for i in ids], dtype=bool)
@@ -215,15 +215,15 @@ def import_mirflickr(
     base = Path(root).expanduser()
     if not base.is_dir():
         raise ExchangeError(f"{base} is not a folder; pass the root of the NN/<id>.dat tree")
-    if dtype not in store.DTYPES:
-        raise ExchangeError(f"dtype must be one of {', '.join(store.DTYPES)}, not {dtype!r}")
+    if dtype not in feature_store.DTYPES:
+        raise ExchangeError(f"dtype must be one of {', '.join(feature_store.DTYPES)}, not {dtype!r}")
     names = (f"{prefix}.fc7", f"{prefix}.fc8")
     report = MirflickrImportReport(feature_sets=list(names))
     index = _read_index(base)
-    have = [set(store.featurized_photo_ids(corpus, n)) for n in names]
+    have = [set(feature_store.featurized_photo_ids(corpus, n)) for n in names]
     for name in names:
-        if store.has_feature_set(corpus, name):
-            fs = store.open_feature_set(corpus, name)
+        if feature_store.has_feature_set(corpus, name):
+            fs = feature_store.open_feature_set(corpus, name)
             if name.endswith("fc7"):
                 report.fc7_dim = fs.dims
             else:
@@ -240,7 +240,7 @@ def import_mirflickr(
             for name, rows, present in ((names[0], fc7s, have[0]), (names[1], fc8s, have[1])):
                 new = [i for i, pid in enumerate(ids) if pid not in present]  # one row per photo per set
                 if new:
-                    store.append_rows(
+                    feature_store.append_rows(
                         corpus, name, [ids[i] for i in new], np.stack([rows[i] for i in new]),
                         model_id="mirflickr-dat", dtype=dtype, params=params,
                     )  # fmt: skip
@@ -288,8 +288,11 @@ def import_mirflickr(
     flush()
     if not report.interrupted:
         for name in names:
-            if store.has_feature_set(corpus, name) and len(store.open_feature_set(corpus, name).shards) > 1:
-                store.compact(corpus, name)
+            if (
+                feature_store.has_feature_set(corpus, name)
+                and len(feature_store.open_feature_set(corpus, name).shards) > 1
+            ):
+                feature_store.compact(corpus, name)
     return report
 
 
@@ -315,8 +318,8 @@ def export_mirflickr(
     advance: Callable[[int], None] | None = None,
 ) -> MirflickrExportReport:
     """Write two sets as ``.dat`` files plus ``index.csv``; see the module docstring."""
-    fc7 = store.open_feature_set(corpus, fc7_set)
-    fc8 = store.open_feature_set(corpus, fc8_set)
+    fc7 = feature_store.open_feature_set(corpus, fc7_set)
+    fc8 = feature_store.open_feature_set(corpus, fc8_set)
     ids7, ids8 = fc7.photo_ids(), fc8.photo_ids()
     both = np.intersect1d(ids7, ids8)
     keys = _photo_keys(corpus, both)

@@ -4,7 +4,7 @@ For classifiers with 1000 ImageNet outputs, featurize stores the top-5 classes o
 their softmax probabilities and names in ``image_labels``, and in ``image_categories`` the category
 of the top-1 class (seed 004's rule) under the ``coarse`` and ``seed004`` ontologies and any user
 mapping, with the category's total probability mass (``mass``) as a confidence. The class names and
-the ontologies themselves are :mod:`photocorpus.features.labels`; this module turns logits into
+the ontologies themselves are :mod:`photocorpus.imagenet_labels`; this module turns logits into
 rows, and :func:`assign_categories` recomputes one ontology later from the stored logits.
 """
 
@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus.features import store
-from photocorpus.features.labels import (
+from photocorpus import feature_store
+from photocorpus.features.model_registry import DEFAULT_MODEL, FeaturizeError
+from photocorpus.imagenet_labels import (
     PRESETS,
     Ontology,
     OntologyError,
@@ -28,7 +29,6 @@ from photocorpus.features.labels import (
     softmax,
     topk,
 )
-from photocorpus.features.model_registry import DEFAULT_MODEL, FeaturizeError
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -137,7 +137,7 @@ def assign_categories(
     of photos categorised.
     """
     onto = named_ontology(ontology)
-    fs = store.open_feature_set(corpus, f"{model}.logits")
+    fs = feature_store.open_feature_set(corpus, f"{model}.logits")
     if fs.dims != len(imagenet_class_table()):
         raise FeaturizeError(f"{fs.name} has {fs.dims} outputs, not the 1000 ImageNet classes")
     ids = fs.photo_ids()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus.features import store
+from photocorpus import feature_store
 from photocorpus.features.decode import DecodePool, decode_tasks
 from photocorpus.features.model_registry import FeaturizeError
 
@@ -51,12 +51,12 @@ def load_or_fit_pca(
     Stored beside the shards and registered in the set's params, so later incremental runs project
     new photos on exactly the same basis.
     """
-    folder = corpus.abs_path(store.feature_dir(set_name))
+    folder = corpus.abs_path(feature_store.feature_dir(set_name))
     basis = folder / "pca.npz"
     try:
-        fs = store.open_feature_set(corpus, set_name)
+        fs = feature_store.open_feature_set(corpus, set_name)
         info = fs.params.get("pca")
-    except store.FeatureSetNotFoundError:
+    except feature_store.FeatureSetNotFoundError:
         info = None
     if info and basis.is_file():
         with np.load(basis) as data:

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from photocorpus import reasons
-from photocorpus.features import store
+from photocorpus import feature_store, reasons
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -36,8 +35,8 @@ _ELIGIBLE_SQL = """
 def ids_in_set(corpus: Corpus, name: str) -> np.ndarray:
     """Sorted unique photo ids with a row in feature set ``name`` (empty if there is no such set)."""
     try:
-        return np.unique(store.open_feature_set(corpus, name).photo_ids())
-    except store.FeatureSetNotFoundError:
+        return np.unique(feature_store.open_feature_set(corpus, name).photo_ids())
+    except feature_store.FeatureSetNotFoundError:
         return np.zeros(0, dtype=np.int64)
 
 

@@ -3,7 +3,7 @@
 ``featurize_images(corpus, "efficientnet-lite0")`` computes, for every photo whose ``fetch`` stage is
 done and that still lacks a row, one pass of the model and stores:
 
-* the feature sets (float16 memory-mapped shards, see :mod:`photocorpus.features.store`):
+* the feature sets (float16 memory-mapped shards, see :mod:`photocorpus.feature_store`):
 
   ===================  ==============================================================
   model                feature sets (names other stages rely on)
@@ -24,7 +24,7 @@ done and that still lacks a row, one pass of the model and stores:
 How it runs: the driver reads the pending photo ids (fetched, minus those already in *every* output
 set, minus permanent failures) and sends batches of them, in order, to worker processes that decode
 and preprocess at reduced scale (JPEG DCT draft, crop-window-only resize;
-:mod:`photocorpus.features.preprocess`). With onnxruntime on the CPU each worker also runs its own
+:mod:`photocorpus.image_preprocess`). With onnxruntime on the CPU each worker also runs its own
 single-threaded model and returns the outputs (:class:`~photocorpus.features.inference_pool.InferencePool`);
 on a GPU, with torch, or with one worker, the workers only decode a few batches ahead while the
 driver runs batched inference; on Ray, actors decode and infer (:mod:`photocorpus.features.distributed`).
@@ -65,13 +65,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from photocorpus import feature_store
 from photocorpus.executors import capped_workers
-from photocorpus.features import store
 from photocorpus.features.backends import onnx_on_cpu
 from photocorpus.features.decode import Decoded, DecodePool, DecodeTask, decode_tasks
 from photocorpus.features.inference_pool import InferencePool
 from photocorpus.features.label_rows import label_rows, load_ontologies
-from photocorpus.features.labels import imagenet_class_table
 from photocorpus.features.model_registry import (
     DEFAULT_MODEL,
     FeaturizeError,
@@ -82,13 +81,14 @@ from photocorpus.features.model_registry import (
 )
 from photocorpus.features.pca import load_or_fit_pca
 from photocorpus.features.pending import pending_photo_ids
-from photocorpus.features.preprocess import CROP_SIZE, RESIZE_SIZE
 from photocorpus.features.run_report import FeaturizeReport, peak_rss_mb
 from photocorpus.features.runners import Inferred, Runner, infer_batch, make_runner
 from photocorpus.features.set_maintenance import finish_sets
 from photocorpus.features.shard_writer import ShardWriter, check_compatible
 from photocorpus.features.weights import model_id as weights_model_id
 from photocorpus.features.weights import onnx_path, weights_file
+from photocorpus.image_preprocess import CROP_SIZE, RESIZE_SIZE
+from photocorpus.imagenet_labels import imagenet_class_table
 
 if TYPE_CHECKING:
     from photocorpus.config import ExecutorSettings
@@ -146,8 +146,8 @@ def featurize_images(
     workers = capped_workers(workers, "--workers")  # [featurize] workers is capped when it is loaded
     threads = threads or cfg.threads or _default_cores()
     dtype = dtype or cfg.dtype
-    if dtype not in store.DTYPES:
-        raise FeaturizeError(f"--dtype must be one of {', '.join(store.DTYPES)}, not {dtype!r}")
+    if dtype not in feature_store.DTYPES:
+        raise FeaturizeError(f"--dtype must be one of {', '.join(feature_store.DTYPES)}, not {dtype!r}")
     compact = cfg.compact if compact is None else compact
     pca_dims = cfg.raw_pixels_pca if pca_dims is None else pca_dims
     if spec.name != "raw-pixels" and pca_dims and pca_dims != cfg.raw_pixels_pca:
@@ -218,7 +218,7 @@ def featurize_images(
             inferred = _infer_in_driver(runner, pool.map(batches))
         params["backend"] = report.backend
         width = sum(_output_width(spec, outputs, pca_dims, side))
-        itemsize = np.dtype(store.DTYPES[dtype]).itemsize
+        itemsize = np.dtype(feature_store.DTYPES[dtype]).itemsize
         rows_per_shard = max(
             batch_size, min(shard_rows or cfg.shard_rows, MAX_SHARD_BYTES // (width * itemsize))
         )

@@ -53,7 +53,7 @@ class OnnxRunner:
     """
 
     def __init__(self, model_file: Path, threads: int, *, share_cores: bool) -> None:
-        from photocorpus.features.models.onnx_runtime import OnnxImageModel
+        from photocorpus.backbones.onnx_runtime import OnnxImageModel
 
         config = {"session.intra_op.allow_spinning": "0"} if share_cores else None
         self.model = OnnxImageModel(model_file, num_threads=threads, session_config=config)

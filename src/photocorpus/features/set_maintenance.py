@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus.features import store
+from photocorpus import feature_store
 from photocorpus.features.model_registry import stage_name
 
 if TYPE_CHECKING:
@@ -49,12 +49,12 @@ def compact_sets(corpus: Corpus, names: Iterable[str]) -> list[str]:
     done = []
     for name in names:
         try:
-            fs = store.open_feature_set(corpus, name)
-        except store.FeatureSetNotFoundError:
+            fs = feature_store.open_feature_set(corpus, name)
+        except feature_store.FeatureSetNotFoundError:
             continue
-        size = fs.rows * fs.dims * np.dtype(store.DTYPES[fs.dtype]).itemsize
+        size = fs.rows * fs.dims * np.dtype(feature_store.DTYPES[fs.dtype]).itemsize
         if len(fs.shards) > 1 and size <= AUTO_COMPACT_MAX_BYTES:
-            store.compact(corpus, name)
+            feature_store.compact(corpus, name)
             done.append(name)
     return done
 
@@ -64,8 +64,8 @@ def sweep_orphans(corpus: Corpus, name: str, *, older_than: float) -> None:
     and committing it (re-used numbers are overwritten anyway), and temp files of dead writers. Only
     files older than this run's start are touched, so a concurrent writer's fresh temp file is safe."""
     try:
-        fs = store.open_feature_set(corpus, name)
-    except store.FeatureSetNotFoundError:
+        fs = feature_store.open_feature_set(corpus, name)
+    except feature_store.FeatureSetNotFoundError:
         return
     folder = corpus.abs_path(fs.path)
     keep = {f"{s}{suffix}" for s in fs.shards for suffix in (".npy", ".ids.npy")}
@@ -100,7 +100,7 @@ def describe_sets(corpus: Corpus) -> list[dict[str, Any]]:
 
 def remove_feature_set(corpus: Corpus, name: str) -> None:
     """Unregister a set and delete its files; for a model's primary set also its labels and stage rows."""
-    fs = store.open_feature_set(corpus, name)
+    fs = feature_store.open_feature_set(corpus, name)
     folder = corpus.abs_path(fs.path)
     with corpus.transaction() as conn:
         corpus.unregister_feature_set(name)

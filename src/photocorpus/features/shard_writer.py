@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus.features import store
+from photocorpus import feature_store
 from photocorpus.features.decode import Decoded
 from photocorpus.features.label_rows import LabelRows, write_labels
 from photocorpus.features.model_registry import FeaturizeError
@@ -70,7 +70,7 @@ class ShardWriter:
         buf = self.buffer
         buf.ids.append(ids)
         for output, name in self.set_names.items():
-            buf.rows.setdefault(name, []).append(outputs[output].astype(store.DTYPES[self.dtype]))
+            buf.rows.setdefault(name, []).append(outputs[output].astype(feature_store.DTYPES[self.dtype]))
         if labels is not None:
             buf.labels.extend(labels[0])
             buf.categories.extend(labels[1])
@@ -93,7 +93,7 @@ class ShardWriter:
                     new = ~np.isin(ids, self.have[name])
                     if new.any():
                         rows = np.concatenate(parts)[new]
-                        store.append_rows(
+                        feature_store.append_rows(
                             self.corpus, name, ids[new], rows, model_id=self.model_id, dtype=self.dtype,
                             params=self.params,
                         )  # fmt: skip
@@ -116,8 +116,8 @@ def check_compatible(corpus: Corpus, set_names: Iterable[str], model_id: str, dt
     """Refuse to append to an existing set of another model id or dtype (its rows would not compare)."""
     for name in set_names:
         try:
-            fs = store.open_feature_set(corpus, name)
-        except store.FeatureSetNotFoundError:
+            fs = feature_store.open_feature_set(corpus, name)
+        except feature_store.FeatureSetNotFoundError:
             continue
         if fs.model_id != model_id:
             raise FeaturizeError(

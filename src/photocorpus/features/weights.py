@@ -4,7 +4,7 @@ photocorpus ships only EfficientNet-Lite0's weights (the ``efficientnet-lite0-py
 and downloads nothing; VGG19 and ResNet50 need the user's torchvision-format state dict. The model id
 (name and weights hash) is stored with every feature set, so that rows from other weights are never
 mixed into it, and the ONNX export is cached by the same hash
-(:mod:`photocorpus.features.models.onnx_runtime`).
+(:mod:`photocorpus.backbones.onnx_runtime`).
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ def build_network(spec: ImageModelSpec, weights: Path | None, device: str) -> An
     """The plain-torch network with its weights loaded strictly (errors name the file)."""
     try:
         if spec.name == "efficientnet-lite0":
-            from photocorpus.features.models.efficientnet_lite import load_pretrained
+            from photocorpus.backbones.efficientnet_lite import load_pretrained
 
             return load_pretrained(weights, device=device)
         if spec.name == "vgg19":
-            from photocorpus.features.models.vgg import load_vgg19
+            from photocorpus.backbones.vgg import load_vgg19
 
             return load_vgg19(weights, device=device)  # type: ignore[arg-type]
-        from photocorpus.features.models.resnet import load_resnet50
+        from photocorpus.backbones.resnet import load_resnet50
 
         return load_resnet50(weights, device=device)  # type: ignore[arg-type]
     except (RuntimeError, KeyError, OSError, ValueError) as exc:
@@ -58,8 +58,8 @@ def build_network(spec: ImageModelSpec, weights: Path | None, device: str) -> An
 
 def onnx_path(spec: ImageModelSpec, weights: Path | None) -> Path:
     """The model's cached ONNX export, exported now if missing (once per weights file)."""
-    from photocorpus.features.models import efficientnet_lite0_weights_path
-    from photocorpus.features.models.onnx_runtime import ensure_onnx
+    from photocorpus.backbones import efficientnet_lite0_weights_path
+    from photocorpus.backbones.onnx_runtime import ensure_onnx
 
     source = weights or efficientnet_lite0_weights_path()
     model_name = spec.name.replace("-", "_")
@@ -68,7 +68,7 @@ def onnx_path(spec: ImageModelSpec, weights: Path | None) -> Path:
 
 def model_id(spec: ImageModelSpec, weights: Path | None) -> tuple[str, str]:
     """``(model id, weights sha256)``: the id changes whenever the weights do."""
-    from photocorpus.features.models import efficientnet_lite0_weights_path, file_sha256
+    from photocorpus.backbones import efficientnet_lite0_weights_path, file_sha256
 
     digest = file_sha256(weights or efficientnet_lite0_weights_path())
     return f"{spec.name}@{digest[:16]}", digest

@@ -34,10 +34,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from photocorpus import corpus_paths
+from photocorpus import corpus_paths, feature_store
 from photocorpus.corpus_files import atomic_path, write_atomic
-from photocorpus.features import store
-from photocorpus.features.labels import imagenet_classes, softmax
+from photocorpus.imagenet_labels import imagenet_classes, softmax
 from photocorpus.learn.dataset import LearnError, feature_rows
 from photocorpus.learn.query import QueryTerm, term_vectors
 from photocorpus.learn.registry import MODELS_DIR
@@ -65,7 +64,7 @@ def class_texts() -> list[str]:
     building/architecture``). The category lets a query that names no ImageNet class ("buildings",
     "landscape") still reach the classes of its kind; on MIRFLICKR's train part it raised the bridge's
     mAP from 0.44 to 0.48 over the bare names."""
-    from photocorpus.features.labels import load_ontology
+    from photocorpus.imagenet_labels import load_ontology
 
     categories = load_ontology("coarse").by_index
     return [
@@ -118,7 +117,7 @@ class ImageNetBridge:
     """Caption-free text scoring for one corpus and one logits feature set."""
 
     def __init__(self, corpus: Corpus, logits_set: str = DEFAULT_LOGITS, encode: Encoder | None = None):
-        if not store.has_feature_set(corpus, logits_set):
+        if not feature_store.has_feature_set(corpus, logits_set):
             raise LearnError(
                 f"text search without a semantic model needs ImageNet logits ({logits_set}); "
                 "run `photocorpus featurize` first"
@@ -149,7 +148,7 @@ class ImageNetBridge:
         return vecs
 
     def _load_or_update_cache(self) -> BridgeCache:
-        fs = store.open_feature_set(self.corpus, self.logits_set)
+        fs = feature_store.open_feature_set(self.corpus, self.logits_set)
         signature = json.dumps({"v": CACHE_VERSION, "shards": fs.shards, "rows": fs.rows, "k": TOPK})
         meta = self.folder / "cache.json"
         cached: BridgeCache | None = None

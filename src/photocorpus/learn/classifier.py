@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from photocorpus import feature_store
 from photocorpus.corpus_files import ImageLocation
-from photocorpus.features import store
 from photocorpus.learn import registry
 from photocorpus.learn.charts import confusion_png, report_html
 from photocorpus.learn.dataset import (
@@ -372,7 +372,7 @@ def predict_corpus(
         )
     }
     if model.finetuned is None:
-        fs = store.open_feature_set(corpus, model.info["image_features"])
+        fs = feature_store.open_feature_set(corpus, model.info["image_features"])
         candidates = np.unique(fs.photo_ids())
     else:
         candidates = np.array(

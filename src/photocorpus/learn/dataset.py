@@ -28,7 +28,7 @@ from photocorpus.errors import PhotocorpusError
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
-    from photocorpus.features.store import FeatureSet
+    from photocorpus.feature_store import FeatureSet
 
 TARGETS = ("label", "tags", "concepts")
 MAX_LABEL_FILE_BYTES = 512 * 2**20
@@ -240,15 +240,15 @@ def build_targets(
 # ---------------------------------------------------------------------------------------- features
 def open_image_features(corpus: Corpus, name: str | None) -> FeatureSet:
     """The image feature set a model reads (default: the ``[learn] image_features`` setting)."""
-    from photocorpus.features import store
+    from photocorpus import feature_store
 
     name = name or corpus.settings.learn.image_features
-    if not store.has_feature_set(corpus, name):
+    if not feature_store.has_feature_set(corpus, name):
         raise LearnError(
             f"no image feature set {name!r} in {corpus.root}; run `photocorpus featurize` first "
             f"(known: {', '.join(e['name'] for e in corpus.feature_sets()) or 'none'})"
         )
-    return store.open_feature_set(corpus, name)
+    return feature_store.open_feature_set(corpus, name)
 
 
 def feature_rows(fs: FeatureSet, photo_ids: np.ndarray) -> np.ndarray:

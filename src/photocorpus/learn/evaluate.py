@@ -162,7 +162,7 @@ def evaluate_label_queries(
     split: str | None = None,
 ) -> dict[str, Any]:
     """mAP of label queries over the photos of split ``on`` that the label file names."""
-    from photocorpus.features import store
+    from photocorpus import feature_store
 
     queries = list(queries) if queries else [QuerySpec(text=n, label=n) for n in labels.names]
     for q in queries:
@@ -174,7 +174,7 @@ def evaluate_label_queries(
     fs_name = (
         searcher.semantic.info["image_features"] if searcher.semantic else searcher.bridge.logits_set  # type: ignore[union-attr]
     )
-    ids = np.unique(store.open_feature_set(corpus, fs_name).photo_ids())
+    ids = np.unique(feature_store.open_feature_set(corpus, fs_name).photo_ids())
     ids = _split_ids(corpus, ids, on, split)
     meta = photo_meta(corpus, ids.tolist())
     truth, matched = match_label_file(labels, meta)
@@ -198,12 +198,12 @@ def evaluate_judged_queries(
     split: str | None = None,
 ) -> dict[str, Any]:
     """P@k of each query over split ``on``; unjudged results are counted and returned for judging."""
-    from photocorpus.features import store
+    from photocorpus import feature_store
 
     fs_name = (
         searcher.semantic.info["image_features"] if searcher.semantic else searcher.bridge.logits_set  # type: ignore[union-attr]
     )
-    ids = np.unique(store.open_feature_set(corpus, fs_name).photo_ids())
+    ids = np.unique(feature_store.open_feature_set(corpus, fs_name).photo_ids())
     ids = _split_ids(corpus, ids, on, split)
     per_query: dict[str, Any] = {}
     unjudged: list[dict[str, str]] = []

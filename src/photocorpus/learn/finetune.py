@@ -28,7 +28,7 @@ from photocorpus.learn.dataset import LearnError
 from photocorpus.learn.heads import FeatureHead
 
 if TYPE_CHECKING:
-    from photocorpus.features.models.efficientnet_lite import EfficientNetLite0
+    from photocorpus.backbones.efficientnet_lite import EfficientNetLite0
     from photocorpus.interrupt import StopFlag
 
 MAX_BLOCKS = 5  # the last five blocks all work on 7 × 7 maps (and 112 / 192 channels in)
@@ -37,7 +37,7 @@ TAIL_LR_SCALE = 0.1
 
 def load_base() -> tuple[EfficientNetLite0, str]:
     """The packaged ImageNet EfficientNet-Lite0 and its weights' sha256."""
-    from photocorpus.features.models.efficientnet_lite import load_pretrained, weights_sha256
+    from photocorpus.backbones.efficientnet_lite import load_pretrained, weights_sha256
 
     return load_pretrained(), weights_sha256()
 
@@ -89,7 +89,7 @@ def trunk_activations(
     stop: StopFlag | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """float16 tail inputs of the readable images, a mask of which were read, and errors by position."""
-    from photocorpus.features.preprocess import preprocess_batch
+    from photocorpus.image_preprocess import preprocess_batch
 
     base.eval()
     parts: list[np.ndarray] = []

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus import corpus_paths
-from photocorpus.features import store
+from photocorpus import corpus_paths, feature_store
 from photocorpus.learn import registry
 from photocorpus.learn.dataset import LearnError, feature_rows, photo_meta
 from photocorpus.learn.query import describe_query, parse_query, query_vector
@@ -63,7 +62,7 @@ def has_semantic_model(corpus: Corpus) -> bool:
     return bool(registry.list_models(corpus, "semantic"))
 
 
-def _signature(fs: store.FeatureSet) -> str:
+def _signature(fs: feature_store.FeatureSet) -> str:
     return json.dumps({"shards": fs.shards, "rows": fs.rows}, sort_keys=True)
 
 
@@ -73,8 +72,8 @@ def semantic_index_source(corpus: Corpus, model: LoadedSemantic) -> Any:
 
     fs_name = model.info["image_features"]
 
-    def fs() -> store.FeatureSet:
-        return store.open_feature_set(corpus, fs_name)
+    def fs() -> feature_store.FeatureSet:
+        return feature_store.open_feature_set(corpus, fs_name)
 
     return IndexSource(
         name=f"semantic:{model.entry.name}",
@@ -90,8 +89,8 @@ def feature_index_source(corpus: Corpus, fs_name: str) -> Any:
     """An index source over raw image features (unit length): example-image search without a model."""
     from photocorpus.learn.index import IndexSource
 
-    def fs() -> store.FeatureSet:
-        return store.open_feature_set(corpus, fs_name)
+    def fs() -> feature_store.FeatureSet:
+        return feature_store.open_feature_set(corpus, fs_name)
 
     def embed(ids: np.ndarray) -> np.ndarray:
         rows = feature_rows(fs(), ids)
@@ -217,7 +216,7 @@ class Searcher:
         ids = np.asarray(photo_ids, dtype=np.int64)
         key = hashlib.sha1(ids.tobytes()).hexdigest()
         if self._joint_cache is None or self._joint_cache[0] != key:  # evaluation asks many queries
-            fs = store.open_feature_set(self.corpus, self.semantic.info["image_features"])
+            fs = feature_store.open_feature_set(self.corpus, self.semantic.info["image_features"])
             self._joint_cache = (key, self.semantic.embed(feature_rows(fs, ids)))
         return self._joint_cache[1] @ query_vector(terms, self.encode)
 
@@ -294,7 +293,7 @@ def image_files_features(
     paths: list[Path], feature_set: str, batch_size: int = 32
 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """Features of image files (rows for the readable ones, in order) and (position, error) of the rest."""
-    from photocorpus.features.preprocess import preprocess_batch
+    from photocorpus.image_preprocess import preprocess_batch
 
     if feature_set not in ("efficientnet-lite0", "efficientnet-lite0.logits"):
         raise LearnError(
@@ -323,7 +322,7 @@ def image_files_features(
 
 @functools.cache
 def _onnx_model() -> Any:
-    from photocorpus.features.models.onnx_runtime import OnnxImageModel
+    from photocorpus.backbones.onnx_runtime import OnnxImageModel
 
     return OnnxImageModel.efficientnet_lite0()
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from photocorpus.features import store
+from photocorpus import feature_store
 from photocorpus.learn import registry
 from photocorpus.learn.dataset import (
     LabelFile,
@@ -189,12 +189,12 @@ def train_semantic(
     name = name or f"semantic-{text}"
     image_fs = open_image_features(corpus, image_features)
     text_name = text_feature_set(text)
-    if not store.has_feature_set(corpus, text_name):
+    if not feature_store.has_feature_set(corpus, text_name):
         raise LearnError(
             f"no caption embeddings {text_name!r}: run "
             f"`photocorpus featurize --text {text.split('-')[0]}` first"
         )
-    text_fs = store.open_feature_set(corpus, text_name)
+    text_fs = feature_store.open_feature_set(corpus, text_name)
     ids = common_ids(image_fs, text_fs)
     y_all = feature_rows(text_fs, ids)
     has_text = np.linalg.norm(y_all, axis=1) > 1e-9

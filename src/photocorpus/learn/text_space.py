@@ -43,7 +43,7 @@ SINGLE_THREAD_MAX_TEXTS = 8
 def _minilm() -> Encoder:
     import torch
 
-    from photocorpus.features.text_embed import MiniLMEncoder
+    from photocorpus.text_encoders import MiniLMEncoder
 
     model = MiniLMEncoder(threads=None)
 
@@ -67,7 +67,7 @@ def _minilm() -> Encoder:
 def _trained(space: str, model_dir: str, seed: int) -> Encoder:
     from pathlib import Path
 
-    from photocorpus.features.text_embed import LdaEncoder, Word2VecEncoder
+    from photocorpus.text_encoders import LdaEncoder, Word2VecEncoder
 
     folder = Path(model_dir)
     name = TEXT_SPACES[space]
@@ -89,11 +89,13 @@ def query_encoder(corpus: Corpus, space: str) -> Encoder:
     name = text_feature_set(space)
     if space == "minilm":
         return _minilm()
-    from photocorpus.features import store
+    from photocorpus import feature_store
 
-    if not store.has_feature_set(corpus, name):
+    if not feature_store.has_feature_set(corpus, name):
         raise LearnError(f"no {name} feature set: run `photocorpus featurize --text {space.split('-')[0]}`")
-    folder = corpus.abs_path(store.feature_dir(name if space != "word2vec-tfidf" else "text.word2vec"))
+    folder = corpus.abs_path(
+        feature_store.feature_dir(name if space != "word2vec-tfidf" else "text.word2vec")
+    )
     model_dir = folder / "model"
     if not model_dir.is_dir():
         raise LearnError(

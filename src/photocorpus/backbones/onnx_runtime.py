@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus.features.models import efficientnet_lite0_weights_path, file_sha256
-from photocorpus.features.preprocess import normalize
+from photocorpus.backbones import efficientnet_lite0_weights_path, file_sha256
+from photocorpus.image_preprocess import normalize
 
 if TYPE_CHECKING:
     import onnx
@@ -218,7 +218,7 @@ def ensure_onnx(
 
 
 def _build_efficientnet_lite0(weights: Path) -> nn.Module:
-    from photocorpus.features.models.efficientnet_lite import load_pretrained
+    from photocorpus.backbones.efficientnet_lite import load_pretrained
 
     return load_pretrained(weights)
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from photocorpus.features.models import efficientnet_lite0_weights_path, file_sha256
+from photocorpus.backbones import efficientnet_lite0_weights_path, file_sha256
 
 __all__ = [
     "BLOCK_ARGS",
@@ -129,7 +129,7 @@ class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 returning ``(pooled_features[N, 1280], logits[N, 1000])``.
 
     Expects NCHW float input normalised as ``(x / 255 - 0.5) / 0.5`` at 224x224 (see
-    :mod:`photocorpus.features.preprocess`).
+    :mod:`photocorpus.image_preprocess`).
     """
 
     output_names: tuple[str, ...] = ("features", "logits")
