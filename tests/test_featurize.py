@@ -370,7 +370,8 @@ def _plant_kill_leftovers(folder: Path) -> list[Path]:
         folder / "compact-0badc0de.ids.npy",
         folder / "shard-00042.npy",
         folder / "shard-00042.ids.npy",
-        folder / ".shard-00042.npy.0123456789abcdef.tmp",
+        folder / ".shard-00042.npy.0123456789abcdef.tmp",  # a scratch file of earlier versions
+        folder / ".shard-00042.0123456789ab.tmp.npy",  # one of corpus_files.atomic_path's
     ]
     an_hour_ago = time.time() - 3600
     for path in left:

@@ -110,12 +110,13 @@ def test_featurize_stops_clearly_on_a_failing_disk_and_the_next_run_continues(
     import_folder(corpus, src.parent, workers=1)
     # a shard is four atomic .npy writes (rows and ids of the features and of the logits): the 9th
     # write fails, so a shard or two (8-16 rows) are committed before the disk "fills up"
-    _fail_from_call(monkeypatch, feature_store.os, "replace", 9, exc)
+    _fail_from_call(monkeypatch, corpus_files.os, "replace", 9, exc)
     with pytest.raises(PhotocorpusError, match=words) as info:
         featurize_images(corpus, workers=0, shard_rows=8, batch_size=8)
     assert "re-run" in str(info.value)
     folder = corpus.abs_path(feature_store.feature_dir("efficientnet-lite0"))
-    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # the failed write cleaned up
+    # the failed write cleaned up its scratch file (corpus_files.atomic_path's are hidden: ".<name>...")
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
     fs = feature_store.open_feature_set(corpus, "efficientnet-lite0")
     committed = fs.photo_ids().tolist()
     assert 8 <= len(committed) <= 16 and len(set(committed)) == len(committed)
@@ -129,7 +130,7 @@ def test_featurize_stops_clearly_on_a_failing_disk_and_the_next_run_continues(
     assert len(ids) == len(set(ids)) == 48
     rows = fs.rows_for(committed)
     assert np.array_equal(np.asarray(fs.matrix(), dtype=np.float32)[rows], kept)  # committed rows unchanged
-    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # no scratch files left
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no scratch files left
     corpus.close()
 
 

@@ -32,9 +32,11 @@ DRIVER = textwrap.dedent(
     if __name__ == "__main__":
         module, name = sys.argv[1].rsplit(".", 1)
         init = getattr(__import__(module, fromlist=[name]), name)
-        ctx = multiprocessing.get_context("spawn")
         args = tuple(json.loads(sys.argv[2]))
-        pool = ProcessPoolExecutor(2, mp_context=ctx, initializer=init, initargs=args)
+        # every photocorpus pool is made by spawn_pool, which runs worker_setup, then the pool's own
+        from photocorpus.executors import spawn_pool
+
+        pool = spawn_pool(2, None if name == "worker_setup" else init, args)
         pool.submit(os.getpid).result()  # the first worker has run its initializer
         pids = [pool.submit(os.getpid).result() for _ in range(4)]
         for _ in range(2):

@@ -51,6 +51,31 @@ def worker_setup() -> None:
     threading.Thread(target=watch, name="photocorpus-orphan-watch", daemon=True).start()
 
 
+def spawn_pool(
+    workers: int, initializer: Callable[..., None] | None = None, initargs: tuple[object, ...] = ()
+) -> ProcessPoolExecutor:
+    """The one way photocorpus starts a process pool: spawned workers, each set up by
+    :func:`worker_setup` (Ctrl-C ignored, gone with the driver) and then by ``initializer``.
+
+    Why spawn, not fork: the driver holds threads (progress bars, sqlite, onnxruntime) whose locks
+    fork would copy in a locked state. Why here once: the four pools (local executor, fetch render
+    pool, featurize decode and inference pools) each set this up by hand, and a pool without the
+    watchdog outlived a killed driver.
+    """
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_set_up_worker,
+        initargs=(initializer, initargs),
+    )
+
+
+def _set_up_worker(initializer: Callable[..., None] | None, initargs: tuple[object, ...]) -> None:
+    worker_setup()
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def _run_shard(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     return [fn(item) for item in items]
 
@@ -65,11 +90,7 @@ class LocalExecutor:
 
     def __enter__(self) -> LocalExecutor:
         if self.workers > 1:
-            # spawn, not fork: the driver may hold threads (progress bars, sqlite) whose locks fork
-            # would copy in a locked state.
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup
-            )
+            self._pool = spawn_pool(self.workers)
         return self
 
     def __exit__(self, *exc: object) -> None:

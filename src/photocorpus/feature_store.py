@@ -15,7 +15,6 @@ shard numbers come from the registry, not from the folder listing.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,15 +42,10 @@ def feature_dir(name: str) -> str:
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "wb") as fh:
+        with corpus_files.atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, array)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except OSError as exc:  # disk full, permissions: a clear StorageError, no scratch file left behind
-        tmp.unlink(missing_ok=True)
         raise corpus_files.storage_error(exc, path) from exc
 
 

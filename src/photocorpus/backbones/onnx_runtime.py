@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from photocorpus.backbones import efficientnet_lite0_weights_path, file_sha256
+from photocorpus.corpus_files import atomic_path
 from photocorpus.image_preprocess import normalize
 
 if TYPE_CHECKING:
@@ -89,11 +89,7 @@ def export_onnx(
     import torch
 
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(dest) as tmp:  # a cache other runs read: whole or absent, even after a crash
         model = model.eval()
         dummy = torch.zeros(2, 3, input_size, input_size)
         axes = {name: {0: "batch"} for name in (INPUT_NAME, *output_names)}
@@ -118,10 +114,6 @@ def export_onnx(
         entry.value = json.dumps({"code_version": CODE_VERSION, "input_size": input_size, **(metadata or {})})
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return dest
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from photocorpus import reasons
 from photocorpus.corpus_files import ImageLocation, image_input
 from photocorpus.errors import StorageError
-from photocorpus.executors import worker_setup
+from photocorpus.executors import spawn_pool
 from photocorpus.image_preprocess import CROP_SIZE, RESIZE_SIZE, load_rgb, raw_pixels, resize_center_crop
 
 if TYPE_CHECKING:
@@ -123,10 +122,7 @@ class DecodePool:
 
     def __enter__(self) -> DecodePool:
         if self.workers > 0:
-            # spawn, not fork: the driver holds sqlite and onnxruntime threads whose locks fork would copy.
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup
-            )
+            self._pool = spawn_pool(self.workers)
         return self
 
     def __exit__(self, *exc: object) -> None:

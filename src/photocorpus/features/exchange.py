@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from photocorpus import feature_store
+from photocorpus.corpus_files import atomic_path
 from photocorpus.errors import PhotocorpusError
 from photocorpus.features.mirflickr_dat import DatFormatError, iter_dat_dir, read_dat, write_dat
 from photocorpus.mirflickr_chunks import MIRFLICKR_SOURCE, exchange_name, mirflickr_number
@@ -125,19 +125,14 @@ def export_npz(corpus: Corpus, name: str, out: str | os.PathLike[str], *, chunk_
             )
             yield np.asarray(block, dtype=np.float32)
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            _write_npy(zf, "source_id", np.array([keys[int(i)][1] for i in kept_ids], dtype=str))
-            _write_npy(zf, "source", np.array([keys[int(i)][0] for i in kept_ids], dtype=str))
-            _write_npy(zf, "photo_id", kept_ids.astype(np.int64))
-            _write_npy_stream(zf, "features", blocks(), (len(kept_ids), fs.dims), "<f4")
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        atomic_path(dest) as tmp,
+        zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf,
+    ):
+        _write_npy(zf, "source_id", np.array([keys[int(i)][1] for i in kept_ids], dtype=str))
+        _write_npy(zf, "source", np.array([keys[int(i)][0] for i in kept_ids], dtype=str))
+        _write_npy(zf, "photo_id", kept_ids.astype(np.int64))
+        _write_npy_stream(zf, "features", blocks(), (len(kept_ids), fs.dims), "<f4")
     return len(kept_ids)
 
 
@@ -351,10 +346,8 @@ def export_mirflickr(
         report.written += 1
         if advance:
             advance(1)
-    fd, tmp = tempfile.mkstemp(prefix=f".{INDEX_FILE}.", suffix=".tmp", dir=base)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(base / INDEX_FILE) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["dat", "photo_id", "source", "source_id"])
         writer.writerows(csv_safe_row(row) for row in index_rows)
-    os.replace(tmp, base / INDEX_FILE)
     return report

@@ -13,12 +13,10 @@ and then runs the same step as a Ray actor: :func:`~photocorpus.features.decode.
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from photocorpus.executors import worker_setup
+from photocorpus.executors import spawn_pool
 from photocorpus.features.decode import DecodeTask, decode_shard, error_detail, split_map
 from photocorpus.features.model_registry import FeaturizeError, model_spec
 from photocorpus.features.runners import Inferred, Runner, infer_batch, join_inferred, make_runner
@@ -30,10 +28,11 @@ _WORKER_ERROR: str | None = None  # why it could not be loaded, reported by the 
 
 
 def init_inference_worker(model: str, weights: str | None, backend: str, threads: int) -> None:
-    """Process-pool initializer: load the model once per worker (a failure is reported per batch, as
-    a :class:`FeaturizeError`, instead of a pool broken for no stated reason)."""
+    """Process-pool initializer (after :func:`~photocorpus.executors.worker_setup`, which
+    :func:`~photocorpus.executors.spawn_pool` runs first): load the model once per worker (a failure
+    is reported per batch, as a :class:`FeaturizeError`, instead of a pool broken for no stated
+    reason)."""
     global _WORKER_RUNNER, _WORKER_ERROR
-    worker_setup()
     try:
         spec = model_spec(model)
         _WORKER_RUNNER = make_runner(
@@ -71,12 +70,8 @@ class InferencePool:
     ) -> None:
         self.workers = workers
         self.depth = max(1, depth)  # batches in flight, each split across all workers
-        # spawn, not fork: the driver holds sqlite (and maybe onnxruntime) state that fork would copy.
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-            workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=init_inference_worker,
-            initargs=(model, str(weights) if weights else None, backend, threads),
+        self._pool = spawn_pool(
+            workers, init_inference_worker, (model, str(weights) if weights else None, backend, threads)
         )
         try:
             # One probe per worker: the pool spawns a process per submit while none is idle, so all

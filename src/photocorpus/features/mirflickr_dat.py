@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from photocorpus.corpus_files import write_atomic
 
 __all__ = ["MAX_DIM", "DatFormatError", "dat_size", "iter_dat_dir", "read_dat", "write_dat"]
 
@@ -104,15 +105,8 @@ def write_dat(path: str | os.PathLike[str], fc7: np.ndarray, fc8: np.ndarray) ->
     v7 = _as_vector(p, "fc7", fc7)
     v8 = _as_vector(p, "fc8", fc8)
     payload = b"".join((_INT.pack(v8.shape[0]), v8.tobytes(), _INT.pack(v7.shape[0]), v7.tobytes()))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # One file per photo of an export that a re-run writes again: atomic, without an fsync each.
+    write_atomic(p, payload, fsync=False)
 
 
 def iter_dat_dir(root: str | os.PathLike[str]) -> Iterator[tuple[str, Path]]:

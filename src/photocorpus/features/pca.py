@@ -8,13 +8,13 @@ later incremental runs, and every Ray actor, project new photos on exactly the s
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from photocorpus import feature_store
+from photocorpus.corpus_files import atomic_path
 from photocorpus.features.decode import DecodePool, decode_tasks
 from photocorpus.features.model_registry import FeaturizeError
 
@@ -78,10 +78,8 @@ def load_or_fit_pca(
         raise FeaturizeError(f"raw-pixels --pca {dims}: only {len(vectors)} readable photos to fit it")
     pca = PCA(n_components=dims, svd_solver="randomized", random_state=seed).fit(np.stack(vectors))
     result = Pca(pca.mean_.astype(np.float32), pca.components_.astype(np.float32))
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".pca.{os.getpid()}.tmp.npz"
-    np.savez(tmp, mean=result.mean, components=result.components)
-    os.replace(tmp, basis)
+    with atomic_path(basis) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, mean=result.mean, components=result.components)
     digest = hashlib.sha256(basis.read_bytes()).hexdigest()
     info = {
         "dims": dims,

@@ -69,10 +69,10 @@ def sweep_orphans(corpus: Corpus, name: str, *, older_than: float) -> None:
         return
     folder = corpus.abs_path(fs.path)
     keep = {f"{s}{suffix}" for s in fs.shards for suffix in (".npy", ".ids.npy")}
-    for path in folder.glob("*.npy"):
+    for path in folder.glob("*.npy"):  # pathlib's * matches hidden names: atomic_path's scratch files too
         if path.name not in keep and path.stat().st_mtime < older_than:
             path.unlink(missing_ok=True)
-    for path in folder.glob(".*.tmp"):
+    for path in folder.glob(".*.tmp"):  # scratch files of earlier versions
         if path.stat().st_mtime < older_than:
             path.unlink(missing_ok=True)
 

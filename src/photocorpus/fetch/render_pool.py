@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import multiprocessing
 from collections import deque
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photocorpus import reasons
+from photocorpus.executors import spawn_pool
 from photocorpus.fetch.spec import RenderSpec
 from photocorpus.fetch.worker import RenderResult, init_worker, render_batch
 from photocorpus.provenance import Provenance
@@ -59,9 +59,7 @@ class RenderPool:
         """(Re)start the worker processes; a new pool supersedes a broken one."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker
-        )
+        self._pool = spawn_pool(self.workers, init_worker)
         self._generation += 1
         for _ in range(self.workers):  # start the workers now, while the first downloads run
             self._pool.submit(_noop)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from photocorpus.executors import worker_setup
 from photocorpus.fetch.spec import RenderSpec
 
 if TYPE_CHECKING:
@@ -46,9 +45,9 @@ class RenderResult:
 
 
 def init_worker() -> None:
-    """Pool initializer: :func:`~photocorpus.executors.worker_setup` (Ctrl-C ignored, exit with the
-    driver), then load the imaging code now, while the first downloads are still running."""
-    worker_setup()
+    """Pool initializer, after :func:`~photocorpus.executors.worker_setup` (which
+    :func:`~photocorpus.executors.spawn_pool` runs first): load the imaging code now, while the first
+    downloads are still running."""
     import photocorpus.fetch.imaging  # noqa: F401
 
 
