@@ -439,7 +439,7 @@ def test_vgg19_with_user_weights_stores_fc1_fc2_and_logits(small_corpus: Corpus,
     weights = tmp_path / "vgg19-random.pth"
     state = VGG19().state_dict()
     torch.save(state, weights)
-    with pytest.raises(FeaturizeError, match="needs --weights"):
+    with pytest.raises(FeaturizeError, match=r"needs weights=FILE \(--weights FILE\)"):
         featurize_images(small_corpus, "vgg19")
     report = featurize_images(
         small_corpus, "vgg19", weights=weights, backend="torch", dtype="float32", limit=2, workers=0

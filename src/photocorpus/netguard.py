@@ -252,6 +252,6 @@ def check_connect_address(address: str, policy: AddressPolicy) -> None:
 def _private_message(host: str, address: str) -> str:
     where = host if host == address else f"{host} ({address})"
     return (
-        f"{where} is a private, loopback or link-local address; refused. Pass --allow-private-urls "
-        f"or set {ENV_ALLOW_PRIVATE}=1 to fetch from local servers and mirrors"
+        f"{where} is a private, loopback or link-local address; refused. Set allow_private_urls "
+        f"(--allow-private-urls) or {ENV_ALLOW_PRIVATE}=1 to fetch from local servers and mirrors"
     )

@@ -66,7 +66,8 @@ def load_or_fit_pca(
     fit_rows = min(len(todo), max(PCA_MIN_FIT_ROWS, 2 * dims))
     if fit_rows < dims:
         raise FeaturizeError(
-            f"raw-pixels --pca {dims} needs at least {dims} photos to fit; only {len(todo)} are pending"
+            f"raw-pixels with raw_pixels_pca={dims} (--pca) needs at least {dims} photos to fit; "
+            f"only {len(todo)} are pending"
         )
     sample = todo[:fit_rows]
     vectors: list[np.ndarray] = []
@@ -75,7 +76,9 @@ def load_or_fit_pca(
         for decoded in pool.map([decode_tasks(corpus, chunk, side)]):
             vectors.extend(d.pixels for d in decoded if d.pixels is not None)
     if len(vectors) < dims:
-        raise FeaturizeError(f"raw-pixels --pca {dims}: only {len(vectors)} readable photos to fit it")
+        raise FeaturizeError(
+            f"raw-pixels with raw_pixels_pca={dims} (--pca): only {len(vectors)} readable photos to fit it"
+        )
     pca = PCA(n_components=dims, svd_solver="randomized", random_state=seed).fit(np.stack(vectors))
     result = Pca(pca.mean_.astype(np.float32), pca.components_.astype(np.float32))
     with atomic_path(basis) as tmp, open(tmp, "wb") as fh:

@@ -147,11 +147,13 @@ def featurize_images(
     threads = threads or cfg.threads or _default_cores()
     dtype = dtype or cfg.dtype
     if dtype not in feature_store.DTYPES:
-        raise FeaturizeError(f"--dtype must be one of {', '.join(feature_store.DTYPES)}, not {dtype!r}")
+        raise FeaturizeError(
+            f"dtype (--dtype) must be one of {', '.join(feature_store.DTYPES)}, not {dtype!r}"
+        )
     compact = cfg.compact if compact is None else compact
     pca_dims = cfg.raw_pixels_pca if pca_dims is None else pca_dims
     if spec.name != "raw-pixels" and pca_dims and pca_dims != cfg.raw_pixels_pca:
-        raise FeaturizeError("--pca only applies to --model raw-pixels")
+        raise FeaturizeError("raw_pixels_pca (--pca) only applies to model='raw-pixels' (--model raw-pixels)")
     names = feature_set_names(spec.name, pca_dims=pca_dims if spec.name == "raw-pixels" else 0)
     outputs = dict(zip([out for out, _ in spec.outputs], names, strict=True))
     stage = stage_name(names[0])

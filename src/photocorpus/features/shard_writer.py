@@ -127,6 +127,6 @@ def check_compatible(corpus: Corpus, set_names: Iterable[str], model_id: str, dt
             )
         if fs.dtype != dtype:
             raise FeaturizeError(
-                f"feature set {name!r} is stored as {fs.dtype}; run with --dtype {fs.dtype} or remove it "
-                f"first with `photocorpus features remove {name}`"
+                f"feature set {name!r} is stored as {fs.dtype}; run with dtype={fs.dtype!r} "
+                f"(--dtype {fs.dtype}) or remove it first with `photocorpus features remove {name}`"
             )

@@ -23,16 +23,16 @@ def weights_file(spec: ImageModelSpec, weights: str | os.PathLike[str] | None) -
     if weights is None:
         if spec.needs_weights:
             raise FeaturizeError(
-                f"{spec.name} needs --weights FILE: a state dict in torchvision's key format "
+                f"{spec.name} needs weights=FILE (--weights FILE): a state dict in torchvision's key format "
                 f"(e.g. torchvision's {spec.name} ImageNet checkpoint). photocorpus ships no {spec.name} "
                 "weights and downloads nothing; efficientnet-lite0 works out of the box."
             )
         return None
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise FeaturizeError(f"--weights {path}: no such file")
+        raise FeaturizeError(f"weights={str(path)!r} (--weights): no such file")
     if spec.name == "raw-pixels":
-        raise FeaturizeError("raw-pixels has no weights; drop --weights")
+        raise FeaturizeError("raw-pixels has no weights; drop weights= (--weights)")
     return path
 
 

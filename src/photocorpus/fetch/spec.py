@@ -58,9 +58,11 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise ConfigError(f"--size must look like 300x300 (width x height in pixels), not {text!r}") from None
+        raise ConfigError(
+            f"size (--size) must look like 300x300 (width x height in pixels), not {text!r}"
+        ) from None
     if not (1 <= w <= 65_535 and 1 <= h <= 65_535):
-        raise ConfigError(f"--size {text!r}: width and height must be between 1 and 65535")
+        raise ConfigError(f"size={text!r} (--size): width and height must be between 1 and 65535")
     return w, h
 
 

@@ -117,7 +117,7 @@ def _split_ids(corpus: Corpus, ids: np.ndarray, split: str, spec: str | None) ->
     assigned = assign_splits(corpus, ids, resolved)
     chosen = ids[assigned == split]
     if not len(chosen):
-        raise LearnError(f"no photos in the {split} split ({resolved.describe()}); try --on all")
+        raise LearnError(f"no photos in the {split} split ({resolved.describe()}); try on='all' (--on all)")
     return chosen
 
 
