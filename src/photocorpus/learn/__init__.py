@@ -3,7 +3,7 @@
 The pieces, one module each:
 
 * :mod:`.splits` and :mod:`.dataset`: which photos train, validate and test, with which targets;
-* :mod:`.heads` and :mod:`.training`: linear / MLP heads in torch and one early-stopping loop;
+* :mod:`.heads`: linear / MLP heads in torch and one early-stopping loop (``fit``);
 * :mod:`.classifier`: ``train classifier`` (city, tags, concepts) and ``predict``;
 * :mod:`.finetune`: the same classifier with the last EfficientNet-Lite0 blocks trained too;
 * :mod:`.semantic`: ``train semantic``, the paper's regression onto caption embeddings (Gomez et al.,
