@@ -65,6 +65,11 @@ def explore(
     for m, cl in zip(result.maps, result.clusters, strict=True):
         map_note = ", reused" if m["reused"] else ""
         k_note = " (reused)" if cl["reused"] else ""
+        if cl.get("weak"):  # --k auto found no k that separates the photos well
+            from photocorpus.explore.cluster import WEAK_SILHOUETTE
+
+            best = max(cl["silhouettes"].values(), default=0.0)
+            k_note += f" (weak choice: best silhouette {best:.3f} < {WEAK_SILHOUETTE}; pass --k N to choose)"
         feature_set = terminal_safe(m["feature_set"])
         typer.echo(
             f"{feature_set}: {m['method']} map (trustworthiness {m['trustworthiness']:.3f}{map_note}), "
