@@ -461,8 +461,9 @@ def featurize(
     """Compute image features (and ImageNet labels, ontology categories) for every stored photo
     that lacks them; re-running does only what is left.
 
-    ``model``: ``efficientnet-lite0`` (default), ``raw-pixels``, ``vgg19`` or ``resnet50`` (these two
-    need ``weights``, a torchvision-format state dict). ``workers=0`` decodes in this process (default:
+    ``model``: ``efficientnet-lite0`` (default), ``efficientnet-lite1`` (240 px), ``efficientnet-lite2``
+    (260 px), ``raw-pixels``, ``vgg19`` or ``resnet50`` (these two need ``weights``, a torchvision-format
+    state dict). ``workers=0`` decodes in this process (default:
     the ``[featurize]`` setting, where 0 means one process per core). Settings: the ``[featurize]``
     table (``batch_size``, ``threads``, ``dtype``, ``backend``, ``raw_pixels_pca``...).
     """

@@ -101,3 +101,68 @@ def test_stride_one_same_padding_keeps_size() -> None:
     conv = eff.Conv2dSame(2, 2, 5, stride=1, groups=2)
     x = torch.randn(1, 2, 14, 14)
     torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, padding=2, groups=2))
+
+
+def test_lite0_keeps_the_unscaled_b0_table_and_224_input() -> None:
+    # Lite0's network (and so its features and every cached set) must not change with the generalisation
+    assert eff.stage_table(1.0, 1.0) == eff.BLOCK_ARGS
+    assert eff.EfficientNetLite0().input_size == 224
+    assert eff.build("efficientnet-lite0").stages == eff.BLOCK_ARGS
+
+
+@pytest.mark.parametrize(
+    ("name", "blocks", "last_ch", "stage_outs"),
+    [
+        ("efficientnet-lite1", 21, 320, [16, 24, 40, 80, 112, 192, 320]),
+        ("efficientnet-lite2", 21, 352, [16, 24, 48, 88, 120, 208, 352]),
+    ],
+)
+def test_scaled_lite_matches_its_checkpoint_and_loads_strictly(
+    name: str, blocks: int, last_ch: int, stage_outs: list[int]
+) -> None:
+    """Compound scaling (round_filters, ceil repeats, fixed stem/head/first/last stage) reproduces the
+    shipped state dicts' every key and shape, so ``strict=True`` holds."""
+    state = torch.load(eff.weights_path(name), map_location="cpu", weights_only=True)
+    model = eff.build(name)
+    assert [a.out_ch for a in model.stages] == stage_outs
+    assert sum(a.repeats for a in model.stages) == blocks
+    assert set(model.state_dict()) == set(state)
+    for key, tensor in model.state_dict().items():
+        assert tensor.shape == state[key].shape, key
+    assert state["_conv_stem.weight"].shape[0] == 32
+    assert state["_conv_head.weight"].shape[:2] == (1280, last_ch)
+    kernels = [state[f"_blocks.{i}._depthwise_conv.weight"].shape[-1] for i in range(blocks)]
+    assert kernels == [a.kernel for a in model.stages for _ in range(a.repeats)]
+    loaded = eff.load_pretrained(name=name)  # strict=True inside
+    assert not loaded.training
+    torch.testing.assert_close(loaded._fc.weight, state["_fc.weight"])
+
+
+@pytest.mark.parametrize(("name", "size"), [("efficientnet-lite1", 240), ("efficientnet-lite2", 260)])
+def test_scaled_lite_sees_espresso_in_torch_and_onnx(
+    name: str, size: int, tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from photocorpus.backbones import onnx_runtime as ox
+    from photocorpus.image_preprocess import resize_center_crop, resize_size_for
+
+    model = eff.load_pretrained(name=name)
+    assert model.input_size == size
+    crop = np.asarray(resize_center_crop(Image.fromarray(skimage.data.coffee()), resize_size_for(size), size))
+    assert crop.shape == (size, size, 3)
+    x = torch.from_numpy(preprocess(Image.fromarray(skimage.data.coffee()), resize_size_for(size), size))
+    with torch.no_grad():
+        features, logits = model(x[None])
+    assert features.shape == (1, 1280) and logits.shape == (1, 1000)
+    espresso = labels.imagenet_classes().index("espresso")
+    idx, _ = labels.topk(logits.numpy(), k=5)
+    assert espresso in idx[0]
+
+    monkeypatch.setenv("PHOTOCORPUS_CACHE_DIR", str(tmp_path))
+    path = ox.ensure_efficientnet_lite_onnx(name)
+    assert name.replace("-", "_") in path.name  # the variants never share a cached export
+    runner = ox.OnnxImageModel(path, num_threads=1)
+    assert runner.input_size == size
+    onnx_features, onnx_logits = runner.run(crop[None])
+    onnx_idx, _ = labels.topk(onnx_logits, k=5)
+    assert espresso in onnx_idx[0]
+    np.testing.assert_allclose(onnx_features, features.numpy(), atol=2e-3)

