@@ -246,3 +246,49 @@ def test_user_ontology_from_stored_logits_then_remove(featurized: Path, tmp_path
         assert feature_store.has_feature_set(c, "efficientnet-lite0.logits")
         assert c.conn.execute("SELECT COUNT(*) FROM image_labels").fetchone()[0] == 0
         assert not c.abs_path(feature_store.feature_dir("efficientnet-lite0")).exists()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["model-in-driver", "model-in-workers"])
+def test_featurize_efficientnet_lite1_writes_its_sets_and_labels(
+    tmp_path: Path, instany_images: Path, cache_env: dict, workers: str
+) -> None:
+    """Lite1 runs through the same path as Lite0 (onnxruntime, ImageNet labels, both ontologies) with
+    its own 240 px crop; its rows match the torch model on that crop."""
+    import torch
+
+    from photocorpus.backbones import efficientnet_lite as eff
+    from photocorpus.image_preprocess import load_rgb, resize_center_crop
+
+    photos = sorted(instany_images.glob("*.jpg"))[600:604]
+    corpus = tmp_path / "c"
+    _make_corpus(corpus, photos)
+    out = run_cli(
+        "featurize", "--corpus", str(corpus), "--model", "efficientnet-lite1", "--workers", workers,
+        "--json", "--quiet", env=cache_env,
+    )  # fmt: skip
+    report = json.loads(out.stdout)
+    assert report["computed"] == 4
+    assert report["feature_sets"] == ["efficientnet-lite1", "efficientnet-lite1.logits"]
+    with Corpus.open(corpus) as c:
+        features = feature_store.open_feature_set(c, "efficientnet-lite1")
+        logits = feature_store.open_feature_set(c, "efficientnet-lite1.logits")
+        assert features.dims == 1280 and logits.dims == 1000 and features.rows == logits.rows == 4
+        assert "centre crop 240" in features.params["preprocess"]
+        assert not feature_store.has_feature_set(c, "efficientnet-lite0")
+        labels = c.conn.execute("SELECT model, COUNT(*) FROM image_labels GROUP BY model").fetchall()
+        assert [tuple(r) for r in labels] == [("efficientnet-lite1", 20)]
+        ontologies = c.conn.execute(
+            "SELECT ontology, COUNT(*) FROM image_categories WHERE model = 'efficientnet-lite1' "
+            "GROUP BY ontology ORDER BY ontology"
+        ).fetchall()
+        assert [tuple(r) for r in ontologies] == [("coarse", 4), ("seed004", 4)]
+        paths = dict(c.conn.execute("SELECT photo_id, path FROM files"))
+        first = int(features.photo_ids()[0])
+        stored = np.asarray(features.matrix(), dtype=np.float32)[0]
+        image = c.abs_path(paths[first])
+    model = eff.load_pretrained(name="efficientnet-lite1")
+    crop = np.asarray(resize_center_crop(load_rgb(image, min_side=272), 272, 240), dtype=np.float32)
+    x = torch.from_numpy(crop / 127.5 - 1.0).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        expected = model(x)[0][0].numpy()
+    np.testing.assert_allclose(stored, expected, atol=0.02)  # float16 storage
