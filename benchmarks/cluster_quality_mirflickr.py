@@ -71,7 +71,7 @@ def main() -> None:
             if not (src / path.name).exists():
                 os.symlink(path, src / path.name)
         corpus = Corpus.create(root)
-        import_folder(corpus, src.parent)
+        import_folder(corpus, src.parent, follow_symlinks=True)  # the links lead into the shared data
     for model in ("efficientnet-lite0", "raw-pixels"):
         t = time.perf_counter()
         report = featurize_images(corpus, model)
