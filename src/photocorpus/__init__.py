@@ -14,7 +14,8 @@ function of it, with one convention (see :mod:`photocorpus.api`)::
 
 Corpora: ``init``, ``open`` (a :class:`Corpus`). Sources: ``import_folder``, ``harvest_flickr``,
 ``harvest_instagram``, ``harvest_urls``. Stages: ``fetch_photos``, ``curate_photos``, ``featurize``,
-``embed_captions``, ``enrich_flickr``, ``explore_photos``, ``train_classifier``, ``train_semantic``.
+``embed_captions``, ``fuse_features``, ``enrich_flickr``, ``explore_photos``, ``train_classifier``,
+``train_semantic``.
 Use: ``search``, ``evaluate``, ``export_photos``. Types: :class:`StopFlag` (``stop=``),
 :data:`Progress` and :class:`ProgressUpdate` (``progress=``), :class:`PhotocorpusError` (the base of
 every error we raise; :class:`ParameterError` for a bad argument). ``__version__`` is this
@@ -49,6 +50,7 @@ __all__ = [
     "export_photos",
     "featurize",
     "fetch_photos",
+    "fuse_features",
     "harvest_flickr",
     "harvest_instagram",
     "harvest_urls",
@@ -82,6 +84,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         export_photos,
         featurize,
         fetch_photos,
+        fuse_features,
         harvest_flickr,
         harvest_instagram,
         harvest_urls,

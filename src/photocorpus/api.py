@@ -35,7 +35,7 @@ from a function into a module the first time anything imported :mod:`photocorpus
 The stages live in their packages and keep their own calling conventions; this module adapts them
 and holds no stage logic. The CLI (:mod:`photocorpus.commands`) calls exactly these functions.
 
-This module is longer than our ~600-line guide on purpose: it is the whole public surface, seventeen
+This module is longer than our ~600-line guide on purpose: it is the whole public surface, eighteen
 documented adapters of 20 to 40 lines each, and one file is where a reader (and ``help()``) finds every
 argument of every stage. Its logic lives elsewhere: checks in :mod:`photocorpus.params`, result types
 in :mod:`photocorpus.api_results`.
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from photocorpus.curate.stage import CurateReport
     from photocorpus.enrich.flickr import EnrichReport
     from photocorpus.explore.stage import ExploreResult
+    from photocorpus.features.fusion import FuseReport
     from photocorpus.features.run_report import FeaturizeReport
     from photocorpus.fetch.stage import FetchReport
     from photocorpus.importing import ImportReport
@@ -485,6 +486,31 @@ def featurize(
             c, model, weights=weights, workers=workers, ontologies=[str(p) for p in ontologies],
             limit=limit, stop=flag, progress=handle,
         )  # fmt: skip
+
+
+def fuse_features(
+    corpus: Corpus | PathLike,
+    sets: Sequence[str],
+    *,
+    name: str,
+    progress: Progress = False,
+    stop: StopFlag | None = None,
+) -> FuseReport:
+    """Fuse two or more feature sets into a new set ``name``: per photo present in all of them, the
+    concatenation of its L2-normalised rows (a zero row stays zero). The fused set is an ordinary
+    feature set (``explore_photos(features=name)``, ``train_classifier(image_features=name)``...).
+    Photos missing from any input are left out (``report.missing``); re-running with the same
+    inputs fuses only new photos, and an existing set fused from other inputs is refused.
+    """
+    from photocorpus.features.fusion import fuse_feature_sets
+
+    check_type("name", name, str, "the name of the new feature set")
+    names = _names("sets", sets)
+    with (
+        _stage("fuse_features", corpus, progress, stop) as (c, flag),
+        progress_phase(progress, f"fuse {name}", unit="photos") as handle,
+    ):
+        return fuse_feature_sets(c, names, name, progress=handle, stop=flag)
 
 
 def embed_captions(

@@ -16,7 +16,7 @@ from photocorpus.cli_app import CorpusOption, ExecutorOption, QuietOption, RayAd
 from photocorpus.textsafety import terminal_safe
 
 features_app = typer.Typer(
-    help="Feature sets: list, export (.npz, MIRFLICKR .dat), import MIRFLICKR .dat, compact, remove.",
+    help="Feature sets: list, fuse, export (.npz, MIRFLICKR .dat), import MIRFLICKR .dat, compact, remove.",
     no_args_is_help=True,
 )
 app.add_typer(features_app, name="features")
@@ -144,6 +144,33 @@ def list_(corpus: CorpusOption = Path("."), as_json: JsonOption = False) -> None
             f"{name:<{width}}  {s['rows']:>10,}  {s['dims']:>6}  {s['dtype']:<7}  {s['shards']:>6}  "
             f"{s['bytes'] / 1e6:>9,.1f}  {terminal_safe(s['model_id'])}"
         )
+
+
+@features_app.command("fuse")
+def fuse(
+    sets: Annotated[list[str], typer.Argument(help="Two or more feature sets to fuse, in block order.")],
+    name: Annotated[str, typer.Option("--name", help="Name of the fused feature set.")],
+    corpus: CorpusOption = Path("."),
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Write a new feature set of each photo's L2-normalised rows of SETS side by side."""
+    from dataclasses import asdict
+
+    from photocorpus.api import fuse_features
+
+    report = fuse_features(corpus, sets, name=name, progress=not quiet)
+    if as_json:
+        typer.echo(json.dumps(asdict(report), indent=2))
+    else:
+        typer.echo(
+            f"{terminal_safe(name)}: {report.added} photos fused ({report.dims} dims from "
+            f"{', '.join(terminal_safe(s) for s in report.inputs)}), {report.already} already there, "
+            f"{report.missing} left out (missing from some input)"
+        )
+    if report.interrupted:
+        typer.echo("Interrupted: re-run the same command to resume.", err=True)
+        raise typer.Exit(130)
 
 
 @features_app.command("export")
