@@ -70,16 +70,8 @@ class ExchangeError(PhotocorpusError):
 # ------------------------------------------------------------------------------------------ helpers
 def _photo_keys(corpus: Corpus, ids: np.ndarray) -> dict[int, tuple[str, str]]:
     """``photo_id -> (source, source_id)`` for the ids still in the catalog."""
-    out: dict[int, tuple[str, str]] = {}
-    id_list = ids.tolist()
-    for start in range(0, len(id_list), 500):
-        chunk = id_list[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for r in corpus.conn.execute(
-            f"SELECT id, source, source_id FROM photos WHERE id IN ({marks})", chunk
-        ):
-            out[int(r[0])] = (r[1], r[2])
-    return out
+    rows = corpus.select_in("SELECT id, source, source_id FROM photos WHERE id IN ({marks})", ids.tolist())
+    return {int(r[0]): (r[1], r[2]) for r in rows}
 
 
 def _write_npy_stream(

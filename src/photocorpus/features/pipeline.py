@@ -68,7 +68,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from photocorpus import feature_store
-from photocorpus.executors import capped_workers
 from photocorpus.features.backends import onnx_on_cpu
 from photocorpus.features.decode import Decoded, DecodePool, DecodeTask, decode_tasks
 from photocorpus.features.inference_pool import InferencePool
@@ -91,6 +90,7 @@ from photocorpus.features.weights import model_id as weights_model_id
 from photocorpus.features.weights import onnx_path, weights_file
 from photocorpus.image_preprocess import resize_size_for
 from photocorpus.imagenet_labels import imagenet_class_table
+from photocorpus.worker_counts import capped_workers, default_workers
 
 if TYPE_CHECKING:
     from photocorpus.config import ExecutorSettings
@@ -101,14 +101,6 @@ if TYPE_CHECKING:
 __all__ = ["featurize_images"]
 
 MAX_SHARD_BYTES = 256 * 2**20  # bound on the driver's row buffer, whatever the feature width
-
-
-def _default_cores() -> int:
-    """The cores this process may run on (its affinity): the default for workers and threads."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def featurize_images(
@@ -144,9 +136,9 @@ def featurize_images(
     spec = model_spec(model)
     batch_size = batch_size or cfg.batch_size
     if workers is None:
-        workers = cfg.workers or _default_cores()
+        workers = cfg.workers or default_workers()
     workers = capped_workers(workers, "--workers")  # [featurize] workers is capped when it is loaded
-    threads = threads or cfg.threads or _default_cores()
+    threads = threads or cfg.threads or default_workers()
     dtype = dtype or cfg.dtype
     if dtype not in feature_store.DTYPES:
         raise FeaturizeError(

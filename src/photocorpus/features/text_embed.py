@@ -114,18 +114,15 @@ def caption_texts(corpus: Corpus, photo_ids: Sequence[int]) -> dict[int, str]:
     never depend on whether curate ran first.
     """
     out: dict[int, str] = {}
-    for start in range(0, len(photo_ids), 500):
-        chunk = [int(i) for i in photo_ids[start : start + 500]]
-        marks = ",".join("?" * len(chunk))
-        for r in corpus.conn.execute(
-            f"SELECT p.id, c.caption_clean, p.title, p.caption, p.hashtags FROM photos p "
-            f"LEFT JOIN curation c ON c.photo_id = p.id WHERE p.id IN ({marks})",
-            chunk,
-        ):
-            if r[1] is not None:
-                out[int(r[0])] = str(r[1])
-            else:
-                out[int(r[0])] = curated_caption(r[2], r[3], _hashtag_list(r[4]))
+    sql = (
+        "SELECT p.id, c.caption_clean, p.title, p.caption, p.hashtags FROM photos p "
+        "LEFT JOIN curation c ON c.photo_id = p.id WHERE p.id IN ({marks})"
+    )
+    for r in corpus.select_in(sql, [int(i) for i in photo_ids]):
+        if r[1] is not None:
+            out[int(r[0])] = str(r[1])
+        else:
+            out[int(r[0])] = curated_caption(r[2], r[3], _hashtag_list(r[4]))
     return {int(i): out.get(int(i), "") for i in photo_ids}
 
 
@@ -177,11 +174,6 @@ def _dir_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _publish_dir(tmp: Path, dest: Path) -> None:
-    """Replace ``dest`` by the freshly written ``tmp`` folder (rename: readers never see half a model)."""
-    publish_dir(tmp, dest)
-
-
 # ------------------------------------------------------------------------------------------- driver
 def _expand(model: str) -> list[str]:
     if model == "all":
@@ -218,7 +210,7 @@ def _trained_encoder(
         else:
             info = Word2VecEncoder.train(tokens, tmp, cfg.word2vec_dims, cfg.text_seed)
         info["seed"] = cfg.text_seed
-        _publish_dir(tmp, model_dir)
+        publish_dir(tmp, model_dir)  # readers never see half a model
         report.trained = True
     digest = _dir_sha256(model_dir)
     seed = int(info.get("seed", cfg.text_seed))  # the seed it was trained with, even if the setting changed

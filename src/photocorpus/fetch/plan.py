@@ -170,17 +170,12 @@ def pending_pages(
 def load_urls(corpus: Corpus, photo_ids: Sequence[int]) -> dict[int, list[UrlOption]]:
     """Every photo's candidate URLs (batched lookup); photos without any are absent."""
     found: dict[int, list[UrlOption]] = {}
-    for start in range(0, len(photo_ids), 500):
-        chunk = list(photo_ids[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        for row in corpus.conn.execute(
-            f"""SELECT photo_id, size_key, url, width, height, harvested_at FROM image_urls
-                WHERE photo_id IN ({marks}) ORDER BY photo_id, size_key""",
-            chunk,
-        ):
-            found.setdefault(int(row[0]), []).append(
-                UrlOption(row[1], row[2], _as_int(row[3]), _as_int(row[4]), row[5])
-            )
+    sql = """SELECT photo_id, size_key, url, width, height, harvested_at FROM image_urls
+             WHERE photo_id IN ({marks}) ORDER BY photo_id, size_key"""
+    for row in corpus.select_in(sql, photo_ids):  # a photo's rows share a chunk: its order holds
+        found.setdefault(int(row[0]), []).append(
+            UrlOption(row[1], row[2], _as_int(row[3]), _as_int(row[4]), row[5])
+        )
     return found
 
 

@@ -325,7 +325,7 @@ def write_report(data: ReportData, out_dir: str | os.PathLike[str]) -> Path:
     (tmp / "index.html").write_text(
         _render_html(data, points, queries, thumb_ids, has_thumb), encoding="utf-8"
     )
-    _swap_into_place(tmp, out)
+    publish_dir(tmp, out)
     return out / "index.html"
 
 
@@ -390,7 +390,3 @@ def _render_html(
         queries=queries,
         built_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    publish_dir(tmp, out)
