@@ -45,7 +45,7 @@ from photocorpus.progress import Advance
 from photocorpus.records import PhotoRecord
 from photocorpus.s16a import S16aExtras, store_s16a
 from photocorpus.sources.folder import detect_layout, iter_candidates, read_candidate
-from photocorpus.sources.local_candidates import LocalCandidate
+from photocorpus.sources.local_candidates import LocalCandidate, real_path_inside
 
 STAGE = "fetch"  # an imported photo has its image, exactly like a fetched one
 STAGE_COUNTERS = "import"  # counters of the import itself (e.g. skipped_videos)
@@ -95,7 +95,7 @@ def _prepare(task: _ImportTask) -> _Prepared:
     if skipped_sidecars:
         record.extra.setdefault("sidecar_warnings", []).extend(skipped_sidecars)
     real = os.path.realpath(cand.path)
-    if not task.follow_symlinks and not _inside(real, task.source_root):
+    if not task.follow_symlinks and not real_path_inside(real, task.source_root):
         detail = "a symlink to a file outside the imported folder; import --follow-symlinks to take it"
         probe = ImageProbe(False, "", 0, reason=reasons.SYMLINK_OUTSIDE_SOURCE, detail=detail)
         return _Prepared(cand, record, probe, None)
@@ -132,10 +132,6 @@ def _read_regular_file(path: str) -> bytes:
         return fh.read()
 
 
-def _inside(real_path: str, real_root: str) -> bool:
-    return real_path.startswith(real_root.rstrip(os.sep) + os.sep)
-
-
 def _same_device(path: str, folder: str) -> bool:
     try:
         return os.stat(path).st_dev == os.stat(folder).st_dev
@@ -154,7 +150,7 @@ def _without_outside_sidecars(task: _ImportTask) -> tuple[LocalCandidate, list[s
     warnings: list[str] = []
     for name in ("caption_path", "json_path", "tags_path", "exif_path", "license_path"):
         path = getattr(cand, name)
-        if path is not None and not _inside(os.path.realpath(path), task.source_root):
+        if path is not None and not real_path_inside(os.path.realpath(path), task.source_root):
             dropped[name] = None
             warnings.append(f"{name.removesuffix('_path')}: a symlink outside the imported folder, not read")
     return (dataclasses.replace(cand, **dropped) if dropped else cand), warnings

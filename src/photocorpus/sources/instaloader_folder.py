@@ -35,7 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from photocorpus.records import PhotoRecord
-from photocorpus.sources.local_candidates import MAX_SIDECAR_BYTES, LocalCandidate, is_image_name
+from photocorpus.sources.local_candidates import (
+    MAX_SIDECAR_BYTES,
+    LocalCandidate,
+    is_image_name,
+    real_path_inside,
+)
 from photocorpus.untrusted_json import loads_untrusted
 
 log = logging.getLogger(__name__)
@@ -70,7 +75,7 @@ def read_json_file(path: str | os.PathLike[str], inside: str | None = None) -> A
 
     Raises ``ValueError`` (also for broken xz data, refused JSON and such a symlink) or ``OSError``.
     """
-    if inside is not None and not os.path.realpath(path).startswith(inside.rstrip(os.sep) + os.sep):
+    if inside is not None and not real_path_inside(os.path.realpath(path), inside):
         raise ValueError("a symlink outside the imported folder, not read (--follow-symlinks reads it)")
     opener = lzma.open if str(path).endswith(".xz") else open
     try:

@@ -39,5 +39,14 @@ class LocalCandidate:
     sidecar_warnings: tuple[str, ...] = ()
 
 
+def real_path_inside(real_path: str, real_root: str) -> bool:
+    """Whether ``real_path`` (symlinks already resolved) lies inside the folder ``real_root``.
+
+    The one rule for "a symlink that leaves the imported folder": the importer applies it to images
+    and sidecars, the instaloader/InstaLooter listing to the JSON it reads.
+    """
+    return real_path.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")
