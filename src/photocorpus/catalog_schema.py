@@ -310,6 +310,49 @@ MIGRATIONS: list[str] = [
     CREATE INDEX clusters_by_cluster ON clusters (run, cluster, distance);
     CREATE INDEX clusters_by_photo ON clusters (photo_id);
     """,
+    # human decisions (photocorpus.decisions): the audit table of every decision a person made (never
+    # deleted; an undo is a decision of its own), which photos each one names (for a photo's history),
+    # and the effective verdicts the stages read: the newest active decision per photo pair and per
+    # photo field. Each decision writes its audit row and its effect in one transaction.
+    """
+    CREATE TABLE decisions (
+        id         INTEGER PRIMARY KEY,
+        kind       TEXT NOT NULL,            -- confirm_group, split_group, mark_not_duplicate, exclude...
+        photo_ids  TEXT NOT NULL,            -- JSON list of the photos it names
+        value      TEXT,                     -- JSON payload, e.g. {"label": "london"}
+        before     TEXT,                     -- JSON snapshot of what it changed, for undo
+        reviewer   TEXT,                     -- who, as the client said (untrusted, capped)
+        request_id TEXT UNIQUE,              -- the client's id of the request: a retry is not a 2nd write
+        created_at TEXT NOT NULL,
+        undone_by  INTEGER,                  -- id of the undo decision that reverted this one
+        undoes     INTEGER                   -- for kind 'undo': the decision it reverted
+    );
+
+    CREATE TABLE decision_photos (
+        photo_id INTEGER NOT NULL,
+        decision INTEGER NOT NULL REFERENCES decisions (id),
+        PRIMARY KEY (photo_id, decision)
+    ) WITHOUT ROWID;
+    CREATE INDEX decision_photos_by_decision ON decision_photos (decision);
+
+    CREATE TABLE pair_verdicts (
+        a        INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        b        INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        verdict  TEXT NOT NULL CHECK (verdict IN ('same', 'different')),
+        decision INTEGER NOT NULL,           -- the newest active decision about this pair
+        PRIMARY KEY (a, b),
+        CHECK (a < b)
+    ) WITHOUT ROWID;
+    CREATE INDEX pair_verdicts_by_b ON pair_verdicts (b);
+
+    CREATE TABLE photo_verdicts (
+        photo_id INTEGER NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
+        field    TEXT NOT NULL CHECK (field IN ('exclude', 'label', 'bot', 'quality')),
+        value    TEXT NOT NULL,              -- JSON: true/false (exclude, bot, quality ok) or the label
+        decision INTEGER NOT NULL,           -- the newest active decision about this field
+        PRIMARY KEY (photo_id, field)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -43,6 +43,7 @@ from photocorpus.catalog_schema import MIGRATIONS, SCHEMA_VERSION, split_sql
 from photocorpus.config import CONFIG_FILE, Settings, load_settings, write_settings
 from photocorpus.corpus_files import ImageLocation
 from photocorpus.curate_summary import curate_summary
+from photocorpus.decision_log import human_labelled
 from photocorpus.errors import (
     CatalogCorruptError,
     CorpusBusyError,
@@ -365,7 +366,9 @@ class Corpus:
         """Insert or merge photo records; return their catalog ids in the same order.
 
         A photo already in the catalog (same source and source_id) keeps its metadata and gains any new
-        labels; new candidate URLs replace old ones of the same size key (Instagram URLs expire). The
+        labels, unless a person set its label (:func:`photocorpus.decisions.set_label`): then its labels
+        are theirs, and a re-harvest under the old label must not bring that label back. New candidate
+        URLs replace old ones of the same size key (Instagram URLs expire). The
         first label of a new photo becomes its primary label and fixes its folder for good.
         """
         now = utc_now()
@@ -408,10 +411,11 @@ class Corpus:
                     photo_id = int(cur.lastrowid)  # type: ignore[arg-type]
                 else:
                     photo_id = int(row["id"])
-                conn.executemany(
-                    "INSERT OR IGNORE INTO photo_labels (photo_id, label) VALUES (?, ?)",
-                    [(photo_id, label) for label in dict.fromkeys(rec.labels)],
-                )
+                if row is None or not human_labelled(conn, photo_id):
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO photo_labels (photo_id, label) VALUES (?, ?)",
+                        [(photo_id, label) for label in dict.fromkeys(rec.labels)],
+                    )
                 if rec.urls:
                     self._put_urls(photo_id, rec.urls, now)
                 ids.append(photo_id)

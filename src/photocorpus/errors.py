@@ -44,6 +44,15 @@ class CorpusBusyError(PhotocorpusError):
     """Another process holds the catalog's write lock for longer than we are willing to wait."""
 
 
+class DecisionError(PhotocorpusError, ValueError):
+    """A human decision (:mod:`photocorpus.decisions`) cannot be recorded as asked: unknown photo ids,
+    an empty list, a split whose parts overlap or are not one duplicate group, an undo of an unknown
+    or already undone decision. Nothing was written; the message says what to send instead.
+
+    Also a ``ValueError``: the web app answers it as a bad request (400), not a server error.
+    """
+
+
 class ImportSourceError(PhotocorpusError):
     """The folder given to ``import`` cannot be read as any known layout."""
 
