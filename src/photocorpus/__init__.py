@@ -16,10 +16,12 @@ Corpora: ``init``, ``open`` (a :class:`Corpus`). Sources: ``import_folder``, ``h
 ``harvest_instagram``, ``harvest_urls``. Stages: ``fetch_photos``, ``curate_photos``, ``featurize``,
 ``embed_captions``, ``fuse_features``, ``enrich_flickr``, ``explore_photos``, ``train_classifier``,
 ``train_semantic``.
-Use: ``search``, ``evaluate``, ``export_photos``. Types: :class:`StopFlag` (``stop=``),
-:data:`Progress` and :class:`ProgressUpdate` (``progress=``), :class:`PhotocorpusError` (the base of
-every error we raise; :class:`ParameterError` for a bad argument). ``__version__`` is this
-release; ``USER_AGENT`` is what fetch and harvest send.
+Use: ``search``, ``evaluate``, ``export_photos``. Human decisions, kept by every later stage:
+``confirm_group``, ``split_group``, ``mark_not_duplicate``, ``exclude_photos``, ``include_photos``,
+``set_label``, ``set_bot``, ``set_quality``, ``add_note``, ``undo_decision``, ``decision_history``.
+Types: :class:`StopFlag` (``stop=``), :data:`Progress` and :class:`ProgressUpdate` (``progress=``),
+:class:`PhotocorpusError` (the base of every error we raise; :class:`ParameterError` for a bad
+argument). ``__version__`` is this release; ``USER_AGENT`` is what fetch and harvest send.
 
 Every name is loaded on first use (PEP 562), so ``import photocorpus`` and ``photocorpus --help``
 import none of the stages, numpy or torch.
@@ -42,10 +44,14 @@ __all__ = [
     "ProgressUpdate",
     "StopFlag",
     "__version__",
+    "add_note",
+    "confirm_group",
     "curate_photos",
+    "decision_history",
     "embed_captions",
     "enrich_flickr",
     "evaluate",
+    "exclude_photos",
     "explore_photos",
     "export_photos",
     "featurize",
@@ -55,11 +61,18 @@ __all__ = [
     "harvest_instagram",
     "harvest_urls",
     "import_folder",
+    "include_photos",
     "init",
+    "mark_not_duplicate",
     "open",
     "search",
+    "set_bot",
+    "set_label",
+    "set_quality",
+    "split_group",
     "train_classifier",
     "train_semantic",
+    "undo_decision",
 ]
 
 # where each lazily loaded name is defined; everything else of __all__ comes from photocorpus.api
@@ -76,10 +89,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from typing import Any
 
     from photocorpus.api import (
+        add_note,
+        confirm_group,
         curate_photos,
+        decision_history,
         embed_captions,
         enrich_flickr,
         evaluate,
+        exclude_photos,
         explore_photos,
         export_photos,
         featurize,
@@ -89,11 +106,18 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         harvest_instagram,
         harvest_urls,
         import_folder,
+        include_photos,
         init,
+        mark_not_duplicate,
         open,
         search,
+        set_bot,
+        set_label,
+        set_quality,
+        split_group,
         train_classifier,
         train_semantic,
+        undo_decision,
     )
     from photocorpus.corpus import Corpus
     from photocorpus.errors import ParameterError, PhotocorpusError

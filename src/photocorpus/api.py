@@ -36,8 +36,8 @@ The stages live in their packages and keep their own calling conventions; this m
 and holds no stage logic. The CLI (:mod:`photocorpus.commands`) calls exactly these functions.
 
 This module is longer than our ~600-line guide on purpose: it is the whole public surface, eighteen
-documented adapters of 20 to 40 lines each, and one file is where a reader (and ``help()``) finds every
-argument of every stage. Its logic lives elsewhere: checks in :mod:`photocorpus.params`, result types
+documented stage adapters of 20 to 40 lines each and eleven thin ones for human decisions, and one
+file is where a reader (and ``help()``) finds every argument of every stage. Its logic lives elsewhere: checks in :mod:`photocorpus.params`, result types
 in :mod:`photocorpus.api_results`.
 """
 
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from photocorpus.api_results import CaptionEmbeddingReport, EvaluationReport, ExportReport, SearchResults
     from photocorpus.corpus import Corpus
     from photocorpus.curate.stage import CurateReport
+    from photocorpus.decision_log import Decision
     from photocorpus.enrich.flickr import EnrichReport
     from photocorpus.explore.stage import ExploreResult
     from photocorpus.features.fusion import FuseReport
@@ -914,11 +915,151 @@ def export_photos(
     return ExportReport(format=format, out=path, counts=counts)
 
 
+# ------------------------------------------------------------------------------- human decisions
+# Thin adapters over photocorpus.decisions: the corpus first (a Corpus or a path), then what the person
+# decided. Each is one short transaction; `request_id` makes a retry return the first decision.
+def confirm_group(
+    corpus: Corpus | PathLike, photo_ids: Sequence[int], *, reviewer: str | None = None,
+    request_id: str | None = None,
+) -> Decision:  # fmt: skip
+    """A person confirms that these photos are duplicates of one another: every later dedup run keeps
+    them in one group (links of method ``human``), whatever its thresholds. See
+    :func:`photocorpus.decisions.confirm_group`."""
+    from photocorpus import decisions
+
+    with _opened(corpus) as c:
+        return decisions.confirm_group(c, photo_ids, reviewer=reviewer, request_id=request_id)
+
+
+def split_group(
+    corpus: Corpus | PathLike, keep_ids: Sequence[int], split_off_ids: Sequence[int], *,
+    reviewer: str | None = None, request_id: str | None = None,
+) -> Decision:  # fmt: skip
+    """A person splits a duplicate group: no photo of ``split_off_ids`` is a duplicate of one of
+    ``keep_ids``, now and after every later dedup run, even through a third photo. See
+    :func:`photocorpus.decisions.split_group`."""
+    from photocorpus import decisions
+
+    with _opened(corpus) as c:
+        return decisions.split_group(c, keep_ids, split_off_ids, reviewer=reviewer, request_id=request_id)
+
+
+def mark_not_duplicate(
+    corpus: Corpus | PathLike, a: int, b: int, *, reviewer: str | None = None, request_id: str | None = None
+) -> Decision:
+    """A person says photos ``a`` and ``b`` are not duplicates: dedup never links them again, not even
+    through a third photo. See :func:`photocorpus.decisions.mark_not_duplicate`."""
+    from photocorpus import decisions
+
+    with _opened(corpus) as c:
+        return decisions.mark_not_duplicate(c, a, b, reviewer=reviewer, request_id=request_id)
+
+
+def exclude_photos(
+    corpus: Corpus | PathLike, photo_ids: Sequence[int], *, reason: str | None = None,
+    reviewer: str | None = None, request_id: str | None = None,
+) -> Decision:  # fmt: skip
+    """A person keeps these photos out of every split (``exclusion = 'human'``), now and after every
+    later splits run. See :func:`photocorpus.decisions.exclude_photos`."""
+    from photocorpus import decisions
+
+    with _opened(corpus) as c:
+        return decisions.exclude_photos(c, photo_ids, reason=reason, reviewer=reviewer, request_id=request_id)
+
+
+def include_photos(
+    corpus: Corpus | PathLike, photo_ids: Sequence[int], *, reviewer: str | None = None,
+    request_id: str | None = None,
+) -> Decision:  # fmt: skip
+    """A person puts these photos back in the splits despite a bot, quality, language or human
+    exclusion (never despite being a duplicate). See :func:`photocorpus.decisions.include_photos`."""
+    from photocorpus import decisions
+
+    with _opened(corpus) as c:
+        return decisions.include_photos(c, photo_ids, reviewer=reviewer, request_id=request_id)
+
+
+def set_label(
+    corpus: Corpus | PathLike, photo_ids: Sequence[int], label: str, *, reviewer: str | None = None,
+    request_id: str | None = None,
+) -> Decision:  # fmt: skip
+    """A person corrects these photos' primary label: exports, classifier training, the splits and
+    ``corpus.photos()`` use it from now on. See :func:`photocorpus.decisions.set_label`."""
+    from photocorpus import decisions
+
+    with _opened(corpus) as c:
+        return decisions.set_label(c, photo_ids, label, reviewer=reviewer, request_id=request_id)
+
+
+def set_bot(
+    corpus: Corpus | PathLike, photo_ids: Sequence[int], is_bot: bool, *, reviewer: str | None = None,
+    request_id: str | None = None,
+) -> Decision:  # fmt: skip
+    """A person's verdict on bot candidates (True: bot, False: not a bot), kept by every later bots
+    run. See :func:`photocorpus.decisions.set_bot`."""
+    from photocorpus import decisions
+
+    with _opened(corpus) as c:
+        return decisions.set_bot(c, photo_ids, is_bot, reviewer=reviewer, request_id=request_id)
+
+
+def set_quality(
+    corpus: Corpus | PathLike, photo_ids: Sequence[int], ok: bool, *, reviewer: str | None = None,
+    request_id: str | None = None,
+) -> Decision:  # fmt: skip
+    """A person's verdict on quality (True: fine despite its flags, False: excluded as
+    ``quality:human``). See :func:`photocorpus.decisions.set_quality`."""
+    from photocorpus import decisions
+
+    with _opened(corpus) as c:
+        return decisions.set_quality(c, photo_ids, ok, reviewer=reviewer, request_id=request_id)
+
+
+def add_note(
+    corpus: Corpus | PathLike, photo_id: int, text: str, *, reviewer: str | None = None,
+    request_id: str | None = None,
+) -> Decision:  # fmt: skip
+    """A person's free-text note on a photo, kept in its decision history; no stage reads it. See
+    :func:`photocorpus.decisions.add_note`."""
+    from photocorpus import decisions
+
+    with _opened(corpus) as c:
+        return decisions.add_note(c, photo_id, text, reviewer=reviewer, request_id=request_id)
+
+
+def undo_decision(
+    corpus: Corpus | PathLike, decision_id: int, *, reviewer: str | None = None, request_id: str | None = None
+) -> Decision:
+    """Revert exactly one earlier decision (recorded as an ``undo`` decision); undoing it twice is an
+    error that says so. See :func:`photocorpus.decisions.undo`."""
+    from photocorpus import decisions
+
+    with _opened(corpus) as c:
+        return decisions.undo(c, decision_id, reviewer=reviewer, request_id=request_id)
+
+
+def decision_history(corpus: Corpus | PathLike, photo_id: int | None = None, *, after_id: int = 0,
+                     limit: int = 1000) -> list[Decision]:  # fmt: skip
+    """The human decisions on one photo, newest first, undone ones included (``undone_by`` set); or,
+    without ``photo_id``, the whole audit table oldest first, from the decision after ``after_id``,
+    ``limit`` at a time."""
+    from photocorpus import decisions
+
+    with _opened(corpus) as c:
+        if photo_id is None:
+            return decisions.audit(c, after_id=after_id, limit=limit)
+        return decisions.history(c, photo_id)
+
+
 __all__ = [
+    "add_note",
+    "confirm_group",
     "curate_photos",
+    "decision_history",
     "embed_captions",
     "enrich_flickr",
     "evaluate",
+    "exclude_photos",
     "explore_photos",
     "export_photos",
     "featurize",
@@ -927,9 +1068,16 @@ __all__ = [
     "harvest_instagram",
     "harvest_urls",
     "import_folder",
+    "include_photos",
     "init",
+    "mark_not_duplicate",
     "open",
     "search",
+    "set_bot",
+    "set_label",
+    "set_quality",
+    "split_group",
     "train_classifier",
     "train_semantic",
+    "undo_decision",
 ]

@@ -190,8 +190,10 @@ def apply_photo_verdict(
 ) -> None:
     """What a photo verdict does to ``curation`` now (the splits step keeps it on re-runs).
 
-    ``exclude``: True takes the photo out of the splits as ``human``; False (include) lifts a bot,
-    quality, language or human exclusion and gives back the photo's sticky split, if it has one.
+    ``exclude``: True takes the photo out of the splits as ``human`` (even a duplicate: the person's
+    reason shows; never a photo without a file or hashes, whose reason stays the first one); False
+    (include) lifts a bot, quality, language or human exclusion and gives back the photo's sticky
+    split, if it has one.
     ``bot``: True flags it with reason ``human`` (and excludes it when ``exclude_bots``); False clears
     the flag and a ``bot`` exclusion. ``quality``: True (ok) lifts a quality exclusion; False excludes
     it as ``quality:human``.
@@ -199,7 +201,7 @@ def apply_photo_verdict(
     if field == "exclude" and value:
         conn.execute(
             "UPDATE curation SET split = NULL, exclusion = 'human', updated_at = ? WHERE photo_id = ? "
-            "AND (exclusion IS NULL OR exclusion NOT IN ('no_file', 'not_deduplicated', 'duplicate'))",
+            "AND (exclusion IS NULL OR exclusion NOT IN ('no_file', 'not_deduplicated'))",
             (now, photo_id),
         )
     elif field == "exclude":

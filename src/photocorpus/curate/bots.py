@@ -9,7 +9,9 @@ signals, both with thresholds in ``corpus.toml``:
 * ``owner_reposts``: an owner whose photos include at least ``bot_owner_reposts`` near-duplicates of
   their own other photos (same duplicate group). All of that owner's photos are flagged.
 
-Run after dedup and the caption step; the flags are recomputed from scratch each time.
+Run after dedup and the caption step; the flags are recomputed from scratch each time, and then a
+person's verdict (:func:`photocorpus.decisions.set_bot`) wins: "not a bot" is never flagged again,
+"bot" is flagged with reason ``human``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from photocorpus.caption_text import tokenize
 from photocorpus.config import CurateSettings
 from photocorpus.corpus import Corpus
+from photocorpus.decisions import overrides
 from photocorpus.notebook import HtmlReport
 from photocorpus.records import utc_now
 
@@ -34,6 +37,7 @@ class BotReport(HtmlReport):
     by_reason: dict[str, int] = field(default_factory=dict)
     repeated_captions: int = 0  # distinct captions over the threshold
     reposting_owners: int = 0
+    overruled: int = 0  # photos the rules flag that a person said are not bots
 
 
 def caption_key(clean_caption: str | None) -> str | None:
@@ -80,6 +84,12 @@ def run_bots(corpus: Corpus, settings: CurateSettings | None = None) -> BotRepor
     for who in owners:
         for pid in photos_of[who]:
             reason.setdefault(pid, "owner_reposts")
+
+    for pid, is_bot in overrides(corpus).bot.items():
+        if is_bot:
+            reason[pid] = "human"
+        elif reason.pop(pid, None) is not None:
+            report.overruled += 1
 
     now = utc_now()
     with corpus.transaction() as conn:

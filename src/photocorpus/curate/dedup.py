@@ -6,6 +6,8 @@ Two phases, both resumable:
    every stored file not hashed yet (or whose file changed since), committed batch by batch with a
    ``dedup`` stage row. A photo that cannot be decoded gets a recorded reason, never an exception.
 2. **Grouping** (whole corpus, seconds per million): links are
+   * *human*: pairs a person confirmed as duplicates (:func:`photocorpus.decisions.confirm_group`),
+     followed whatever the thresholds say;
    * *exact*: the same sha256 of the original bytes;
    * *phash*: pHash within ``phash_max_distance`` bits, comparing every framing (as stored, frame
      cropped) of both photos, confirmed by the dHash of the same framing (multi-index hashing, see
@@ -14,10 +16,12 @@ Two phases, both resumable:
      confirmed by an aligned edge correlation (see :mod:`photocorpus.curate.cnn_near_duplicates`); the
      features also veto pHash links between photos whose cosine is below ``semantic_veto_cosine``.
    Groups are the connected components of these links (scipy's union-find-style labelling, linear
-   in the number of links). The representative of a group is chosen by a fixed rule: **largest
-   resolution (original pixels), then earliest upload, then lowest catalog id**. Every other member
-   gets ``duplicate_of`` = the representative. Files are never deleted unless asked (``delete=True``),
-   and then through file intents, so a kill -9 cannot leave a row without its file.
+   in the number of links), except that no group ever holds two photos a person said are different,
+   not even through a third photo (:mod:`photocorpus.curate.grouping`). The representative of a
+   group is chosen by a fixed rule: **largest resolution (original pixels), then earliest upload,
+   then lowest catalog id**. Every other member gets ``duplicate_of`` = the representative. Files
+   are never deleted unless asked (``delete=True``), and then through file
+   intents, so a kill -9 cannot leave a row without its file.
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ from photocorpus import reasons
 from photocorpus.config import CurateSettings, ExecutorSettings
 from photocorpus.corpus import Corpus
 from photocorpus.corpus_files import ImageLocation, open_image_bytes
+from photocorpus.curate.grouping import constrained_groups
 from photocorpus.curate.hashing import PhotoHashes, decode_gray, hash_gray_images
 from photocorpus.curate.mih import as_signed, as_unsigned, hamming, hamming_pairs
+from photocorpus.decision_effects import NEVER_UPLOADED
+from photocorpus.decisions import overrides
 from photocorpus.executors import open_executor
 from photocorpus.interrupt import StopFlag
 from photocorpus.notebook import HtmlReport
@@ -43,7 +50,7 @@ from photocorpus.records import utc_now
 STAGE = "dedup"
 HASH_SHARD = 128  # images per worker call: one batched DCT each
 HASH_BATCH = 2048  # images per catalog transaction
-METHOD_RANK = {"exact": 0, "phash": 1, "semantic": 2}
+METHOD_RANK = {"human": 0, "exact": 1, "phash": 2, "semantic": 3}
 
 
 @dataclass(slots=True)
@@ -59,6 +66,7 @@ class DedupReport(HtmlReport):
     semantic_used: bool = False
     semantic_photos: int = 0
     vetoed: int = 0  # pHash links dropped because the photos' features disagree
+    refused: int = 0  # links not followed: they would join photos a person said are different
     deleted_files: int = 0
     interrupted: bool = False
     failures: dict[str, int] = field(default_factory=dict)
@@ -335,21 +343,19 @@ def semantic_links(
     return a[keep], b[keep]
 
 
-def _components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    graph = coo_matrix((np.ones(left.shape[0], dtype=np.int8), (left, right)), shape=(n, n))
-    _count, labels = connected_components(graph, directed=False)
-    return labels.astype(np.int64)
+def _positions(cat: _Catalog, pairs: set[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The (left, right) positions of photo-id pairs whose photos are both hashed."""
+    if not pairs or cat.photo_id.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ids = np.asarray(sorted(pairs), dtype=np.int64)
+    pos = np.searchsorted(cat.photo_id, ids).clip(0, cat.photo_id.size - 1)  # photo_id is sorted
+    both = (cat.photo_id[pos] == ids).all(axis=1)
+    return pos[both, 0].astype(np.int64), pos[both, 1].astype(np.int64)
 
 
 def representative_order(cat: _Catalog) -> np.ndarray:
     """Positions sorted by the representative rule: most pixels, earliest upload, lowest photo id."""
-    never = "9999-12-31T23:59:59Z"  # an unknown upload time sorts last
-    uploaded = np.asarray([u or never for u in cat.uploaded])
+    uploaded = np.asarray([u or NEVER_UPLOADED for u in cat.uploaded])  # unknown sorts last
     return np.lexsort((cat.photo_id, uploaded, -cat.pixels))
 
 
@@ -367,7 +373,10 @@ def find_duplicates(
     cat = _load_hashed(corpus)
     n = cat.photo_id.shape[0]
     report.photos = n
-    links: list[tuple[str, np.ndarray, np.ndarray]] = []
+    human = overrides(corpus)
+    hl, hr = _positions(cat, human.same_pairs)
+    different = _positions(cat, human.different_pairs)
+    links: list[tuple[str, np.ndarray, np.ndarray]] = [("human", hl, hr)]
     el, er = exact_links(cat)
     links.append(("exact", el, er))
     pl, pr = phash_links(cat, settings.phash_max_distance, settings.dhash_max_distance)
@@ -379,17 +388,19 @@ def find_duplicates(
         report.vetoed = int((~keep).sum())
         pl, pr = pl[keep], pr[keep]
     links.append(("phash", pl, pr))
-    labels = _components(n, np.concatenate([el, pl]), np.concatenate([er, pr]))
+    labels = constrained_groups(n, [(a, b) for _, a, b in links], different)
     sl, sr = semantic_links(corpus, cat, settings, labels, features, advance, workers)
     links.append(("semantic", sl, sr))
     report.links = {name: int(left.shape[0]) for name, left, _ in links}
     if sl.size:
-        labels = _components(n, np.concatenate([el, pl, sl]), np.concatenate([er, pr, sr]))
+        labels = constrained_groups(n, [(a, b) for _, a, b in links], different)
 
-    # strongest link of each photo (exact beats phash beats semantic)
+    # strongest followed link of each photo (human beats exact beats phash beats semantic)
     method = np.full(n, len(METHOD_RANK), dtype=np.int64)
     for name, left, right in links:
-        for side in (left, right):
+        followed = labels[left] == labels[right]
+        report.refused += int((~followed).sum())
+        for side in (left[followed], right[followed]):
             np.minimum.at(method, side, METHOD_RANK[name])
     names = {rank: name for name, rank in METHOD_RANK.items()}
 

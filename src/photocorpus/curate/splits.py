@@ -3,8 +3,12 @@
 Rules:
 
 * **Excluded photos get no split** (``split`` NULL, ``exclusion`` says why): no stored file,
-  not deduplicated yet (or undecodable), a duplicate of another photo, a bot (``exclude_bots``), a
-  quality flag in ``drop_flags``, a language outside ``languages``.
+  not deduplicated yet (or undecodable), excluded by a person (``human``), a duplicate of another
+  photo, a bot (``exclude_bots``), a quality flag in ``drop_flags`` (or ``quality:human``: a person
+  said its quality is bad), a language outside ``languages``.
+* **People's decisions hold** (:mod:`photocorpus.decisions`): a photo a person included is in
+  despite a bot, quality or language rule (never despite being a duplicate or having no file); a
+  photo whose quality a person accepted ignores ``drop_flags``.
 * **A duplicate group is one unit.** Only its representative enters a split; every member carries the
   group's split in ``split_assigned``, so whichever member represents the group later keeps it. No
   near-duplicate pair can straddle train and test.
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 
 from photocorpus.config import CurateSettings
 from photocorpus.corpus import Corpus
+from photocorpus.decisions import overrides
 from photocorpus.notebook import HtmlReport
 from photocorpus.records import utc_now
 from photocorpus.stable_split import split_position
@@ -58,18 +63,30 @@ def choose_split(counts: list[int], targets: tuple[float, float, float]) -> int:
 
 
 def exclusion(row: dict, settings: CurateSettings, languages: set[str]) -> str | None:
-    """Why a photo stays out of the splits, or ``None`` when it is in."""
+    """Why a photo stays out of the splits, or ``None`` when it is in.
+
+    ``row`` may carry a person's verdicts: ``human_exclude`` (True: excluded, False: included) and
+    ``human_quality_ok`` (True: quality accepted, False: rejected); absent or None: no verdict.
+    """
     if row["path"] is None:
         return "no_file"
     if row["phash"] is None:
         return "not_deduplicated"
+    verdict = row.get("human_exclude")
+    if verdict is True:
+        return "human"
     if row["duplicate_of"] is not None:
         return "duplicate"
+    if verdict is False:
+        return None
     if settings.exclude_bots and row["bot"]:
         return "bot"
+    quality_ok = row.get("human_quality_ok")
+    if quality_ok is False:
+        return "quality:human"
     flags = json.loads(row["quality_flags"] or "[]")
     for flag in settings.drop_flags:
-        if flag in flags:
+        if flag in flags and quality_ok is not True:
             return f"quality:{flag}"
     if languages and row["language"] not in languages:
         return "language"
@@ -94,6 +111,12 @@ def run_splits(
         )
     ]
     by_id = {r["id"]: r for r in rows}
+    human = overrides(corpus)
+    for r in rows:
+        r["human_exclude"] = (
+            True if r["id"] in human.excluded else False if r["id"] in human.included else None
+        )
+        r["human_quality_ok"] = human.quality_ok.get(r["id"])
     for r in rows:
         if r["split_position"] is None:
             r["split_position"] = split_position(r["source"], r["source_id"])
