@@ -37,8 +37,8 @@ and holds no stage logic. The CLI (:mod:`photocorpus.commands`) calls exactly th
 
 This module is longer than our ~600-line guide on purpose: it is the whole public surface, eighteen
 documented stage adapters of 20 to 40 lines each and eleven thin ones for human decisions, and one
-file is where a reader (and ``help()``) finds every argument of every stage. Its logic lives elsewhere: checks in :mod:`photocorpus.params`, result types
-in :mod:`photocorpus.api_results`.
+file is where a reader (and ``help()``) finds every argument of every stage. Its logic lives
+elsewhere: checks in :mod:`photocorpus.params`, result types in :mod:`photocorpus.api_results`.
 """
 
 from __future__ import annotations
