@@ -7,6 +7,7 @@ re-runs them (``pc.curate_photos``).
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -22,6 +23,7 @@ from photocorpus.curate.grouping import constrained_groups
 from photocorpus.curate.variants import make_variant
 from photocorpus.errors import CorpusBusyError, DecisionError
 from photocorpus.records import PhotoRecord
+from tests.conftest import run_cli
 
 SPAM = "follow me for more daily photos of the city"
 
@@ -298,3 +300,17 @@ def test_constrained_groups_cut_only_through_the_weaker_link() -> None:
     labels = constrained_groups(5, links, (np.array([0]), np.array([2])))
     assert labels[0] == labels[1] != labels[2]
     assert labels[3] == labels[4] and labels[3] not in (labels[0], labels[2])
+
+
+def test_the_cli_lists_decisions_and_undoes_one_once(corpus: Corpus) -> None:
+    p = ids(corpus)
+    made = pc.set_label(corpus, [p["b"]], "london", reviewer="ann")
+    root = str(corpus.root)
+    listed = [json.loads(line) for line in run_cli("decisions", "-C", root, "--json").stdout.splitlines()]
+    assert [(d["id"], d["kind"], d["value"], d["reviewer"]) for d in listed] == [
+        (made.id, "set_label", {"label": "london"}, "ann")
+    ]
+    assert run_cli("undo", str(made.id), "-C", root).returncode == 0
+    assert corpus.photo(p["b"])["primary_label"] == "nyc"
+    again = run_cli("undo", str(made.id), "-C", root, check=False)
+    assert again.returncode == 2 and "already undone" in again.stderr
