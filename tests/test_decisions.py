@@ -314,3 +314,33 @@ def test_the_cli_lists_decisions_and_undoes_one_once(corpus: Corpus) -> None:
     assert corpus.photo(p["b"])["primary_label"] == "nyc"
     again = run_cli("undo", str(made.id), "-C", root, check=False)
     assert again.returncode == 2 and "already undone" in again.stderr
+
+
+def test_decisions_made_while_dedup_and_splits_run_are_kept(
+    corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person works in the web app while `curate` runs: each stage read the verdicts at its start,
+    then a decision lands; the stage's write must not undo it."""
+    from photocorpus.curate import dedup, splits
+
+    p = ids(corpus)
+
+    def stale_then(decide):  # the verdicts as the stage first reads them, then the person decides
+        calls: list[int] = []
+
+        def read(c: Corpus) -> decisions.HumanOverrides:
+            got = decisions.overrides(c)
+            if not calls:
+                calls.append(1)
+                decide()
+            return got
+
+        return read
+
+    monkeypatch.setattr(
+        dedup, "overrides", stale_then(lambda: pc.split_group(corpus, [p["a"], p["a1"]], [p["a2"]]))
+    )
+    monkeypatch.setattr(splits, "overrides", stale_then(lambda: pc.exclude_photos(corpus, [p["d"]])))
+    pc.curate_photos(corpus, steps=["dedup", "split"], workers=1, semantic=False)
+    assert group(corpus, p["a2"]) is None and group(corpus, p["a"]) == group(corpus, p["a1"]) is not None
+    assert (curation(corpus, p["d"])["split"], curation(corpus, p["d"])["exclusion"]) == (None, "human")

@@ -85,14 +85,14 @@ def run_bots(corpus: Corpus, settings: CurateSettings | None = None) -> BotRepor
         for pid in photos_of[who]:
             reason.setdefault(pid, "owner_reposts")
 
-    for pid, is_bot in overrides(corpus).bot.items():
-        if is_bot:
-            reason[pid] = "human"
-        elif reason.pop(pid, None) is not None:
-            report.overruled += 1
-
     now = utc_now()
     with corpus.transaction() as conn:
+        # read under the write lock: a verdict given while the rules ran is kept, not overwritten
+        for pid, is_bot in overrides(corpus).bot.items():
+            if is_bot:
+                reason[pid] = "human"
+            elif reason.pop(pid, None) is not None:
+                report.overruled += 1
         conn.execute(
             "UPDATE curation SET bot = 0, bot_reason = NULL WHERE bot != 0 OR bot_reason IS NOT NULL"
         )

@@ -374,11 +374,7 @@ def find_duplicates(
     n = cat.photo_id.shape[0]
     report.photos = n
     human = overrides(corpus)
-    hl, hr = _positions(cat, human.same_pairs)
-    different = _positions(cat, human.different_pairs)
-    links: list[tuple[str, np.ndarray, np.ndarray]] = [("human", hl, hr)]
     el, er = exact_links(cat)
-    links.append(("exact", el, er))
     pl, pr = phash_links(cat, settings.phash_max_distance, settings.dhash_max_distance)
     features = _load_features(corpus, cat, settings)
     if features[0].size:
@@ -387,16 +383,40 @@ def find_duplicates(
         keep = veto_unlike(pl, pr, *features, n, settings.semantic_veto_cosine)
         report.vetoed = int((~keep).sum())
         pl, pr = pl[keep], pr[keep]
-    links.append(("phash", pl, pr))
-    labels = constrained_groups(n, [(a, b) for _, a, b in links], different)
+    hl, hr = _positions(cat, human.same_pairs)
+    labels = constrained_groups(n, [(hl, hr), (el, er), (pl, pr)], _positions(cat, human.different_pairs))
     sl, sr = semantic_links(corpus, cat, settings, labels, features, advance, workers)
-    links.append(("semantic", sl, sr))
-    report.links = {name: int(left.shape[0]) for name, left, _ in links}
-    if sl.size:
-        labels = constrained_groups(n, [(a, b) for _, a, b in links], different)
+    machine = [("exact", el, er), ("phash", pl, pr), ("semantic", sl, sr)]
+    now = utc_now()
+    with corpus.transaction() as conn:
+        # The verdicts again, under the write lock: a decision made while the links were computed (a
+        # person working in `serve` during this run) is grouped by, not overwritten.
+        human = overrides(corpus)
+        links = [("human", *_positions(cat, human.same_pairs)), *machine]
+        report.links = {name: int(left.shape[0]) for name, left, _ in links}
+        updates = _group_rows(cat, links, _positions(cat, human.different_pairs), report)
+        conn.executemany(
+            "UPDATE curation SET dup_group = ?, duplicate_of = ?, dup_method = ?, updated_at = '"
+            + now
+            + "' WHERE photo_id = ?",
+            updates,
+        )
+    return report
 
+
+def _group_rows(
+    cat: _Catalog,
+    links: list[tuple[str, np.ndarray, np.ndarray]],
+    different: tuple[np.ndarray, np.ndarray],
+    report: DedupReport,
+) -> list[tuple[int | None, int | None, str | None, int]]:
+    """(dup_group, duplicate_of, dup_method, photo_id) of every hashed photo: the groups of ``links``
+    (strongest first) that hold no ``different`` pair, each represented by the representative rule."""
+    n = cat.photo_id.shape[0]
+    labels = constrained_groups(n, [(a, b) for _, a, b in links], different)
     # strongest followed link of each photo (human beats exact beats phash beats semantic)
     method = np.full(n, len(METHOD_RANK), dtype=np.int64)
+    report.refused = 0
     for name, left, right in links:
         followed = labels[left] == labels[right]
         report.refused += int((~followed).sum())
@@ -410,7 +430,7 @@ def find_duplicates(
     for pos in order:
         rep_of_label.setdefault(int(labels[pos]), int(pos))
     sizes = np.bincount(labels, minlength=int(labels.max()) + 1 if n else 0)
-    updates = []
+    updates: list[tuple[int | None, int | None, str | None, int]] = []
     for pos in range(n):
         lab = int(labels[pos])
         if sizes[lab] < 2:
@@ -422,15 +442,7 @@ def find_duplicates(
         updates.append((rep, dup_of, names.get(int(method[pos])), me))
     report.groups = int((sizes >= 2).sum()) if n else 0
     report.duplicates = sum(1 for u in updates if u[1] is not None)
-    now = utc_now()
-    with corpus.transaction() as conn:
-        conn.executemany(
-            "UPDATE curation SET dup_group = ?, duplicate_of = ?, dup_method = ?, updated_at = '"
-            + now
-            + "' WHERE photo_id = ?",
-            updates,
-        )
-    return report
+    return updates
 
 
 def delete_duplicate_files(corpus: Corpus, report: DedupReport | None = None) -> DedupReport:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from photocorpus.config import CurateSettings
 from photocorpus.corpus import Corpus
-from photocorpus.decisions import overrides
+from photocorpus.decisions import HumanOverrides, overrides
 from photocorpus.notebook import HtmlReport
 from photocorpus.records import utc_now
 from photocorpus.stable_split import split_position
@@ -93,6 +93,19 @@ def exclusion(row: dict, settings: CurateSettings, languages: set[str]) -> str |
     return None
 
 
+def _take_verdicts(row: dict, human: HumanOverrides) -> bool:
+    """Put a person's verdicts on a photo's row (see :func:`exclusion`); True if they changed it."""
+    pid = row["id"]
+    verdicts = (
+        True if pid in human.excluded else False if pid in human.included else None,
+        human.quality_ok.get(pid),
+        int(human.bot[pid]) if pid in human.bot else row.get("bot"),
+    )
+    before = (row.get("human_exclude"), row.get("human_quality_ok"), row.get("bot"))
+    row["human_exclude"], row["human_quality_ok"], row["bot"] = verdicts
+    return verdicts != before
+
+
 def run_splits(
     corpus: Corpus, settings: CurateSettings | None = None, *, languages: list[str] | None = None
 ) -> SplitReport:
@@ -113,10 +126,7 @@ def run_splits(
     by_id = {r["id"]: r for r in rows}
     human = overrides(corpus)
     for r in rows:
-        r["human_exclude"] = (
-            True if r["id"] in human.excluded else False if r["id"] in human.included else None
-        )
-        r["human_quality_ok"] = human.quality_ok.get(r["id"])
+        _take_verdicts(r, human)
     for r in rows:
         if r["split_position"] is None:
             r["split_position"] = split_position(r["source"], r["source_id"])
@@ -168,6 +178,12 @@ def run_splits(
 
     now = utc_now()
     with corpus.transaction() as conn:
+        # The verdicts again, under the write lock: a photo a person excluded, included or judged
+        # while this ran keeps that decision's effect instead of getting this run's older answer.
+        fresh = overrides(corpus)
+        for r in rows:
+            if _take_verdicts(r, fresh):
+                r["excluded"] = exclusion(r, settings, wanted)
         conn.executemany(
             """INSERT INTO curation (photo_id, split_position, split_assigned, split, exclusion, updated_at)
                VALUES (?, ?, ?, ?, ?, ?)
