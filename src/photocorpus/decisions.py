@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
@@ -337,15 +337,16 @@ def add_note(
 
 
 # ------------------------------------------------------------------------------------ undo
-def _pair_verdict(decision: Decision, a: int, b: int) -> str | None:
-    """What a pair decision says about the pair (a, b), or None if it does not speak of it."""
+def _pair_judge(decision: Decision) -> Callable[[int, int], str | None]:
+    """What a pair decision says about a pair (a, b): ``same``, ``different`` or None (not about it)."""
     if decision.kind == "confirm_group":
-        return "same" if a in decision.photo_ids and b in decision.photo_ids else None
+        members = set(decision.photo_ids)
+        return lambda a, b: "same" if a in members and b in members else None
     if decision.kind == "split_group":
         keep, off = set(decision.value["keep"]), set(decision.value["split_off"])
-        across = (a in keep and b in off) or (a in off and b in keep)
-        return "different" if across else None
-    return "different" if {a, b} == set(decision.photo_ids) else None
+        return lambda a, b: "different" if (a in keep and b in off) or (a in off and b in keep) else None
+    pair = set(decision.photo_ids)
+    return lambda a, b: "different" if {a, b} == pair else None
 
 
 def _photo_verdict(decision: Decision) -> Any:
@@ -358,25 +359,17 @@ def _photo_verdict(decision: Decision) -> Any:
 
 
 def _undo_pairs(conn: sqlite3.Connection, target: Decision, before: Any, now: str) -> None:
-    ids = list(target.photo_ids)
-    if target.kind == "confirm_group":
-        pairs = _all_pairs(ids)
-    elif target.kind == "split_group":
-        pairs = _cross_pairs(target.value["keep"], target.value["split_off"])
-    else:
-        pairs = [_pair(*ids)]
-    owned = set()
-    for a, b in pairs:
-        row = conn.execute("SELECT decision FROM pair_verdicts WHERE a = ? AND b = ?", (a, b)).fetchone()
-        if row is not None and int(row[0]) == target.id:
-            owned.add((a, b))
-    candidates = active_decisions(conn, ids, PAIR_KINDS)
+    owned = [
+        (int(a), int(b))
+        for a, b in conn.execute("SELECT a, b FROM pair_verdicts WHERE decision = ?", (target.id,))
+    ]
+    judges = [(d.id, _pair_judge(d)) for d in active_decisions(conn, list(target.photo_ids), PAIR_KINDS)]
     for a, b in owned:
-        newest = next(((d, v) for d in candidates if (v := _pair_verdict(d, a, b)) is not None), None)
+        newest = next(((did, v) for did, judge in judges if (v := judge(a, b)) is not None), None)
         if newest is None:
             conn.execute("DELETE FROM pair_verdicts WHERE a = ? AND b = ?", (a, b))
         else:
-            _write_pairs(conn, [(a, b)], newest[1], newest[0].id)
+            _write_pairs(conn, [(a, b)], newest[1], newest[0])
     if before:
         snapshot = {int(k): v for k, v in before["curation"].items()}
         after = {int(k): v for k, v in before["after"].items()}
@@ -387,15 +380,20 @@ def _undo_pairs(conn: sqlite3.Connection, target: Decision, before: Any, now: st
 def _undo_photos(
     conn: sqlite3.Connection, target: Decision, before: Any, now: str, exclude_bots: bool
 ) -> None:
+    """Each photo verdict the target still owns goes to the newest remaining decision about it, or
+    away; the catalog follows. Every lookup is batched: an undo of 100,000 photos is one pass."""
     name = FIELD_OF_KIND[target.kind]
     kinds = [k for k, f in FIELD_OF_KIND.items() if f == name]
-    for pid in target.photo_ids:
-        row = conn.execute(
-            "SELECT decision FROM photo_verdicts WHERE photo_id = ? AND field = ?", (pid, name)
-        ).fetchone()
-        if row is None or int(row[0]) != target.id:
-            continue  # a later decision owns this verdict: undoing this one changes nothing visible
-        newest = next(iter(active_decisions(conn, [pid], kinds)), None)
+    owned = [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT photo_id FROM photo_verdicts WHERE field = ? AND decision = ?", (name, target.id)
+        )
+    ]  # the others are owned by a later decision: undoing this one changes nothing visible there
+    remaining = [(d, set(d.photo_ids)) for d in active_decisions(conn, owned, kinds)]  # newest first
+    originals = _original_labels(conn, owned) if name == "label" else {}
+    for pid in owned:
+        newest = next((d for d, members in remaining if pid in members), None)
         if newest is not None:
             verdict = _photo_verdict(newest)
             conn.execute(
@@ -409,22 +407,30 @@ def _undo_photos(
             continue
         conn.execute("DELETE FROM photo_verdicts WHERE photo_id = ? AND field = ?", (pid, name))
         if name == "label":
-            original = _original_labels(conn, pid) or before["labels"][str(pid)]
+            original = originals.get(pid) or before["labels"][str(pid)]
             effects.set_labels(conn, pid, original["primary_label"], original["labels"])
         elif str(pid) in before["photos"]:
             effects.restore_photo(conn, pid, before["photos"][str(pid)], now)
 
 
-def _original_labels(conn: sqlite3.Connection, photo_id: int) -> dict[str, Any] | None:
-    """The photo's labels before any person labelled it: the snapshot of its first label decision."""
-    row = conn.execute(
-        "SELECT d.before FROM decision_photos x JOIN decisions d ON d.id = x.decision "
-        "WHERE x.photo_id = ? AND d.kind = 'set_label' ORDER BY d.id LIMIT 1",
-        (photo_id,),
-    ).fetchone()
-    if row is None or row[0] is None:
-        return None
-    return json.loads(row[0])["labels"].get(str(photo_id))
+def _original_labels(conn: sqlite3.Connection, photo_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Each photo's labels before any person labelled it: the snapshot of its first label decision
+    (undone or not), each snapshot parsed once."""
+    first: dict[int, int] = {}
+    for start in range(0, len(photo_ids), 900):
+        part = list(photo_ids[start : start + 900])
+        rows = conn.execute(
+            "SELECT x.photo_id, MIN(d.id) FROM decision_photos x JOIN decisions d ON d.id = x.decision "
+            f"WHERE x.photo_id IN ({','.join('?' * len(part))}) AND d.kind = 'set_label' GROUP BY x.photo_id",
+            part,
+        )
+        first.update({int(pid): int(did) for pid, did in rows})
+    out: dict[int, dict[str, Any]] = {}
+    for did in set(first.values()):
+        raw = conn.execute("SELECT before FROM decisions WHERE id = ?", (did,)).fetchone()[0]
+        labels = json.loads(raw)["labels"] if raw is not None else {}
+        out.update({pid: labels[str(pid)] for pid, d in first.items() if d == did and str(pid) in labels})
+    return out
 
 
 def undo(
