@@ -22,6 +22,7 @@ from photocorpus.corpus import Corpus
 from photocorpus.curate.grouping import constrained_groups
 from photocorpus.curate.variants import make_variant
 from photocorpus.errors import CorpusBusyError, DecisionError
+from photocorpus.learn.dataset import photo_meta
 from photocorpus.records import PhotoRecord
 from tests.conftest import run_cli
 
@@ -169,6 +170,8 @@ def test_a_corrected_label_reaches_exports_and_photos_and_survives_a_reimport(
     assert frame.loc[p["b"], "label"] == "london" and list(frame.loc[p["b"], "labels"]) == ["london"]
     assert frame.loc[p["c"], "label"] == "nyc"
     assert corpus.photo(p["b"])["file"]["path"] == path_before  # the image does not move
+    assert corpus.photos(label="london")["photo_id"].tolist() == [p["b"]]
+    assert photo_meta(corpus, [p["b"], p["c"]]).labels == ["london", "nyc"]  # what training reads
 
     pc.import_folder(corpus, tmp_path / "src", workers=1)  # the same photos again, labelled nyc
     source, source_id = corpus.conn.execute(
