@@ -881,6 +881,7 @@ def export_photos(
     size: str | None = None,
     workers: int | None = None,
     embed_provenance: bool = False,
+    photo_ids: Sequence[int] | None = None,
     progress: Progress = False,
 ) -> ExportReport:
     """Write the curated corpus as ``format``: ``instacities``, ``imagefolder``, ``webdataset``
@@ -890,7 +891,9 @@ def export_photos(
 
     ``splits``: some of ``train``, ``val``, ``test`` (default: all); ``size="300x300"`` resizes to cover
     and centre-crops; ``embed_provenance`` writes each photo's source, owner, title and licence into
-    its exported JPEG (image formats only). Exports only read the catalog: nothing to stop or resume.
+    its exported JPEG (image formats only); ``photo_ids`` exports only those photos (a selection, as
+    ``photocorpus serve`` makes one; the format's own rules still apply: a training layout writes only
+    those in a split). Exports only read the catalog: nothing to stop or resume.
     """
     from photocorpus.api_results import ExportReport
     from photocorpus.export.formats import IMAGE_FORMATS, export_format, photos_to_export
@@ -903,14 +906,18 @@ def export_photos(
         )
     wanted = parse_splits(_names("splits", splits))
     dims = check_size("size", size, 20_000) if size is not None else None
+    ids = None
+    if photo_ids is not None:
+        check_type("photo_ids", photo_ids, (list, tuple), "a list of photo ids (or None for every photo)")
+        ids = [int(i) for i in photo_ids]
     _check_run(progress, None)
     path = Path(out)
     with _opened(corpus) as c:
-        total = photos_to_export(c, format, wanted) if progress else None
+        total = photos_to_export(c, format, wanted, ids) if progress else None
         with progress_phase(progress, f"export {format}", total) as advance:
             counts = export_format(
-                c, format, path, splits=wanted, size=dims, workers=workers, embed_provenance=embed_provenance,
-                advance=advance,
+                c, format, path, splits=wanted, photo_ids=ids, size=dims, workers=workers,
+                embed_provenance=embed_provenance, advance=advance,
             )  # fmt: skip
     return ExportReport(format=format, out=path, counts=counts)
 

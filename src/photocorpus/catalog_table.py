@@ -87,6 +87,7 @@ class PhotoFilter:
     duplicates: bool | None = None
     in_split_only: bool = False
     with_file: bool = False
+    photo_ids: tuple[int, ...] | None = None  # only these photos (an app's selection); None: all
 
     def where(self) -> tuple[str, list[Any]]:
         """The SQL condition over ``p`` (photos), ``f`` (files) and ``c`` (curation), and its values."""
@@ -115,6 +116,10 @@ class PhotoFilter:
             terms.append("c.duplicate_of IS NOT NULL" if self.duplicates else "c.duplicate_of IS NULL")
         if self.with_file:
             terms.append("f.path IS NOT NULL")
+        if self.photo_ids is not None:
+            # one JSON parameter, however many ids: no IN list to chunk
+            terms.append("p.id IN (SELECT value FROM json_each(?))")
+            values.append(json.dumps(list(self.photo_ids)))
         return (" AND ".join(terms) or "1"), values
 
 
@@ -164,6 +169,7 @@ def iter_catalog_photos(
     in_split_only: bool = False,
     with_file: bool = False,
     only: PhotoFilter | None = None,
+    photo_ids: Sequence[int] | None = None,
 ) -> Iterator[CatalogPhoto]:
     """Photos in catalog order, filtered by split (and to those with a split or a file if asked), and
     by ``only`` (labels, stage statuses, duplicates: see :class:`PhotoFilter`)."""
@@ -175,6 +181,7 @@ def iter_catalog_photos(
         duplicates=base.duplicates,
         in_split_only=in_split_only or base.in_split_only,
         with_file=with_file or base.with_file,
+        photo_ids=tuple(int(i) for i in photo_ids) if photo_ids is not None else base.photo_ids,
     )
     condition, values = chosen.where()
     query = f"""

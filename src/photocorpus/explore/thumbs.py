@@ -29,7 +29,15 @@ from photocorpus.corpus_files import ImageLocation, atomic_path, image_file
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
 
-__all__ = ["THUMB_PX", "ThumbReport", "cache_dir", "ensure_thumbnails", "link_thumbnails", "report_relpath"]
+__all__ = [
+    "THUMB_PX",
+    "ThumbReport",
+    "cache_dir",
+    "cached_thumbnail",
+    "ensure_thumbnails",
+    "link_thumbnails",
+    "report_relpath",
+]
 
 THUMB_PX = 160
 JPEG_QUALITY = 82
@@ -54,8 +62,10 @@ def report_relpath(photo_id: int) -> str:
     return f"thumbs/{photo_id // PER_DIR:05d}/{photo_id}.jpg"
 
 
-def _cached_name(photo_id: int, sha256: str) -> str:
-    return f"{photo_id // PER_DIR:05d}/{photo_id}-{sha256[:12]}.jpg"
+def cached_thumbnail(corpus: Corpus, photo_id: int, sha256: str, px: int = THUMB_PX) -> Path:
+    """Where the cached thumbnail of this photo's current image is (or will be): the report and
+    ``photocorpus serve`` share the cache, so a thumbnail made by one is reused by the other."""
+    return cache_dir(corpus, px) / f"{photo_id // PER_DIR:05d}/{photo_id}-{sha256[:12]}.jpg"
 
 
 def make_thumbnail(task: tuple[ImageLocation, str, int]) -> str | None:
@@ -97,7 +107,6 @@ def ensure_thumbnails(
     from photocorpus.executors import LocalExecutor
 
     report = ThumbReport()
-    base = cache_dir(corpus, px)
     ids = [int(i) for i in photo_ids]
     files: dict[int, tuple[str, str]] = {}
     for start in range(0, len(ids), 500):
@@ -113,7 +122,7 @@ def ensure_thumbnails(
             report.failed[pid] = "no stored image"
             continue
         rel, sha = files[pid]
-        dest = base / _cached_name(pid, sha)
+        dest = cached_thumbnail(corpus, pid, sha, px)
         report.paths[pid] = dest
         if dest.is_file():
             report.cached += 1

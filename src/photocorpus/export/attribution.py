@@ -35,6 +35,28 @@ def _one_line(text: str | None) -> str:
     return " ".join(strip_html(text).split())
 
 
+def credit_line(
+    *,
+    title: str | None,
+    owner: str | None,
+    license: str | None,
+    page_url: str | None,
+    source: str,
+    source_id: str,
+    file: str | None = None,
+) -> str:
+    """The credit of one photo as plain text: ``"Title" by Owner, licence, source URL (file)``.
+
+    One rule for ``ATTRIBUTION.txt`` and the photo page of ``photocorpus serve``, so what a person sees
+    in the app is exactly what an export will credit.
+    """
+    url = page_url or f"{source}:{source_id}"
+    where = f" ({file})" if file else ""
+    title_text = _one_line(title) or "Untitled"
+    owner_text = _one_line(owner) or "unknown"
+    return f'"{title_text}" by {owner_text}, {_one_line(license)}, {url}{where}'
+
+
 def write_attribution(out_dir: Path, photos: Iterable[tuple[CatalogPhoto, str | None]]) -> int:
     """Write the two attribution files for the CC photos among ``(photo, exported file)``; return count."""
     rows = [(p, f) for p, f in photos if is_creative_commons(p.license)]
@@ -59,11 +81,17 @@ def write_attribution(out_dir: Path, photos: Iterable[tuple[CatalogPhoto, str | 
                 ]
             )
         )
-        title = _one_line(photo.title) or "Untitled"
-        owner = _one_line(photo.owner) or "unknown"
-        url = photo.page_url or f"{photo.source}:{photo.source_id}"
-        where = f" ({file})" if file else ""
-        lines.append(f'"{title}" by {owner}, {_one_line(photo.license)}, {url}{where}')
+        lines.append(
+            credit_line(
+                title=photo.title,
+                owner=photo.owner,
+                license=photo.license,
+                page_url=photo.page_url,
+                source=photo.source,
+                source_id=photo.source_id,
+                file=file,
+            )
+        )
     (out_dir / "attribution.csv").write_text(buf.getvalue(), encoding="utf-8")
     (out_dir / "ATTRIBUTION.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return len(rows)

@@ -22,10 +22,16 @@ IMAGE_FORMATS = (*TRAINING_LAYOUTS, "mirflickr-images")
 FORMATS = (*TRAINING_LAYOUTS, "parquet", "mirflickr-json", "mirflickr-images", "attribution")
 
 
-def photos_to_export(corpus: Corpus, fmt: str, splits: set[str] | None) -> int:
+def photos_to_export(
+    corpus: Corpus, fmt: str, splits: set[str] | None, photo_ids: list[int] | None = None
+) -> int:
     """How many photos ``fmt`` will write (a progress bar's total)."""
     photos = iter_catalog_photos(
-        corpus, splits=splits, in_split_only=fmt in TRAINING_LAYOUTS, with_file=fmt in IMAGE_FORMATS
+        corpus,
+        splits=splits,
+        photo_ids=photo_ids,
+        in_split_only=fmt in TRAINING_LAYOUTS,
+        with_file=fmt in IMAGE_FORMATS,
     )
     return sum(1 for _ in photos)
 
@@ -36,6 +42,7 @@ def export_format(
     out: Path,
     *,
     splits: set[str] | None = None,
+    photo_ids: list[int] | None = None,
     size: tuple[int, int] | None = None,
     workers: int | None = None,
     embed_provenance: bool = False,
@@ -47,37 +54,38 @@ def export_format(
         from photocorpus.export.training_folders import export_imagefolder, export_instacities
 
         writer = export_instacities if fmt == "instacities" else export_imagefolder
-        r = writer(corpus, out, splits=splits, size=size, workers=workers, embed_provenance=embed_provenance,
-                   advance=advance)  # fmt: skip
+        r = writer(corpus, out, splits=splits, photo_ids=photo_ids, size=size, workers=workers,
+                   embed_provenance=embed_provenance, advance=advance)  # fmt: skip
         return {"images": r.images, "per_split": r.per_split, "attributed": r.attributed}
     if fmt == "webdataset":
         from photocorpus.export.webdataset import export_webdataset
 
         w = export_webdataset(
-            corpus, out, splits=splits, size=size, workers=workers, embed_provenance=embed_provenance,
-            advance=advance,
+            corpus, out, splits=splits, photo_ids=photo_ids, size=size, workers=workers,
+            embed_provenance=embed_provenance, advance=advance,
         )  # fmt: skip
         return {"samples": w.samples, "shards": len(w.shards), "attributed": w.attributed}
     if fmt == "parquet":
         from photocorpus.export.parquet import export_parquet
 
-        return {"rows": export_parquet(corpus, out, splits=splits, advance=advance)}
+        return {"rows": export_parquet(corpus, out, splits=splits, photo_ids=photo_ids, advance=advance)}
     if fmt == "mirflickr-json":
         from photocorpus.export.mirflickr_json import export_mirflickr_json
 
-        return {"files": export_mirflickr_json(corpus, out, splits=splits, advance=advance)}
+        files = export_mirflickr_json(corpus, out, splits=splits, photo_ids=photo_ids, advance=advance)
+        return {"files": files}
     if fmt == "mirflickr-images":
         from photocorpus.export.mirflickr_images import export_mirflickr_images
 
         m = export_mirflickr_images(
-            corpus, out, splits=splits, size=size, workers=workers, embed_provenance=embed_provenance,
-            advance=advance,
+            corpus, out, splits=splits, photo_ids=photo_ids, size=size, workers=workers,
+            embed_provenance=embed_provenance, advance=advance,
         )  # fmt: skip
         return {"images": m.images, "per_split": m.per_split, "attributed": m.attributed}
     if fmt == "attribution":
         from photocorpus.export.attribution import write_attribution
 
-        photos = [(p, p.path) for p in iter_catalog_photos(corpus, splits=splits)]
+        photos = [(p, p.path) for p in iter_catalog_photos(corpus, splits=splits, photo_ids=photo_ids)]
         advance(len(photos))
         return {"attributed": write_attribution(out, photos)}
     from photocorpus.export.rows import ExportError

@@ -26,6 +26,7 @@ def export_mirflickr_images(
     out_dir: Path,
     *,
     splits: set[str] | None = None,
+    photo_ids: list[int] | None = None,
     size: tuple[int, int] | None = None,
     workers: int | None = None,
     embed_provenance: bool = False,
@@ -33,7 +34,7 @@ def export_mirflickr_images(
 ) -> LayoutReport:
     """Write ``<chunk>/<name>.jpg`` for every photo with an image (in ``splits`` if given)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    photos = list(iter_catalog_photos(corpus, splits=splits, with_file=True))
+    photos = list(iter_catalog_photos(corpus, splits=splits, photo_ids=photo_ids, with_file=True))
     report = LayoutReport()
     credits: list[tuple[CatalogPhoto, str]] = []
     for photo, data in images_in_order(corpus, photos, size, workers, provenance=embed_provenance):

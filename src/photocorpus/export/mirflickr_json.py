@@ -65,6 +65,7 @@ def export_mirflickr_json(
     out_dir: Path,
     *,
     splits: set[str] | None = None,
+    photo_ids: list[int] | None = None,
     advance: Callable[[int], None] | None = None,
 ) -> int:
     """Write ``<chunk>/<name>.json`` per photo; returns how many."""
@@ -88,7 +89,7 @@ def export_mirflickr_json(
             advance(len(batch))
         batch.clear()
 
-    for photo in iter_catalog_photos(corpus, splits=splits):
+    for photo in iter_catalog_photos(corpus, splits=splits, photo_ids=photo_ids):
         batch.append(photo)
         if len(batch) >= BATCH:
             flush()

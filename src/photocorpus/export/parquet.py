@@ -21,12 +21,13 @@ def export_parquet(
     out_file: Path,
     *,
     splits: set[str] | None = None,
+    photo_ids: list[int] | None = None,
     advance: Callable[[int], None] | None = None,
 ) -> int:
     """Write the table; returns the number of rows."""
     import pyarrow.parquet as pq
 
-    table = photo_table(corpus, iter_catalog_photos(corpus, splits=splits), advance)
+    table = photo_table(corpus, iter_catalog_photos(corpus, splits=splits, photo_ids=photo_ids), advance)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_name(f".{out_file.name}.tmp")
     pq.write_table(table, tmp)

@@ -87,6 +87,7 @@ def export_instacities(
     out_dir: Path,
     *,
     splits: set[str] | None = None,
+    photo_ids: list[int] | None = None,
     size: tuple[int, int] | None = None,
     workers: int | None = None,
     embed_provenance: bool = False,
@@ -95,7 +96,9 @@ def export_instacities(
     """``img_resized/<label>/<id>.jpg``, ``captions/<label>/<id>.txt`` (the cleaned caption), and
     ``train.txt``/``val.txt``/``test.txt`` listing ``<label>/<id>`` per line."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    photos = list(iter_catalog_photos(corpus, splits=splits, in_split_only=True, with_file=True))
+    photos = list(
+        iter_catalog_photos(corpus, splits=splits, photo_ids=photo_ids, in_split_only=True, with_file=True)
+    )
     names = UniqueNames()
     lists: dict[str, list[str]] = {s: [] for s in SPLITS}
     report = LayoutReport()
@@ -122,6 +125,7 @@ def export_imagefolder(
     out_dir: Path,
     *,
     splits: set[str] | None = None,
+    photo_ids: list[int] | None = None,
     size: tuple[int, int] | None = None,
     workers: int | None = None,
     embed_provenance: bool = False,
@@ -129,7 +133,9 @@ def export_imagefolder(
 ) -> LayoutReport:
     """``<split>/<label>/<id>.jpg`` for every photo in a split."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    photos = list(iter_catalog_photos(corpus, splits=splits, in_split_only=True, with_file=True))
+    photos = list(
+        iter_catalog_photos(corpus, splits=splits, photo_ids=photo_ids, in_split_only=True, with_file=True)
+    )
     names = UniqueNames()
     report = LayoutReport()
     credits: list[tuple[CatalogPhoto, str]] = []

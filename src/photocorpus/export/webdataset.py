@@ -38,6 +38,7 @@ def export_webdataset(
     out_dir: Path,
     *,
     splits: set[str] | None = None,
+    photo_ids: list[int] | None = None,
     size: tuple[int, int] | None = None,
     samples_per_shard: int = SAMPLES_PER_SHARD,
     workers: int | None = None,
@@ -48,7 +49,9 @@ def export_webdataset(
     import webdataset as wds
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    photos = list(iter_catalog_photos(corpus, splits=splits, in_split_only=True, with_file=True))
+    photos = list(
+        iter_catalog_photos(corpus, splits=splits, photo_ids=photo_ids, in_split_only=True, with_file=True)
+    )
     report = WebDatasetReport()
     credits: list[tuple[CatalogPhoto, str]] = []
     for split in SPLITS:

@@ -59,7 +59,10 @@ __all__ = [
     "ReportData",
     "SearchIndex",
     "make_facet",
+    "points_payload",
+    "script_json",
     "shorten",
+    "text_chunk_script",
     "write_report",
 ]
 
@@ -176,7 +179,7 @@ def _b64(array: np.ndarray) -> str:
     ).decode()
 
 
-def _js_json(value: Any) -> str:
+def script_json(value: Any) -> str:
     """JSON safe to put anywhere in a page: ``<``, ``>``, ``&`` and line separators escaped."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     for raw, esc in (
@@ -243,6 +246,47 @@ def facet_colors(facet: Facet) -> list[str]:
     ]
 
 
+def points_payload(data: ReportData, thumb_ids: np.ndarray, has_thumb: np.ndarray) -> dict[str, Any]:
+    """What ``data/points.js`` holds (``window.PHOTOCORPUS_POINTS``, read by report.js): ids, thumbnail
+    ids, map coordinates and facet codes as base64 typed arrays. ``photocorpus serve`` sends the same
+    payload from its map route, so report.js draws both."""
+    n = len(data.photo_ids)
+    keys = [f.key for f in data.facets]
+    id_type, id_b64 = _id_array(data.photo_ids)
+    thumb_type, thumb_b64 = _id_array(np.where(has_thumb, thumb_ids, 0))
+    return {
+        "n": n,
+        "title": data.title,
+        "ids": {"dtype": id_type, "data": id_b64},
+        "thumbs": {"dtype": thumb_type, "data": thumb_b64, "has": _b64(has_thumb.astype(np.uint8))},
+        "thumbDirSize": 1000,
+        "maps": [
+            {"key": m.key, "title": m.title, "note": m.note, "xy": _b64(_fit(m.coords).reshape(-1))}
+            for m in data.maps
+        ],
+        "facets": [_facet_payload(f, n) for f in data.facets],
+        "defaultFacet": data.default_facet,
+        "tooltipFacets": [k for k in data.tooltip_facets if k in keys],
+        "textChunk": TEXT_CHUNK,
+        "textChunks": math.ceil(n / TEXT_CHUNK),
+        "search": data.search is not None,
+    }
+
+
+def text_chunk_script(data: ReportData, chunk: int) -> str:
+    """``data/text-NNNNN.js``: the hover text of points ``chunk * TEXT_CHUNK`` onwards, gzipped JSON in
+    base64 handed to ``window.photocorpusText``."""
+    text = data.text
+    n = len(data.photo_ids)
+    lo, hi = chunk * TEXT_CHUNK, min(n, (chunk + 1) * TEXT_CHUNK)
+    rows = [
+        [shorten(text.captions[i]), shorten(text.titles[i], 100), shorten(text.owners[i], 60), text.links[i]]
+        for i in range(lo, hi)
+    ]
+    packed = base64.b64encode(gzip.compress(script_json(rows).encode("utf-8"), mtime=0)).decode("ascii")
+    return f'window.photocorpusText({chunk},"{packed}");\n'
+
+
 def write_report(data: ReportData, out_dir: str | os.PathLike[str]) -> Path:
     """Write the report folder (replacing an older one only once the new one is complete)."""
     out = Path(out_dir)
@@ -270,45 +314,12 @@ def write_report(data: ReportData, out_dir: str | os.PathLike[str]) -> Path:
     has_thumb = np.fromiter((int(t) in data.thumb_paths for t in thumb_ids), dtype=bool, count=n)
     link_thumbnails(data.thumb_paths, tmp)
 
-    id_type, id_b64 = _id_array(data.photo_ids)
-    thumb_type, thumb_b64 = _id_array(np.where(has_thumb, thumb_ids, 0))
-    chunks = math.ceil(n / TEXT_CHUNK)
-    points = {
-        "n": n,
-        "title": data.title,
-        "ids": {"dtype": id_type, "data": id_b64},
-        "thumbs": {"dtype": thumb_type, "data": thumb_b64, "has": _b64(has_thumb.astype(np.uint8))},
-        "thumbDirSize": 1000,
-        "maps": [
-            {"key": m.key, "title": m.title, "note": m.note, "xy": _b64(_fit(m.coords).reshape(-1))}
-            for m in data.maps
-        ],
-        "facets": [_facet_payload(f, n) for f in data.facets],
-        "defaultFacet": data.default_facet,
-        "tooltipFacets": [k for k in data.tooltip_facets if k in keys],
-        "textChunk": TEXT_CHUNK,
-        "textChunks": chunks,
-        "search": data.search is not None,
-    }
+    points = points_payload(data, thumb_ids, has_thumb)
     (tmp / "data" / "points.js").write_text(
-        f"window.PHOTOCORPUS_POINTS={_js_json(points)};\n", encoding="utf-8"
+        f"window.PHOTOCORPUS_POINTS={script_json(points)};\n", encoding="utf-8"
     )
-    text = data.text
-    for chunk in range(chunks):
-        lo, hi = chunk * TEXT_CHUNK, min(n, (chunk + 1) * TEXT_CHUNK)
-        rows = [
-            [
-                shorten(text.captions[i]),
-                shorten(text.titles[i], 100),
-                shorten(text.owners[i], 60),
-                text.links[i],
-            ]
-            for i in range(lo, hi)
-        ]
-        packed = base64.b64encode(gzip.compress(_js_json(rows).encode("utf-8"), mtime=0)).decode("ascii")
-        (tmp / "data" / f"text-{chunk:05d}.js").write_text(
-            f'window.photocorpusText({chunk},"{packed}");\n', encoding="utf-8"
-        )
+    for chunk in range(points["textChunks"]):
+        (tmp / "data" / f"text-{chunk:05d}.js").write_text(text_chunk_script(data, chunk), encoding="utf-8")
     queries: list[str] = []
     if data.search is not None:
         position = {int(pid): i for i, pid in enumerate(data.photo_ids)}
@@ -319,7 +330,7 @@ def write_report(data: ReportData, out_dir: str | os.PathLike[str]) -> Path:
         queries = sorted(resolved)
         payload = {"model": data.search.model, "queries": resolved}
         (tmp / "data" / "search.js").write_text(
-            f"window.PHOTOCORPUS_SEARCH={_js_json(payload)};\n", encoding="utf-8"
+            f"window.PHOTOCORPUS_SEARCH={script_json(payload)};\n", encoding="utf-8"
         )
 
     (tmp / "index.html").write_text(

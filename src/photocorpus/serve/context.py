@@ -1,0 +1,75 @@
+"""What every route shares: the catalog connections, caches, templates, jobs and the access policy.
+
+One :class:`ServeContext` per app, stored as ``app.state.ctx``; routes reach it through
+:func:`context_of`. Blocking work (SQLite, numpy, Pillow) runs through :meth:`ServeContext.run`, in
+Starlette's thread pool, so the event loop keeps answering while a query runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from photocorpus.corpus import Corpus
+from photocorpus.serve.catalog_access import CatalogConnections
+from photocorpus.serve.export_jobs import ExportJobs
+from photocorpus.serve.neighbours import NeighbourIndex
+from photocorpus.serve.security import AccessPolicy
+
+T = TypeVar("T")
+CACHE_TTL_S = 30.0
+
+
+@dataclass
+class ServeContext:
+    catalog: CatalogConnections
+    policy: AccessPolicy
+    templates: jinja2.Environment
+    reviewer: str | None = None
+    neighbours: NeighbourIndex = field(default_factory=NeighbourIndex)
+    jobs: ExportJobs | None = None
+    _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def run(self, work: Callable[[Corpus], T], *, snapshot: bool = True) -> T:
+        """``work(corpus)`` on this thread's connection in the thread pool (in a read snapshot, or,
+        for writes, outside one: decisions open their own ``BEGIN IMMEDIATE``)."""
+
+        def call() -> T:
+            if not snapshot:
+                return work(self.catalog.corpus())
+            with self.catalog.snapshot() as corpus:
+                return work(corpus)
+
+        return await run_in_threadpool(call)
+
+    def cached(self, key: str, make: Callable[[], T]) -> T:
+        """A value recomputed at most every :data:`CACHE_TTL_S` seconds (filter choices, facet
+        counts: whole-catalog GROUP BYs that need not be exact to the second)."""
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None and now - hit[0] < CACHE_TTL_S:
+                return hit[1]  # type: ignore[no-any-return]
+        value = make()
+        with self._cache_lock:
+            if len(self._cache) > 500:
+                self._cache.clear()
+            self._cache[key] = (now, value)
+        return value
+
+    def forget_cached(self) -> None:
+        """After a decision: counts and queues must show it at once."""
+        with self._cache_lock:
+            self._cache.clear()
+
+
+def context_of(request: Request) -> ServeContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
