@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from photocorpus.serve import api_routes, decision_routes, map_routes, pages, search_routes
-from photocorpus.serve.catalog_access import CatalogConnections
+from photocorpus.serve.catalog_access import BUSY_TIMEOUT_MS, CatalogConnections
 from photocorpus.serve.context import ServeContext
 from photocorpus.serve.export_jobs import ExportJobs
 from photocorpus.serve.security import AccessPolicy, SecurityMiddleware
@@ -60,11 +60,13 @@ def create_app(
     reviewer: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8765,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
 ) -> Starlette:
     """The web app of one corpus. ``token`` guards writes (and every request when ``host`` is not a
     loopback address); ``reviewer`` is recorded on decisions that do not name one; ``host`` and
-    ``port`` are where uvicorn binds it (the Host-header check and the cookie names use them)."""
-    catalog = CatalogConnections(corpus_path)
+    ``port`` are where uvicorn binds it (the Host-header check and the cookie names use them);
+    ``busy_timeout_ms``: how long a write waits for another writer's lock before answering 503."""
+    catalog = CatalogConnections(corpus_path, busy_timeout_ms)
     ctx = ServeContext(
         catalog=catalog,
         policy=AccessPolicy(token=token, host=host, port=port),

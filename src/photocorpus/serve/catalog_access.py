@@ -30,7 +30,8 @@ BUSY_TIMEOUT_MS = 10_000
 class CatalogConnections:
     """Per-thread :class:`Corpus` objects on one corpus folder (the first open checks the catalog)."""
 
-    def __init__(self, corpus_path: str | os.PathLike[str]) -> None:
+    def __init__(self, corpus_path: str | os.PathLike[str], busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        self.busy_timeout_ms = busy_timeout_ms
         self.root = Path(corpus_path).expanduser().absolute()
         with Corpus.open(self.root):  # checks and migrates once, and fails early on a bad folder
             pass
@@ -43,7 +44,7 @@ class CatalogConnections:
         corpus = getattr(self._local, "corpus", None)
         if corpus is None:
             corpus = Corpus.open(self.root, check=False)
-            corpus.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            corpus.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             self._local.corpus = corpus
             with self._lock:
                 self._all.append(corpus)
