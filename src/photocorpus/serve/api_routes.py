@@ -9,8 +9,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
-from photocorpus.errors import CorpusBusyError, ParameterError, PhotocorpusError
-from photocorpus.serve.context import context_of
+from photocorpus.errors import CorpusBusyError, DecisionError, ParameterError, PhotocorpusError
+from photocorpus.serve.context import context_of, render
 from photocorpus.serve.grid_rows import grid_page
 from photocorpus.serve.photo_details import photo_details
 from photocorpus.serve.photo_filters import FilterError, parse_grid_query, photo_condition
@@ -173,21 +173,10 @@ async def _busy(request: Request, exc: Exception) -> Response:
 
 
 def error_page(request: Request, status: int, message: str) -> Response:
-    from starlette.responses import HTMLResponse
-
-    html = (
-        context_of(request)
-        .templates.get_template("error.html")
-        .render(
-            status=status, message=message, csrf=request.scope.get("state", {}).get("csrf", ""), title="Error"
-        )
-    )
-    return HTMLResponse(html, status_code=status)
+    return render(request, "error.html", status, code=status, message=message, title="Error")
 
 
 async def _our_error(request: Request, exc: Exception) -> Response:
-    from photocorpus.decisions import DecisionError
-
     if isinstance(exc, CorpusBusyError):
         return await _busy(request, exc)
     if isinstance(exc, (DecisionError, FilterError, ParameterError)):

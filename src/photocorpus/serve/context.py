@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import jinja2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import HTMLResponse
 
 from photocorpus.corpus import Corpus
 from photocorpus.serve.catalog_access import CatalogConnections
@@ -73,3 +74,12 @@ class ServeContext:
 
 def context_of(request: Request) -> ServeContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    """A page: the template with the csrf token (for forms and <meta>) and the reviewer filled in."""
+    ctx = context_of(request)
+    html = ctx.templates.get_template(template).render(
+        csrf=request.scope.get("state", {}).get("csrf", ""), reviewer=ctx.reviewer or "", **values
+    )
+    return HTMLResponse(html, status_code=status)

@@ -34,7 +34,7 @@ from photocorpus.explore.report import (
     text_chunk_script,
 )
 from photocorpus.serve.api_routes import image_thumb
-from photocorpus.serve.context import context_of
+from photocorpus.serve.context import context_of, render
 
 MAP_METHODS = ("tsne", "umap", "pca")
 
@@ -131,8 +131,6 @@ def _cached_map(request: Request, features: str) -> tuple[ReportData, dict[str, 
 
 
 async def map_page(request: Request) -> Response:
-    from photocorpus.serve.pages import render
-
     ctx = context_of(request)
     features = request.query_params.get("features")
     if features:
@@ -142,8 +140,6 @@ async def map_page(request: Request) -> Response:
 
 
 async def map_view(request: Request) -> Response:
-    from photocorpus.serve.pages import render
-
     features = request.path_params["features"]
     ctx = context_of(request)
     data, points = await ctx.run(_cached_map(request, features))  # type: ignore[arg-type]

@@ -11,10 +11,10 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from photocorpus.serve.api_routes import full_photo
-from photocorpus.serve.context import context_of
+from photocorpus.serve.context import context_of, render
 from photocorpus.serve.grid_rows import facet_counts, filter_choices, grid_page
 from photocorpus.serve.photo_details import geo_point
 from photocorpus.serve.photo_filters import SORTS, parse_grid_query
@@ -25,14 +25,6 @@ EXPORT_FORMATS = (
     "parquet", "imagefolder", "instacities", "webdataset", "mirflickr-json", "mirflickr-images",
     "attribution",
 )  # fmt: skip
-
-
-def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    ctx = context_of(request)
-    html = ctx.templates.get_template(template).render(
-        csrf=request.scope.get("state", {}).get("csrf", ""), reviewer=ctx.reviewer or "", **values
-    )
-    return HTMLResponse(html, status_code=status)
 
 
 async def landing(request: Request) -> Response:

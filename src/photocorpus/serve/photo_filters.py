@@ -236,8 +236,9 @@ def photo_condition(filters: Mapping[str, str]) -> tuple[str, list[Any]]:
     return (" AND ".join(terms) or "1"), values
 
 
-# A photo a person has decided anything about: it appears in a decision's photo list.
+# A photo a person has decided anything about (an active decision names it); decision_photos is keyed
+# on photo_id first, so this is one index probe per row.
 REVIEWED_SQL = (
-    "EXISTS (SELECT 1 FROM decisions d, json_each(d.photo_ids) j WHERE j.value = p.id "
-    "AND d.undone_by IS NULL AND d.kind != 'undo')"
+    "EXISTS (SELECT 1 FROM decision_photos x JOIN decisions d ON d.id = x.decision "
+    "WHERE x.photo_id = p.id AND d.undone_by IS NULL AND d.kind != 'undo')"
 )

@@ -28,7 +28,7 @@ def _decided_photos(corpus: Corpus, kinds: tuple[str, ...]) -> set[int]:
     """Photos named by an active decision of these kinds (the queues' "reviewed" mark)."""
     marks = ",".join("?" * len(kinds))
     rows = corpus.conn.execute(
-        f"SELECT DISTINCT j.value FROM decisions d, json_each(d.photo_ids) j "
+        f"SELECT DISTINCT x.photo_id FROM decisions d JOIN decision_photos x ON x.decision = d.id "
         f"WHERE d.kind IN ({marks}) AND d.undone_by IS NULL",
         kinds,
     )
@@ -48,7 +48,7 @@ def duplicate_groups(
     groups: dict[int, list[Any]] = {}
     for r in rows:
         groups.setdefault(int(r["dup_group"]), []).append(r)
-    decided = _decided_photos(corpus, ("confirm_group", "split_group", "not_duplicate"))
+    decided = _decided_photos(corpus, ("confirm_group", "split_group", "mark_not_duplicate"))
     out = []
     for group, members in groups.items():
         rep = next((m for m in members if m["duplicate_of"] is None), members[0])

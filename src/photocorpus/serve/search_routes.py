@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from photocorpus.corpus import Corpus
-from photocorpus.serve.context import context_of
+from photocorpus.serve.context import context_of, render
 from photocorpus.serve.photo_filters import parse_grid_query, photo_condition
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -150,8 +150,6 @@ async def search_json(request: Request) -> Response:
 
 
 async def search_page(request: Request) -> Response:
-    from photocorpus.serve.pages import render
-
     upload = await _upload(request) if request.method == "POST" else None
     result = await _search(request, upload)
     query = parse_grid_query(request.query_params)
