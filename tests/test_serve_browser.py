@@ -35,7 +35,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Iterator[Ru
 
 
 @pytest.fixture()
-def fresh_server(tmp_path_factory: pytest.TempPathFactory, built: Path, browser: Any) -> Iterator[RunningServer]:
+def fresh_server(
+    tmp_path_factory: pytest.TempPathFactory, built: Path, browser: Any
+) -> Iterator[RunningServer]:
     """A server on an untouched copy of the corpus, the browser signed in to it."""
     corpus = copy_corpus(built, tmp_path_factory.mktemp("serve-fresh") / "corpus")
     running = start_server(corpus)
@@ -255,4 +257,37 @@ def test_captions_crafted_to_run_script_stay_text(browser: Any, server: RunningS
         '<img src=x onerror="window.__pwned=1;alert(1)">'
     )
     assert browser.find_element(By.ID, "pc-title").text == '"><svg onload=alert(3)>'
+    assert console_errors(browser) == []
+
+
+def test_the_map_draws_and_its_lasso_selection_opens_in_the_grid(browser: Any, server: RunningServer) -> None:
+    """The explore report's own report.js and WebGL scatter, served live; a lasso selection (here
+    made through the plot's API, as regl-scatterplot reports a lasso) becomes the grid of those ids."""
+    from selenium.webdriver.common.by import By
+
+    import photocorpus as pc
+
+    pc.explore_photos(server.corpus, method="pca", compare_raw=False, k=4, name="serve-test")
+    browser.get(f"{server.url}/map?features=efficientnet-lite0")
+    wait_for(
+        lambda: browser.execute_script("return !!(window.photocorpusReport && photocorpusReport.lassoReady)"),
+        what="the map",
+    )
+    n = browser.execute_script("return photocorpusReport.n")
+    assert n == catalog_rows(server.corpus, "SELECT COUNT(*) FROM photos")[0][0]
+    chosen = browser.execute_script(
+        "var r = photocorpusReport; r.maps[0].plot.select([0, 1, 2, 3, 4]);"
+        "return [0, 1, 2, 3, 4].map(function (i) { return r.photoId(i); });"
+    )
+    link = wait_for(
+        lambda: (lambda el: el if el.is_displayed() else None)(browser.find_element(By.ID, "pc-lasso-grid")),
+        what="the lasso link",
+    )
+    assert "5 selected" in link.text
+    link.click()
+    wait_for(lambda: "/grid?ids=" in browser.current_url, what="the grid of the selection")
+    shown = sorted(
+        int(c.get_attribute("data-id")) for c in browser.find_elements(By.CSS_SELECTOR, "#pc-grid .pc-cell")
+    )
+    assert shown == sorted(chosen)
     assert console_errors(browser) == []

@@ -6,7 +6,7 @@
   var MAX = 10000;
   function wire() {
     var report = window.photocorpusReport;
-    if (!report || !report.ready) { setTimeout(wire, 100); return; }
+    if (!report || !report.ready) { setTimeout(wire, 25); return; }
     report.maps.forEach(function (m) {
       m.plot.subscribe('select', function (event) {
         var points = event.points || [];
@@ -19,6 +19,7 @@
       });
       m.plot.subscribe('deselect', function () { link.hidden = true; });
     });
+    report.lassoReady = true;  // automation hook: selections from now on reach the grid link
   }
   wire();
 })();
