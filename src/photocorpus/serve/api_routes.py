@@ -11,7 +11,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 
 from photocorpus.errors import CorpusBusyError, DecisionError, ParameterError, PhotocorpusError
 from photocorpus.serve.context import context_of, render
-from photocorpus.serve.grid_rows import grid_page
+from photocorpus.serve.grid_rows import facet_counts, grid_page
 from photocorpus.serve.photo_details import photo_details
 from photocorpus.serve.photo_filters import FilterError, parse_grid_query, photo_condition
 from photocorpus.serve.thumbnails import StoredImage, full_image, thumbnail
@@ -28,6 +28,19 @@ async def healthz(request: Request) -> Response:
 async def photos_json(request: Request) -> Response:
     query = parse_grid_query(request.query_params)
     return JSONResponse(await context_of(request).run(lambda c: grid_page(c, query)))
+
+
+async def facets_json(request: Request) -> Response:
+    """The grid's side counts for a filter, asked by the page after it has shown the photos: at
+    100,000 photos they are whole-catalog GROUP BYs (most of a second), so the grid does not wait for
+    them, and each filter's counts are kept for :data:`~photocorpus.serve.context.CACHE_TTL_S`."""
+    ctx = context_of(request)
+    query = parse_grid_query(request.query_params)
+    key = "facets?" + query.query_string(page=1, sort="id", per_page=60)
+    facets = await ctx.run(lambda c: ctx.cached(key, lambda: facet_counts(c, query)))
+    return JSONResponse(
+        {name: [{"value": v, "count": n} for v, n in values] for name, values in facets.items()}
+    )
 
 
 async def photo_json(request: Request) -> Response:

@@ -92,6 +92,7 @@ def create_app(
         Route("/review/quality", pages.review_quality),
         Route("/audit", pages.audit_page),
         Route("/api/photos", api_routes.photos_json),
+        Route("/api/facets", api_routes.facets_json),
         Route("/api/photo/{photo_id:int}", api_routes.photo_json),
         Route("/api/search", search_routes.search_json),
         Route("/api/decisions", decision_routes.decisions_json, methods=["GET", "POST"]),

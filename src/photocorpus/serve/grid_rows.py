@@ -19,7 +19,7 @@ FACET_LIMIT = 30
 def grid_page(corpus: Corpus, query: GridQuery) -> dict[str, Any]:
     """``{"count", "page", "per_page", "photos": [...]}`` for the query (run inside a snapshot)."""
     condition, values = query.where()
-    count = int(corpus.conn.execute(f"SELECT COUNT(*) {FROM} WHERE {condition}", values).fetchone()[0])
+    count = int(corpus.conn.execute(f"SELECT COUNT(*) FROM photos p WHERE {condition}", values).fetchone()[0])
     offset = (query.page - 1) * query.per_page
     rows = corpus.conn.execute(
         f"""SELECT p.id, p.primary_label, p.title, p.caption, p.source, p.license, p.owner,

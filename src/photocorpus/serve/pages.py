@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from photocorpus.serve.api_routes import full_photo
 from photocorpus.serve.context import context_of, render
-from photocorpus.serve.grid_rows import facet_counts, filter_choices, grid_page
+from photocorpus.serve.grid_rows import filter_choices, grid_page
 from photocorpus.serve.photo_details import geo_point
 from photocorpus.serve.photo_filters import SORTS, parse_grid_query
 from photocorpus.serve.review_queues import duplicate_groups, flagged_photos
@@ -47,9 +47,6 @@ async def grid(request: Request) -> Response:
 
     def read(corpus: Any) -> dict[str, Any]:
         page = grid_page(corpus, query)
-        page["facets"] = ctx.cached(
-            "facets?" + query.query_string(page=1), lambda: facet_counts(corpus, query)
-        )
         page["choices"] = ctx.cached("choices", lambda: filter_choices(corpus))
         return page
 

@@ -192,6 +192,42 @@
     document.body.dataset.ready = '1';
   }
 
+  // ---------------------------------------------------------------- grid: counts inside the filter
+  var facetBox = document.getElementById('pc-facets');
+  if (facetBox) {
+    fetch('/api/facets?' + facetBox.dataset.query, { credentials: 'same-origin' })
+      .then(function (r) { return r.json(); })
+      .then(function (facets) {
+        facetBox.textContent = '';
+        Object.keys(facets).forEach(function (name) {
+          var details = document.createElement('details');
+          details.open = true;
+          var summary = document.createElement('summary');
+          summary.textContent = name;
+          details.appendChild(summary);
+          var list = document.createElement('ul');
+          list.className = 'pc-facets';
+          facets[name].forEach(function (item) {
+            var params = new URLSearchParams(facetBox.dataset.query);
+            params.set(name, item.value);
+            params.set('page', '1');
+            var li = document.createElement('li');
+            var a = document.createElement('a');
+            a.href = '/grid?' + params.toString();
+            a.textContent = item.value;
+            var n = document.createElement('small');
+            n.textContent = ' ' + item.count;
+            li.appendChild(a);
+            li.appendChild(n);
+            list.appendChild(li);
+          });
+          details.appendChild(list);
+          facetBox.appendChild(details);
+        });
+        facetBox.dataset.ready = '1';
+      });
+  }
+
   // ---------------------------------------------------------------- grid: export the current filter
   var exportBox = document.getElementById('pc-export');
   if (exportBox) {
