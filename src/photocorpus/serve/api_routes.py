@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -199,7 +200,19 @@ async def _our_error(request: Request, exc: Exception) -> Response:
     return error_page(request, 500, str(exc))
 
 
+async def _sqlite_error(request: Request, exc: Exception) -> Response:
+    """A read that met a locked catalog (a checkpoint, a writer's schema migration) is a 503 to retry,
+    like a busy write; any other SQLite error is a server error."""
+    message = str(exc)
+    if "locked" in message or "busy" in message:
+        return await _busy(request, exc)
+    if _wants_json(request):
+        return JSONResponse({"error": f"catalog error: {message}"}, status_code=500)
+    return error_page(request, 500, f"catalog error: {message}; run `photocorpus verify` if it persists")
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: _http_error,
     PhotocorpusError: _our_error,
+    sqlite3.OperationalError: _sqlite_error,
 }
