@@ -291,3 +291,33 @@ def test_the_map_draws_and_its_lasso_selection_opens_in_the_grid(browser: Any, s
     )
     assert shown == sorted(chosen)
     assert console_errors(browser) == []
+
+
+def test_quality_queue_keys_confirm_and_overrule_flags(browser: Any, server: RunningServer) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server.url}/review/quality")
+    wait_for(lambda: browser.execute_script("return document.body.dataset.ready") == "1", what="the queue")
+    items = browser.find_elements(By.CSS_SELECTOR, ".pc-queue-item")
+    flagged = catalog_rows(
+        server.corpus, "SELECT COUNT(*) FROM curation WHERE quality_flags NOT IN ('[]', '')"
+    )[0][0]
+    assert len(items) == flagged > 2
+    first, third = (int(items[i].get_attribute("data-ids")) for i in (0, 2))
+    before = last_decision_id(server)
+    ActionChains(browser).send_keys("n").perform()  # overrule: this photo's quality is fine
+    wait_for(lambda: len(decisions(server, before)) == 1, what="the first verdict")
+    wait_for(
+        lambda: browser.execute_script("return photocorpusServe.current()") == 1, what="the move to the next"
+    )
+    ActionChains(browser).send_keys("j").perform()  # skip the second
+    ActionChains(browser).send_keys("y").perform()  # the flag is right
+    wait_for(lambda: len(decisions(server, before)) == 2, what="the second verdict")
+    verdicts = catalog_rows(
+        server.corpus, "SELECT photo_id, value FROM photo_verdicts WHERE field = 'quality' ORDER BY decision"
+    )[-2:]
+    assert verdicts == [(first, "true"), (third, "false")]
+    wait_for(
+        lambda: browser.execute_script("return photocorpusServe.reviewed()") == 2, what="both marked reviewed"
+    )
