@@ -51,13 +51,14 @@ class ServeContext:
 
         return await run_in_threadpool(call)
 
-    def cached(self, key: str, make: Callable[[], T]) -> T:
-        """A value recomputed at most every :data:`CACHE_TTL_S` seconds (filter choices, facet
-        counts: whole-catalog GROUP BYs that need not be exact to the second)."""
+    def cached(self, key: str, make: Callable[[], T], ttl_s: float = CACHE_TTL_S) -> T:
+        """A value recomputed at most every ``ttl_s`` seconds (filter choices, facet counts, queues:
+        whole-catalog queries that need not be exact to the second). Keys starting with ``keep:``
+        survive :meth:`forget_cached` (the map's payload: seconds to rebuild at 100,000 photos)."""
         now = time.monotonic()
         with self._cache_lock:
             hit = self._cache.get(key)
-            if hit is not None and now - hit[0] < CACHE_TTL_S:
+            if hit is not None and now - hit[0] < ttl_s:
                 return hit[1]  # type: ignore[no-any-return]
         value = make()
         with self._cache_lock:
@@ -69,7 +70,8 @@ class ServeContext:
     def forget_cached(self) -> None:
         """After a decision: counts and queues must show it at once."""
         with self._cache_lock:
-            self._cache.clear()
+            for key in [k for k in self._cache if not k.startswith("keep:")]:
+                del self._cache[key]
 
 
 def context_of(request: Request) -> ServeContext:

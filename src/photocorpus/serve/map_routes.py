@@ -115,7 +115,7 @@ def _cached_map(request: Request, features: str) -> tuple[ReportData, dict[str, 
 
     def build(corpus: Corpus) -> tuple[ReportData, dict[str, Any]]:
         rows = next((f["rows"] for f in corpus.feature_sets() if f["name"] == f"{features}"), 0)
-        key = f"map:{features}:{rows}"
+        key = f"keep:map:{features}:{rows}"
 
         def make() -> tuple[ReportData, dict[str, Any]]:
             data = map_data(corpus, features)
@@ -125,7 +125,7 @@ def _cached_map(request: Request, features: str) -> tuple[ReportData, dict[str, 
             )
             return data, points_payload(data, thumb_ids, has_thumb)
 
-        return ctx.cached(key, make)
+        return ctx.cached(key, make, ttl_s=600)
 
     return build  # type: ignore[return-value]
 

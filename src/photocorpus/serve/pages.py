@@ -18,6 +18,7 @@ from photocorpus.serve.context import context_of, render
 from photocorpus.serve.grid_rows import filter_choices, grid_page
 from photocorpus.serve.photo_details import geo_point
 from photocorpus.serve.photo_filters import SORTS, parse_grid_query
+from photocorpus.serve.review_queues import PAGE as QUEUE_PAGE
 from photocorpus.serve.review_queues import duplicate_groups, flagged_photos
 from photocorpus.serve.security import cookie_header
 
@@ -47,7 +48,7 @@ async def grid(request: Request) -> Response:
 
     def read(corpus: Any) -> dict[str, Any]:
         page = grid_page(corpus, query)
-        page["choices"] = ctx.cached("choices", lambda: filter_choices(corpus))
+        page["choices"] = ctx.cached("choices", lambda: filter_choices(corpus), ttl_s=300)
         return page
 
     page = await ctx.run(read)
@@ -79,7 +80,12 @@ async def review_duplicates(request: Request) -> Response:
     if order not in ("largest", "uncertain"):
         raise HTTPException(400, "order must be largest or uncertain")
     offset = _offset(request)
-    queue = await context_of(request).run(lambda c: duplicate_groups(c, order, offset))
+    ctx = context_of(request)
+    # the whole ordered queue, kept until the next decision (or 30 s): paging does not recompute it
+    whole = await ctx.run(
+        lambda c: ctx.cached(f"duplicates:{order}", lambda: duplicate_groups(c, order, 0, limit=None))
+    )
+    queue = {"total": whole["total"], "groups": whole["groups"][offset : offset + QUEUE_PAGE]}
     return render(
         request, "review_duplicates.html", title="Review duplicates", queue=queue, order=order, offset=offset
     )

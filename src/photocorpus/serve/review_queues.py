@@ -36,7 +36,7 @@ def _decided_photos(corpus: Corpus, kinds: tuple[str, ...]) -> set[int]:
 
 
 def duplicate_groups(
-    corpus: Corpus, order: str = "largest", offset: int = 0, limit: int = PAGE
+    corpus: Corpus, order: str = "largest", offset: int = 0, limit: int | None = PAGE
 ) -> dict[str, Any]:
     """A page of duplicate groups: ``{"total", "groups": [{"group", "size", "reviewed", "members":
     [{"id", "method", "distance", "width", "height", "title"}]}]}``."""
@@ -81,7 +81,8 @@ def duplicate_groups(
         out.sort(key=lambda g: (g["reviewed"], -g["size"], g["group"]))
     for g in out:
         del g["weakest"]
-    return {"total": len(out), "groups": out[offset : offset + limit]}
+    end = None if limit is None else offset + limit
+    return {"total": len(out), "groups": out[offset:end]}
 
 
 def flagged_photos(corpus: Corpus, queue: str, offset: int = 0, limit: int = 60) -> dict[str, Any]:
