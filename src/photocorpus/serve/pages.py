@@ -18,8 +18,8 @@ from photocorpus.serve.context import context_of, render
 from photocorpus.serve.grid_rows import filter_choices, grid_page
 from photocorpus.serve.photo_details import geo_point
 from photocorpus.serve.photo_filters import SORTS, parse_grid_query
+from photocorpus.serve.review_queues import FLAG_PAGE, duplicate_groups, flagged_photos
 from photocorpus.serve.review_queues import PAGE as QUEUE_PAGE
-from photocorpus.serve.review_queues import duplicate_groups, flagged_photos
 from photocorpus.serve.security import cookie_header
 
 EXPORT_FORMATS = (
@@ -101,7 +101,11 @@ async def review_quality(request: Request) -> Response:
 
 async def _flag_queue(request: Request, queue_name: str, title: str) -> Response:
     offset = _offset(request)
-    queue = await context_of(request).run(lambda c: flagged_photos(c, queue_name, offset))
+    ctx = context_of(request)
+    whole = await ctx.run(
+        lambda c: ctx.cached(f"flags:{queue_name}", lambda: flagged_photos(c, queue_name, 0, limit=None))
+    )
+    queue = {"total": whole["total"], "items": whole["items"][offset : offset + FLAG_PAGE]}
     return render(
         request, "review_flags.html", title=title, queue=queue, queue_name=queue_name, offset=offset
     )

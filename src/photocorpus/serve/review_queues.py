@@ -16,6 +16,7 @@ from photocorpus.corpus import Corpus
 
 METHOD_RANK = {"exact": 0, "phash": 1, "semantic": 2}
 PAGE = 20
+FLAG_PAGE = 60
 
 
 def _distance(a: int | None, b: int | None) -> int | None:
@@ -85,7 +86,9 @@ def duplicate_groups(
     return {"total": len(out), "groups": out[offset:end]}
 
 
-def flagged_photos(corpus: Corpus, queue: str, offset: int = 0, limit: int = 60) -> dict[str, Any]:
+def flagged_photos(
+    corpus: Corpus, queue: str, offset: int = 0, limit: int | None = FLAG_PAGE
+) -> dict[str, Any]:
     """Bot candidates (``bots``: ``curation.bot = 1``) or quality-flagged photos (``quality``), the
     unreviewed first, each with the rule or flags that put it here."""
     if queue == "bots":
@@ -113,4 +116,5 @@ def flagged_photos(corpus: Corpus, queue: str, offset: int = 0, limit: int = 60)
         for r in rows
     ]
     items.sort(key=lambda i: (i["reviewed"], i["id"]))
-    return {"total": len(items), "items": items[offset : offset + limit]}
+    end = None if limit is None else offset + limit
+    return {"total": len(items), "items": items[offset:end]}
