@@ -14,6 +14,7 @@ The map itself comes from ``photocorpus explore`` (stored as the feature set ``S
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -110,7 +111,8 @@ def map_data(corpus: Corpus, features: str) -> ReportData:
     )
 
 
-def _cached_map(request: Request, features: str) -> tuple[ReportData, dict[str, Any]]:
+def _cached_map(request: Request, features: str) -> Callable[[Corpus], tuple[ReportData, dict[str, Any]]]:
+    """The work that reads the map of ``features`` (report data and points payload), kept 10 min."""
     ctx = context_of(request)
 
     def build(corpus: Corpus) -> tuple[ReportData, dict[str, Any]]:
@@ -127,7 +129,7 @@ def _cached_map(request: Request, features: str) -> tuple[ReportData, dict[str, 
 
         return ctx.cached(key, make, ttl_s=600)
 
-    return build  # type: ignore[return-value]
+    return build
 
 
 async def map_page(request: Request) -> Response:
@@ -142,7 +144,7 @@ async def map_page(request: Request) -> Response:
 async def map_view(request: Request) -> Response:
     features = request.path_params["features"]
     ctx = context_of(request)
-    data, points = await ctx.run(_cached_map(request, features))  # type: ignore[arg-type]
+    data, points = await ctx.run(_cached_map(request, features))
     return render(
         request, "map.html", title=data.title, features=features, maps=points["maps"],
         facets=[{"key": f.key, "title": f.title} for f in data.facets], default_facet=data.default_facet,
@@ -152,14 +154,14 @@ async def map_view(request: Request) -> Response:
 
 async def points_js(request: Request) -> Response:
     features = request.path_params["features"]
-    _data, points = await context_of(request).run(_cached_map(request, features))  # type: ignore[arg-type]
+    _data, points = await context_of(request).run(_cached_map(request, features))
     return Response(f"window.PHOTOCORPUS_POINTS={script_json(points)};\n", media_type="text/javascript")
 
 
 async def text_js(request: Request) -> Response:
     features = request.path_params["features"]
     chunk = request.path_params["chunk"]
-    data, points = await context_of(request).run(_cached_map(request, features))  # type: ignore[arg-type]
+    data, points = await context_of(request).run(_cached_map(request, features))
     if not 0 <= chunk < points["textChunks"]:
         raise HTTPException(404, "no such text chunk")
     return Response(text_chunk_script(data, chunk), media_type="text/javascript")
