@@ -28,7 +28,7 @@ SINGLES = 12
 TOKEN = "test-token-0123456789"
 INJECTED = {
     "caption": (
-        "<img src=x onerror=\"window.__pwned=1;alert(1)\"> </script><script>window.__pwned=2</script> #x"
+        '<img src=x onerror="window.__pwned=1;alert(1)"> </script><script>window.__pwned=2</script> #x'
     ),
     "title": '"><svg onload=alert(3)>',
     "owner": "<b onmouseover=alert(4)>owner</b>",
