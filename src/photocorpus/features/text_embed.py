@@ -273,6 +273,11 @@ def _embed_one(
     if kind == "minilm":
         encoder = MiniLMEncoder(threads)
         model_id, params = encoder.model_id, dict(encoder.params)
+        # torch is loaded now anyway: export the query encoder's ONNX graph here (once per machine),
+        # so that the first `photocorpus search` does not pay for it (photocorpus.minilm_onnx)
+        from photocorpus.minilm_onnx import ensure_minilm_onnx
+
+        ensure_minilm_onnx()
     else:
         encoder, model_id, params = _trained_encoder(corpus, kind, names, fetched, report)
     for name in names:

@@ -4,7 +4,9 @@ A semantic model regresses one of featurize's caption sets (``text.minilm``, ``t
 ``text.word2vec``, ``text.word2vec-tfidf``); a query must land in the same space, so it goes through
 the very encoder that filled the set: the packaged MiniLM, or the LDA / word2vec model featurize
 trained on this corpus and saved beside the set (:mod:`photocorpus.features.text_embed`). Encoders are
-loaded once per process: loading MiniLM costs about a second, encoding a short query a few ms.
+loaded once per process; MiniLM runs on onnxruntime (:mod:`photocorpus.minilm_onnx`), so a query
+needs neither torch nor sentence-transformers: loading it costs a few tenths of a second, a short
+query a few ms.
 """
 
 from __future__ import annotations
@@ -36,31 +38,13 @@ def text_feature_set(space: str) -> str:
     return TEXT_SPACES[space]
 
 
-SINGLE_THREAD_MAX_TEXTS = 8
-
-
 @functools.cache
 def _minilm() -> Encoder:
-    import torch
+    # onnxruntime, not sentence-transformers: the same vectors without importing torch and
+    # transformers, which cost a CLI search seconds of start-up (see photocorpus.minilm_onnx)
+    from photocorpus.minilm_onnx import OnnxMiniLM
 
-    from photocorpus.text_encoders import MiniLMEncoder
-
-    model = MiniLMEncoder(threads=None)
-
-    def encode(texts: Sequence[str]) -> np.ndarray:
-        if len(texts) > SINGLE_THREAD_MAX_TEXTS:
-            return model.encode(list(texts))["text.minilm"]
-        # A query is a handful of tokens: splitting each small op over threads costs more than it
-        # saves, and on a busy machine one descheduled thread stalls every op. Measured on 2 cores
-        # at load 5: p95 760 ms with 2 threads, 41 ms with 1.
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return model.encode(list(texts))["text.minilm"]
-        finally:
-            torch.set_num_threads(previous)
-
-    return encode
+    return OnnxMiniLM()
 
 
 @functools.cache
