@@ -243,6 +243,7 @@ class LoadedClassifier:
     info: dict[str, Any]
     head: FeatureHead | None  # frozen-feature classifiers
     finetuned: Any = None  # photocorpus.learn.finetune.FinetunedNet for fine-tuned ones
+    corpus: Corpus | None = None  # where a fused feature set's inputs are looked up (predict on files)
 
     @property
     def classes(self) -> list[str]:
@@ -267,9 +268,9 @@ class LoadedClassifier:
         if self.finetuned is not None:
             logits, _ok, errors = self.finetuned.logits_for_files(paths)
             return _probabilities(logits, self.multilabel), sorted(errors.items())
-        from photocorpus.learn.search import image_files_features
+        from photocorpus.learn.image_file_features import image_files_features
 
-        features, errs = image_files_features(list(paths), self.info["image_features"])
+        features, errs = image_files_features(list(paths), self.info["image_features"], corpus=self.corpus)
         return self.predict_features(features), errs
 
 
@@ -279,11 +280,11 @@ def load_classifier(corpus: Corpus, name: str) -> LoadedClassifier:
     if info.get("finetune"):
         from photocorpus.learn.finetune import FinetunedNet
 
-        return LoadedClassifier(entry, info, None, FinetunedNet(info, state))
+        return LoadedClassifier(entry, info, None, FinetunedNet(info, state), corpus)
     head = FeatureHead.from_spec(info["head"])
     head.load_state_dict(state, strict=True)
     head.eval()
-    return LoadedClassifier(entry, info, head)
+    return LoadedClassifier(entry, info, head, corpus=corpus)
 
 
 # ------------------------------------------------------------------------------------------ predict
