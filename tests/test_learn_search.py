@@ -31,6 +31,7 @@ from photocorpus.learn.evaluate import (
     write_unjudged,
 )
 from photocorpus.learn.heads import FitSettings
+from photocorpus.learn.query import parse_query, query_vector
 from photocorpus.learn.registry import list_models
 from photocorpus.learn.search import Searcher, search_text
 from photocorpus.learn.semantic import load_semantic, train_semantic
@@ -360,6 +361,50 @@ def test_cli_search_json_html_and_evaluate(mir: Corpus, semantic, labels_csv: Pa
     assert bad.returncode == 2 and "give a text QUERY" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("search", "-people", "-C", root, check=False)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+HEAVY_MODULES = ("torch", "sentence_transformers", "transformers")
+# runs the CLI as `python -m photocorpus` does, then reports which heavy modules the search imported
+IMPORT_PROBE = (
+    "import atexit, sys\n"
+    f"heavy = {HEAVY_MODULES!r}\n"
+    "atexit.register(lambda: print('loaded:', [m for m in heavy if m in sys.modules], file=sys.stderr))\n"
+    "sys.argv[0] = 'photocorpus'\n"
+    "from photocorpus.cli import main\n"
+    "main()\n"
+)
+
+
+def test_warm_cli_search_imports_no_torch_and_ranks_as_the_torch_path(mir: Corpus, semantic) -> None:  # type: ignore[no-untyped-def]
+    """Once the index is built, a CLI search runs the query through onnxruntime MiniLM and the saved
+    index: no torch, sentence-transformers or transformers (seconds of start-up), the same ranking."""
+    import subprocess
+    import sys
+
+    from photocorpus.text_encoders import MiniLMEncoder
+
+    root, model = str(mir.root), "semantic-minilm"
+    run_cli("search", "night", "-m", model, "-C", root, "--json")  # builds or updates the index
+    reference = load_semantic(mir, model)  # the torch path: every photo embedded now, exact scores
+    fs = feature_store.open_feature_set(mir, reference.info["image_features"])
+    ids = fs.photo_ids()
+    joint = reference.embed(feature_rows(fs, ids))
+    st = MiniLMEncoder(threads=2)
+
+    def encode(texts):  # type: ignore[no-untyped-def]
+        return st.encode(list(texts))["text.minilm"]
+
+    for query in ("night", "dog +beach", "people -portrait^0.5"):
+        args = ["search", query, "-m", model, "-C", root, "--json", "--k", "10"]
+        proc = subprocess.run(
+            [sys.executable, "-c", IMPORT_PROBE, *args], capture_output=True, text=True, check=True
+        )
+        assert "loaded: []" in proc.stderr, proc.stderr
+        hits = json.loads(proc.stdout)
+        scores = joint @ query_vector(parse_query(query), encode)
+        best = np.argsort(-scores, kind="stable")[:10]
+        assert [h["photo_id"] for h in hits] == ids[best].tolist()
+        assert [h["score"] for h in hits] == pytest.approx(scores[best].tolist(), abs=1e-5)
 
 
 def test_explore_report_gains_a_search_box_from_the_semantic_model(mir: Corpus, semantic) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,6 @@ report and the benchmark ask many); ``search_text`` reuses one per corpus and mo
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -26,13 +25,14 @@ import numpy as np
 from photocorpus import corpus_paths, feature_store
 from photocorpus.learn import registry
 from photocorpus.learn.dataset import LearnError, feature_rows, photo_meta
+from photocorpus.learn.image_file_features import image_file_features
 from photocorpus.learn.query import describe_query, parse_query, query_vector
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
     from photocorpus.learn.bridge import ImageNetBridge
     from photocorpus.learn.index import PhotoIndex
-    from photocorpus.learn.semantic import LoadedSemantic
+    from photocorpus.learn.semantic_handle import SemanticHandle
 
 METHODS = ("auto", "semantic", "bridge")
 MAX_K = 10_000
@@ -66,7 +66,7 @@ def _signature(fs: feature_store.FeatureSet) -> str:
     return json.dumps({"shards": fs.shards, "rows": fs.rows}, sort_keys=True)
 
 
-def semantic_index_source(corpus: Corpus, model: LoadedSemantic) -> Any:
+def semantic_index_source(corpus: Corpus, model: SemanticHandle) -> Any:
     """An :class:`~photocorpus.learn.index.IndexSource` embedding the model's image features."""
     from photocorpus.learn.index import IndexSource
 
@@ -122,7 +122,7 @@ class Searcher:
         if method not in METHODS:
             raise LearnError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
         self.corpus = corpus
-        self.semantic: LoadedSemantic | None = None
+        self.semantic: SemanticHandle | None = None
         self.index: PhotoIndex | None = None
         self._bridge: ImageNetBridge | None = None
         self._encode: Any = None
@@ -136,11 +136,10 @@ class Searcher:
         )
         if use_semantic:
             from photocorpus.learn.index import ensure_index
-            from photocorpus.learn.semantic import load_semantic
-            from photocorpus.learn.text_space import query_encoder
+            from photocorpus.learn.semantic_handle import open_semantic
 
-            self.semantic = load_semantic(corpus, model)
-            self._encode = query_encoder(corpus, self.semantic.text_space)
+            # weights (and torch) are loaded only if the index must embed photos it lacks
+            self.semantic = open_semantic(corpus, model)
             folder = self.semantic.entry.folder(corpus) / INDEX_DIR
             self.index, self.index_action = ensure_index(
                 folder,
@@ -160,10 +159,13 @@ class Searcher:
 
     @property
     def encode(self) -> Any:
+        """The query text encoder, loaded on the first text query (an image search needs none)."""
         if self._encode is None:
-            from photocorpus.learn.text_space import minilm_encoder
+            from photocorpus.learn.text_space import minilm_encoder, query_encoder
 
-            self._encode = minilm_encoder()
+            self._encode = (
+                query_encoder(self.corpus, self.semantic.text_space) if self.semantic else minilm_encoder()
+            )
         return self._encode
 
     @property
@@ -229,7 +231,7 @@ class Searcher:
             if self.semantic
             else self.corpus.settings.learn.image_features
         )
-        features = image_file_features(Path(image), fs_name)
+        features = image_file_features(Path(image), fs_name, corpus=self.corpus)
         if self.semantic is not None and self.index is not None:
             q = self.semantic.embed(features[None, :])
             index = self.index
@@ -281,52 +283,6 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
-def image_file_features(path: Path, feature_set: str) -> np.ndarray:
-    """Image features of one file, computed the way featurize computes ``feature_set``."""
-    rows, errors = image_files_features([path], feature_set)
-    if errors:
-        raise LearnError(f"cannot read {path}: {errors[0][1]}")
-    return rows[0]
-
-
-def image_files_features(
-    paths: list[Path], feature_set: str, batch_size: int = 32
-) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """Features of image files (rows for the readable ones, in order) and (position, error) of the rest."""
-    from photocorpus.image_preprocess import preprocess_batch
-
-    if feature_set not in ("efficientnet-lite0", "efficientnet-lite0.logits"):
-        raise LearnError(
-            f"searching or predicting from image files needs efficientnet-lite0 features; this model "
-            f"reads {feature_set!r}, which can only be computed by `photocorpus featurize`"
-        )
-    model = _onnx_model()
-    rows: list[np.ndarray] = []
-    errors: list[tuple[int, str]] = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        for i, p in enumerate(chunk):
-            if not p.is_file():
-                errors.append((start + i, "no such file"))
-        batch = preprocess_batch([str(p) for p in chunk if p.is_file()])
-        kept = [i for i, p in enumerate(chunk) if p.is_file()]
-        for pos, message in batch.errors.items():
-            errors.append((start + kept[pos], message))
-        if len(batch.pixels):
-            features, logits = model.run(batch.pixels)
-            rows.append(logits if feature_set.endswith(".logits") else features)
-    errors.sort()
-    out = np.concatenate(rows) if rows else np.zeros((0, 1280), dtype=np.float32)
-    return out.astype(np.float32), errors
-
-
-@functools.cache
-def _onnx_model() -> Any:
-    from photocorpus.backbones.onnx_runtime import OnnxImageModel
-
-    return OnnxImageModel.efficientnet_lite0()
-
-
 # ------------------------------------------------------------------------------------- entry points
 _SEARCHERS: dict[tuple[str, str | None, str, str], Searcher] = {}
 _SEARCHERS_LOCK = threading.Lock()
@@ -364,4 +320,11 @@ def search_image(
     return _searcher(corpus, model, "auto").search_image(image, k)
 
 
-__all__ = ["Hit", "Searcher", "describe_query", "has_semantic_model", "search_image", "search_text"]
+__all__ = [
+    "Hit",
+    "Searcher",
+    "describe_query",
+    "has_semantic_model",
+    "search_image",
+    "search_text",
+]
