@@ -1,12 +1,16 @@
 """Featurize throughput on the 3,007 shared InstaNY100K JPEGs: end to end vs bare onnxruntime.
 
-    python benchmarks/featurize.py [--workers N] [--threads N] [--batch-size N] [--repeat N]
+    python benchmarks/featurize.py [--model efficientnet-lite0] [--workers N] [--threads N]
+                                   [--batch-size N] [--repeat N]
+
+``--model`` is any EfficientNet-Lite (``efficientnet-lite0``, ``-lite1``, ``-lite2``): the bare run
+uses that model's cached export and input side, the stage runs ``featurize --model`` with it.
 
 1. Imports the photos into a fresh corpus (hard links; not timed).
 2. Bare onnxruntime: every photo decoded and normalised in advance (not timed), then only
    ``session.run`` over the whole set, with the same threads, in batches of the same size and of one
    image; the faster counts.
-3. End to end: ``photocorpus featurize --model efficientnet-lite0`` in a subprocess on a fresh copy
+3. End to end: ``photocorpus featurize --model MODEL`` in a subprocess on a fresh copy
    of the corpus, ``--runs`` times (default 3): decode in worker processes, inference, labels,
    ontology categories, store shards, catalog commits, compaction. Reported both as the stage's own
    rate (from its start, model load and worker start-up included) and as the whole command's wall
@@ -45,16 +49,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "instany100k" / "images"
 
 
-def bare_onnxruntime(x: np.ndarray, threads: int, batch_size: int, repeat: int) -> list[float]:
+def bare_onnxruntime(
+    x: np.ndarray, model_name: str, threads: int, batch_size: int, repeat: int
+) -> list[float]:
     """``session.run`` alone, with onnxruntime's default spin-waiting threads and without, on batches of
     ``batch_size`` and of one image (what the stage runs on the CPU); the fastest is the bare speed
     (spinning wins on an idle machine, loses when cores are shared)."""
-    from photocorpus.backbones.onnx_runtime import OnnxImageModel, ensure_efficientnet_lite0_onnx
+    from photocorpus.backbones.onnx_runtime import OnnxImageModel, ensure_efficientnet_lite_onnx
 
     rates = []
     for spin in ("1", "0"):
         config = {"session.intra_op.allow_spinning": spin}
-        model = OnnxImageModel(ensure_efficientnet_lite0_onnx(), num_threads=threads, session_config=config)
+        onnx_file = ensure_efficientnet_lite_onnx(model_name)
+        model = OnnxImageModel(onnx_file, num_threads=threads, session_config=config)
         for size in sorted({1, batch_size}):
             rates.append(_timed_runs(model, x, size, repeat))
     return max(rates, key=lambda r: float(np.mean(r)))
@@ -75,17 +82,15 @@ def _timed_runs(model: OnnxImageModel, x: np.ndarray, batch_size: int, repeat: i
 CPU_MS_PER_IMAGE: list[float] = []  # bare runs: CPU time (all threads) per image, lowest is used
 
 
-def predecode(paths: list[Path]) -> tuple[np.ndarray, float]:
-    from photocorpus.image_preprocess import (
-        CROP_SIZE,
-        RESIZE_SIZE,
-        load_rgb,
-        normalize,
-        resize_center_crop,
-    )
+def predecode(paths: list[Path], crop: int) -> tuple[np.ndarray, float]:
+    """The photos as the model's normalised input (``crop`` px), and the seconds decoding took."""
+    from photocorpus.image_preprocess import load_rgb, normalize, resize_center_crop, resize_size_for
 
+    resize = resize_size_for(crop)
     start = time.perf_counter()
-    crops = np.stack([np.asarray(resize_center_crop(load_rgb(p), RESIZE_SIZE, CROP_SIZE)) for p in paths])
+    crops = np.stack(
+        [np.asarray(resize_center_crop(load_rgb(p, min_side=resize), resize, crop)) for p in paths]
+    )
     decode_s = time.perf_counter() - start
     return normalize(crops), decode_s
 
@@ -103,11 +108,11 @@ def import_corpus(cli: list[str], paths: list[Path], dest: Path) -> None:
 
 
 def featurize_command(
-    cli: list[str], corpus: Path, threads: int, batch_size: int, workers: int | None, photos: int
+    cli: list[str], corpus: Path, model: str, threads: int, batch_size: int, workers: int | None, photos: int
 ) -> dict[str, Any]:
     """One ``photocorpus featurize`` run: the stage's rate, the command's rate and CPU per image."""
-    cmd = [*cli, "featurize", "-C", str(corpus), "--json", "--quiet", "--threads", str(threads),
-           "--batch-size", str(batch_size)]  # fmt: skip
+    cmd = [*cli, "featurize", "-C", str(corpus), "--model", model, "--json", "--quiet", "--threads",
+           str(threads), "--batch-size", str(batch_size)]  # fmt: skip
     if workers is not None:
         cmd += ["--workers", str(workers)]
     start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -128,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--model", default="efficientnet-lite0", help="efficientnet-lite0, -lite1 or -lite2")
     parser.add_argument("--workers", type=int, default=None, help="decode workers (default: the setting)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
     parser.add_argument("--batch-size", type=int, default=None)
@@ -136,16 +142,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="featurize runs (the median counts)")
     args = parser.parse_args()
 
-    from photocorpus.backbones.onnx_runtime import default_num_threads, ensure_efficientnet_lite0_onnx
+    from photocorpus.backbones import LITE_VARIANTS
+    from photocorpus.backbones.onnx_runtime import default_num_threads, ensure_efficientnet_lite_onnx
     from photocorpus.config import FeaturizeSettings
 
     defaults = FeaturizeSettings()
     threads = args.threads or default_num_threads()
     batch_size = args.batch_size or defaults.batch_size
     paths = sorted(DATA.glob("*.jpg"))[: args.limit]
-    ensure_efficientnet_lite0_onnx()  # the one-off export is not what we measure
+    if args.model not in LITE_VARIANTS:
+        parser.error(f"--model must be one of {', '.join(LITE_VARIANTS)}")
+    crop = LITE_VARIANTS[args.model].input_size
+    ensure_efficientnet_lite_onnx(args.model)  # the one-off export is not what we measure
 
     result: dict[str, object] = {
+        "model": args.model,
+        "input_px": crop,
         "photos": len(paths),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "threads": threads,
@@ -158,20 +170,22 @@ def main() -> None:
         cli = [sys.executable, "-m", "photocorpus"]
         import_corpus(cli, paths, base)
 
-        x, decode_s = predecode(paths)
+        x, decode_s = predecode(paths, crop)
         result["decode_only_img_per_s_1_core"] = round(len(paths) / decode_s, 1)
-        before = bare_onnxruntime(x, threads, batch_size, args.repeat)
+        before = bare_onnxruntime(x, args.model, threads, batch_size, args.repeat)
         del x
 
         runs = []
         for run in range(max(1, args.runs)):
             corpus = Path(tmp) / f"run{run}"
             shutil.copytree(base, corpus, symlinks=True)  # a fresh corpus each time (not timed)
-            runs.append(featurize_command(cli, corpus, threads, batch_size, args.workers, len(paths)))
+            runs.append(
+                featurize_command(cli, corpus, args.model, threads, batch_size, args.workers, len(paths))
+            )
             shutil.rmtree(corpus)
 
-        x, _ = predecode(paths)
-        after = bare_onnxruntime(x, threads, batch_size, args.repeat)
+        x, _ = predecode(paths, crop)
+        after = bare_onnxruntime(x, args.model, threads, batch_size, args.repeat)
 
     bare = float(np.mean(before + after))
     median = sorted(runs, key=lambda r: r["stage"])[len(runs) // 2]
