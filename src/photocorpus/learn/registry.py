@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 MODELS_DIR = "models"
 KINDS = ("classifier", "semantic")
 
+# A saved semantic model's format (model.json's "format"; older folders must be retrained). Kept here,
+# torch-free, so that search can read a model's description without importing learn/semantic.py.
+SEMANTIC_FORMAT_VERSION = 1
+
 
 @dataclass(frozen=True)
 class ModelEntry:

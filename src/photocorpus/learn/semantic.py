@@ -42,7 +42,6 @@ from photocorpus.learn.dataset import (
     open_image_features,
 )
 from photocorpus.learn.heads import FeatureHead, FitResult, FitSettings, fit, predict_batched
-from photocorpus.learn.semantic_handle import FORMAT_VERSION
 from photocorpus.learn.splits import assign_splits, resolve_spec
 from photocorpus.learn.text_space import TEXT_SPACES, text_feature_set
 from photocorpus.notebook import HtmlReport
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
     from photocorpus.interrupt import StopFlag
 
 LOSSES = ("sigmoid-ce", "cosine", "infonce")
+FORMAT_VERSION = registry.SEMANTIC_FORMAT_VERSION
 SAME_TEXT_COS = 0.9999  # captions this similar count as the same text (InfoNCE positives, R@k hits)
 RETRIEVAL_EVAL_MAX = 2000  # caption -> image recall is measured on at most this many photos per split
 

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
     from photocorpus.learn.semantic import LoadedSemantic
 
-FORMAT_VERSION = 1  # of a saved semantic model (model.json + model.pt); older ones must be retrained
-
 
 @dataclass
 class SemanticHandle:
@@ -69,6 +67,6 @@ def open_semantic(corpus: Corpus, name: str | None = None) -> SemanticHandle:
     if entry.kind != "semantic":
         raise LearnError(f"model {entry.name!r} is a {entry.kind} model, not a semantic model")
     info = registry.read_model_json(corpus, entry)
-    if int(info.get("format", 0)) != FORMAT_VERSION:
+    if int(info.get("format", 0)) != registry.SEMANTIC_FORMAT_VERSION:
         raise LearnError(f"model {entry.name!r} has format {info.get('format')}; train it again")
     return SemanticHandle(corpus=corpus, entry=entry, info=info)
