@@ -308,3 +308,12 @@ def test_loading_a_model_of_another_kind_or_format_is_refused_clearly(tmp_path: 
             load_semantic(corpus, "old")
         with pytest.raises(LearnError, match="'old' has format -7; train it again"):
             load_classifier(corpus, "old")
+        # search reads a semantic model's description without torch, with the same checks
+        from photocorpus.learn.semantic_handle import open_semantic
+
+        assert open_semantic(corpus, "sem").entry.name == "sem"
+        with pytest.raises(LearnError, match="'old' is a classifier model, not a semantic model"):
+            open_semantic(corpus, "old")
+        registry.save_model(corpus, name="sem-old", kind="semantic", write=writer(-3), **common)
+        with pytest.raises(LearnError, match="'sem-old' has format -3; train it again"):
+            open_semantic(corpus, "sem-old")
