@@ -78,6 +78,8 @@ def test_file_features_equal_the_stored_rows(corpus: Corpus, tmp_path: Path, fea
     files = [images / "im1.jpg", broken, tmp_path / "missing.jpg", images / "im5.jpg"]
     rows, errors = image_files_features(files, feature_set, corpus=corpus)
     assert [pos for pos, _ in errors] == [1, 2]  # recorded per file, the others still computed
+    none_read, _ = image_files_features([broken], feature_set, corpus=corpus)
+    assert none_read.shape == (0, rows.shape[1])  # no readable file: no rows, still the set's width
     assert rows.shape[0] == 2
     for row, origin in zip(rows, ["im1.jpg", "im5.jpg"], strict=True):
         stored = _stored(corpus, feature_set, origin)  # float16 in the store

@@ -136,10 +136,12 @@ def _run_model(model: str, paths: Sequence[Path], batch_size: int) -> dict[str, 
             features.append(f)
             logits.append(lg)
             positions.extend(start + i for i in batch.indices)
-    empty = np.zeros((0, 0), dtype=np.float32)
+    if not features:  # nothing readable: empty rows of the model's widths, so callers keep their shapes
+        f, lg = onnx.run(np.zeros((0, 3, crop, crop), dtype=np.float32))
+        features, logits = [f], [lg]
     return {
-        "features": np.concatenate(features) if features else empty,
-        "logits": np.concatenate(logits) if logits else empty,
+        "features": np.concatenate(features),
+        "logits": np.concatenate(logits),
         "positions": np.asarray(positions, dtype=np.int64),
         "errors": errors,
     }
