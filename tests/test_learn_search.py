@@ -279,6 +279,42 @@ def test_image_search_finds_the_photo_itself(mir: Corpus, semantic) -> None:  # 
     assert _origin(mir, bridge.search_image(images / "im1.jpg", k=3)[0].photo_id) == "im1.jpg"
 
 
+def test_pc_search_keeps_its_searcher_and_answers_through_the_callers_corpus(
+    mir: Corpus,
+    semantic,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A server or a notebook asks many queries: the model, index and encoder load once per process,
+    # and each answer reads the catalog through the caller's own (per-thread) connection.
+    import photocorpus as pc
+    import photocorpus.learn.search as search_module
+
+    built: list[int] = []
+    real_init = search_module.Searcher.__init__
+
+    def counting_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(search_module, "_SEARCHERS", {})
+    monkeypatch.setattr(search_module.Searcher, "__init__", counting_init)
+    first = Corpus.open(mir.root)
+    try:
+        a = pc.search(first, "night", k=10)
+    finally:
+        first.close()
+    with Corpus.open(mir.root) as second:  # the searcher's first corpus is closed by now
+        b = pc.search(second, "night", k=10)
+        c = pc.search(second, image=shared_data("mirflickr25k/images") / "im1.jpg", k=3)
+    assert len(built) == 1
+    assert [h.photo_id for h in a] == [h.photo_id for h in b]
+    assert _origin(mir, c.hits[0].photo_id) == "im1.jpg"
+    # asking for another index kind is its own, fresh searcher
+    with Corpus.open(mir.root) as third:
+        pc.search(third, "night", k=5, index="flat")
+    assert len(built) == 2
+
+
 def test_bridge_search_works_without_a_model_and_beats_chance(mir: Corpus, labels_csv: Path) -> None:
     searcher = Searcher(mir, method="bridge")
     assert searcher.method == "bridge:efficientnet-lite0.logits"

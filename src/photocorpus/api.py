@@ -795,7 +795,7 @@ def search(
     """
     from photocorpus.api_results import SearchResults
     from photocorpus.learn.search import METHODS as SEARCH_METHODS
-    from photocorpus.learn.search import Searcher
+    from photocorpus.learn.search import Searcher, shared_searcher
 
     if (query is None) == (image is None):
         raise ParameterError("give a text query or an image file (one of query, image; not both)")
@@ -804,8 +804,17 @@ def search(
     if index is not None:
         check_choice("index", index, ("auto", "flat", "ivf", "hnsw"))
     with _opened(corpus) as c:
-        searcher = Searcher(c, model=model, method=method, index_kind=index, rebuild_index=rebuild_index)
-        hits = searcher.search_text(query, k) if query is not None else searcher.search_image(image, k)  # type: ignore[arg-type]
+        # the default index is kept loaded between calls in this process (a notebook, `serve`)
+        searcher = (
+            shared_searcher(c, model, method)
+            if index is None and not rebuild_index
+            else Searcher(c, model=model, method=method, index_kind=index, rebuild_index=rebuild_index)
+        )
+        hits = (
+            searcher.search_text(query, k, corpus=c)
+            if query is not None
+            else searcher.search_image(image, k, corpus=c)  # type: ignore[arg-type]
+        )
         paths = c.file_paths([h.photo_id for h in hits])
         locations = dict(zip(paths, c.image_locations(list(paths.values())), strict=True))
         results = SearchResults(

@@ -157,35 +157,50 @@ class Searcher:
             self.method = f"bridge:{DEFAULT_LOGITS}"
         self.uses_bridge = not use_semantic
 
-    @property
-    def encode(self) -> Any:
-        """The query text encoder, loaded on the first text query (an image search needs none)."""
+    def load_text_parts(self, corpus: Corpus | None = None) -> None:
+        """Load the query text encoder (and the bridge) now, reading through ``corpus``.
+
+        Loaded on the first text query, not at construction: an image search needs neither MiniLM
+        nor the bridge's class cache.
+        """
+        corpus = corpus or self.corpus
         if self._encode is None:
             from photocorpus.learn.text_space import minilm_encoder, query_encoder
 
-            self._encode = (
-                query_encoder(self.corpus, self.semantic.text_space) if self.semantic else minilm_encoder()
-            )
+            semantic = self.semantic
+            self._encode = query_encoder(corpus, semantic.text_space) if semantic else minilm_encoder()
+        if self.uses_bridge and self._bridge is None:
+            from photocorpus.learn.bridge import ImageNetBridge
+
+            self._bridge = ImageNetBridge(corpus, encode=self._encode)
+
+    @property
+    def encode(self) -> Any:
+        """The query text encoder."""
+        self.load_text_parts()
         return self._encode
 
     @property
     def bridge(self) -> ImageNetBridge | None:
         """The ImageNet-label bridge when text search goes through it (else None)."""
-        if self.uses_bridge and self._bridge is None:
-            from photocorpus.learn.bridge import ImageNetBridge
-
-            self._bridge = ImageNetBridge(self.corpus, encode=self.encode)
+        self.load_text_parts()
         return self._bridge
 
     # ----------------------------------------------------------------------------------------- text
     def query_vector(self, query: str) -> np.ndarray:
         return query_vector(parse_query(query), self.encode)
 
-    def search_text(self, query: str, k: int = 20) -> list[Hit]:
-        """The ``k`` best photos for ``query`` (see :mod:`photocorpus.learn.query` for the syntax)."""
+    def search_text(self, query: str, k: int = 20, *, corpus: Corpus | None = None) -> list[Hit]:
+        """The ``k`` best photos for ``query`` (see :mod:`photocorpus.learn.query` for the syntax).
+
+        ``corpus``: the caller's open connection to the same corpus, for the hits' catalog rows. A
+        searcher kept between requests (:func:`shared_searcher`) answers each caller through its own
+        connection, so a server thread never reads through another thread's (maybe closed) one.
+        """
         k = _check_k(k)
         terms = parse_query(query)
         with self._lock:
+            self.load_text_parts(corpus)
             if self.bridge is not None:
                 scores, ids = self.bridge.top(terms, k)
             else:
@@ -194,7 +209,7 @@ class Searcher:
                 s, i = self.index.search(q[None, :], k)
                 keep = i[0] >= 0
                 scores, ids = s[0][keep], i[0][keep]
-        return self._hits(scores, ids)
+        return self._hits(scores, ids, corpus=corpus)
 
     def explain(self, query: str) -> str:
         """One line on how the query was understood (for the bridge: its closest ImageNet classes)."""
@@ -223,15 +238,17 @@ class Searcher:
         return self._joint_cache[1] @ query_vector(terms, self.encode)
 
     # ---------------------------------------------------------------------------------------- image
-    def search_image(self, image: str | os.PathLike[str], k: int = 20) -> list[Hit]:
-        """Photos most like an example image file (which need not be in the corpus)."""
+    def search_image(
+        self, image: str | os.PathLike[str], k: int = 20, *, corpus: Corpus | None = None
+    ) -> list[Hit]:
+        """Photos most like an example image file (which need not be in the corpus); ``corpus`` as
+        for :meth:`search_text`."""
         k = _check_k(k)
+        corpus = corpus or self.corpus
         fs_name = (
-            self.semantic.info["image_features"]
-            if self.semantic
-            else self.corpus.settings.learn.image_features
+            self.semantic.info["image_features"] if self.semantic else corpus.settings.learn.image_features
         )
-        features = image_file_features(Path(image), fs_name, corpus=self.corpus)
+        features = image_file_features(Path(image), fs_name, corpus=corpus)
         if self.semantic is not None and self.index is not None:
             q = self.semantic.embed(features[None, :])
             index = self.index
@@ -240,24 +257,24 @@ class Searcher:
             from photocorpus.learn.index import ensure_index
 
             index, _ = ensure_index(
-                self.corpus.root
-                / registry.MODELS_DIR
-                / FEATURE_INDEX_DIR
-                / corpus_paths.safe_component(fs_name),
-                feature_index_source(self.corpus, fs_name),
+                corpus.root / registry.MODELS_DIR / FEATURE_INDEX_DIR / corpus_paths.safe_component(fs_name),
+                feature_index_source(corpus, fs_name),
                 setting=self.index_kind,
-                exact_max=self.corpus.settings.learn.exact_search_max,
-                seed=self.corpus.settings.learn.seed,
+                exact_max=corpus.settings.learn.exact_search_max,
+                seed=corpus.settings.learn.seed,
             )
             q = (features / max(float(np.linalg.norm(features)), 1e-12))[None, :].astype(np.float32)
             method = f"features:{fs_name}"
         s, i = index.search(q, k)
         keep = i[0] >= 0
-        return self._hits(s[0][keep], i[0][keep], method=method)
+        return self._hits(s[0][keep], i[0][keep], method=method, corpus=corpus)
 
     # ---------------------------------------------------------------------------------------- hits
-    def _hits(self, scores: np.ndarray, ids: np.ndarray, method: str | None = None) -> list[Hit]:
-        meta = photo_meta(self.corpus, ids.tolist())
+    def _hits(
+        self, scores: np.ndarray, ids: np.ndarray, method: str | None = None, corpus: Corpus | None = None
+    ) -> list[Hit]:
+        corpus = corpus or self.corpus
+        meta = photo_meta(corpus, ids.tolist())
         hits = []
         for rank, (score, pid) in enumerate(zip(scores.tolist(), ids.tolist(), strict=True), start=1):
             i = rank - 1
@@ -270,7 +287,7 @@ class Searcher:
                     source_id=meta.source_ids[i],
                     label=meta.labels[i],
                     caption=meta.captions[i],
-                    path=self.corpus.image_url(rel) if rel else None,  # a path, or the object's URL
+                    path=corpus.image_url(rel) if rel else None,  # a path, or the object's URL
                     method=method or self.method,
                 )
             )
@@ -288,14 +305,22 @@ _SEARCHERS: dict[tuple[str, str | None, str, str], Searcher] = {}
 _SEARCHERS_LOCK = threading.Lock()
 
 
-def _searcher(corpus: Corpus, model: str | None, method: str) -> Searcher:
-    # A new model, or photos featurized since, make a fresh Searcher (whose index then catches up).
+def shared_searcher(corpus: Corpus, model: str | None = None, method: str = "auto") -> Searcher:
+    """A :class:`Searcher` kept for this corpus folder between calls in one process.
+
+    Why: loading the model, the index and the query encoder costs far more than one query (a notebook
+    asking query after query, a web server answering many users). A new model, or photos featurized
+    since, make a fresh Searcher (whose index then catches up); the stamp is two small catalog reads.
+    Pass the caller's ``corpus`` to its ``search_*`` methods: the kept one may belong to another
+    thread or be closed.
+    """
     newest = registry.list_models(corpus, "semantic")
     sets = [(f["name"], f["rows"], f["updated_at"]) for f in corpus.feature_sets()]
     stamp = hashlib.sha1(
         json.dumps([[(m.name, m.created_at) for m in newest], sets]).encode() + str(corpus.root).encode()
     ).hexdigest()
-    key = (str(corpus.root), model, method, stamp)
+    cfg = corpus.settings.learn
+    key = (str(corpus.root), model, method, f"{stamp}:{cfg.index}:{cfg.exact_search_max}:{cfg.seed}")
     with _SEARCHERS_LOCK:
         found = _SEARCHERS.get(key)
         if found is None:
@@ -310,14 +335,14 @@ def search_text(
     corpus: Corpus, query: str, k: int = 20, *, model: str | None = None, method: str = "auto"
 ) -> list[Hit]:
     """Text search: the ``k`` best photos for ``query``, best first (see the module docstring)."""
-    return _searcher(corpus, model, method).search_text(query, k)
+    return shared_searcher(corpus, model, method).search_text(query, k, corpus=corpus)
 
 
 def search_image(
     corpus: Corpus, image: str | os.PathLike[str], k: int = 20, *, model: str | None = None
 ) -> list[Hit]:
     """Example-image search: the ``k`` photos most like ``image``."""
-    return _searcher(corpus, model, "auto").search_image(image, k)
+    return shared_searcher(corpus, model, "auto").search_image(image, k, corpus=corpus)
 
 
 __all__ = [
@@ -327,4 +352,5 @@ __all__ = [
     "has_semantic_model",
     "search_image",
     "search_text",
+    "shared_searcher",
 ]
