@@ -461,3 +461,20 @@ def test_explore_report_gains_a_search_box_from_the_semantic_model(mir: Corpus, 
     data = json.loads(payload.split("=", 1)[1].rstrip().rstrip(";"))
     assert data["model"].startswith("semantic:") and "skyline night" in data["queries"]
     assert all(len(v) > 0 for v in data["queries"].values())
+
+
+def test_first_search_after_train_semantic_needs_no_torch(mir: Corpus, semantic) -> None:  # type: ignore[no-untyped-def]
+    """`train semantic` leaves the model's search index built, so the very first search in a fresh
+    process (no index yet before this change: every photo embedded through torch) imports no torch.
+    Last in this module: the model it trains becomes the corpus's newest."""
+    import subprocess
+    import sys
+
+    root = str(mir.root)
+    run_cli("train", "semantic", "--text", "minilm", "-C", root, "--name", "semantic-fresh", "--epochs", "2", "-q")
+    args = ["search", "night", "-m", "semantic-fresh", "-C", root, "--json", "--k", "5"]
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, *args], capture_output=True, text=True, check=True
+    )
+    assert "loaded: []" in proc.stderr, proc.stderr
+    assert len(json.loads(proc.stdout)) == 5

@@ -767,10 +767,17 @@ def train_semantic(
         _stage("train_semantic", corpus, progress, stop, {"learn": settings}) as (c, flag),
         _on_epoch(progress, c.settings.learn.epochs, on_epoch) as each,
     ):
-        return run_train(
+        report = run_train(
             c, text, loss=loss, head=head, hidden=hidden, temperature=temperature, name=name,
             labels=label_file, on_epoch=each, stop=flag,
         )  # fmt: skip
+        if not report.interrupted:
+            # The search index now, while torch and the weights are loaded anyway: the first search
+            # in a fresh process then reads the index and never imports torch (docs/search.md).
+            from photocorpus.learn.search import Searcher
+
+            Searcher(c, model=report.name, method="semantic")
+        return report
 
 
 # ------------------------------------------------------------------------------------------ search
