@@ -519,25 +519,33 @@ def embed_captions(
     model: str = "minilm",
     *,
     retrain: bool = False,
+    tag_pooling: str = "mean",
     progress: Progress = False,
     stop: StopFlag | None = None,
     **settings: Any,
 ) -> CaptionEmbeddingReport:
     """Embed the caption of every stored photo lacking a row: ``minilm`` (sentence embeddings),
-    ``lda`` or ``word2vec`` (+ ``word2vec-tfidf``; both trained on the corpus's own captions), or
-    ``all``. ``retrain`` fits the LDA/word2vec model again. Settings: the ``[featurize]`` table
-    (``threads``, ``dtype``, ``lda_topics``, ``word2vec_dims``, ``text_seed``).
+    ``lda`` or ``word2vec`` (+ ``word2vec-tfidf``; both trained on the corpus's own captions),
+    ``minilm-tags`` (each photo's tag list, pooled from per-tag MiniLM vectors as ``tag_pooling`` says:
+    ``mean`` or ``joined``), or ``all`` (the caption models: not ``minilm-tags``). ``retrain`` fits the
+    LDA/word2vec model again, or drops a ``minilm-tags`` set pooled another way. Settings: the
+    ``[featurize]`` table (``threads``, ``dtype``, ``lda_topics``, ``word2vec_dims``, ``text_seed``).
     """
     from photocorpus.api_results import CaptionEmbeddingReport
+    from photocorpus.features.text_embed import TAG_POOLINGS
     from photocorpus.features.text_embed import embed_captions as run_embed
 
-    check_type("model", model, str, "minilm, lda, word2vec, word2vec-tfidf or all")
+    check_type("model", model, str, "minilm, minilm-tags, lda, word2vec, word2vec-tfidf or all")
+    check_choice("tag_pooling", tag_pooling, TAG_POOLINGS)
     with (
         _stage("embed_captions", corpus, progress, stop, {"featurize": settings}) as (c, flag),
         progress_phase(progress, f"embed captions ({model})", unit="captions") as handle,
     ):
         cfg = c.settings.featurize  # text_embed takes threads as an argument only, not from the settings
-        runs = run_embed(c, model, retrain=retrain, threads=cfg.threads or None, stop=flag, progress=handle)
+        runs = run_embed(
+            c, model, retrain=retrain, threads=cfg.threads or None, tag_pooling=tag_pooling, stop=flag,
+            progress=handle,
+        )  # fmt: skip
     return CaptionEmbeddingReport(runs=runs, interrupted=any(r.interrupted for r in runs))
 
 
@@ -734,10 +742,10 @@ def train_classifier(
 
 def train_semantic(
     corpus: Corpus | PathLike,
-    text: str = "minilm",
+    text: str = "auto",
     *,
-    loss: str = "cosine",
-    head: str = "linear",
+    loss: str | None = None,
+    head: str | None = None,
     hidden: int = 1024,
     temperature: float = 0.05,
     name: str | None = None,
@@ -750,16 +758,21 @@ def train_semantic(
     """Learn a map from image features into a caption-embedding space (Gomez et al., ECCV-W 2018), so
     that text queries find photos without captions. Needs :func:`embed_captions` of ``text`` first.
 
-    ``text``: ``minilm``, ``lda``, ``word2vec`` or ``word2vec-tfidf``; ``loss``: ``cosine``,
-    ``sigmoid-ce`` (the paper's) or ``infonce`` (``temperature``); ``labels`` adds the concept mAP to
-    the metrics. Settings: the ``[learn]`` table, as for :func:`train_classifier`.
+    ``text``: ``auto``, ``minilm``, ``minilm-tags`` (tag lists), ``lda``, ``word2vec`` or
+    ``word2vec-tfidf``; ``loss``: ``cosine``, ``sigmoid-ce`` (the paper's), ``infonce``
+    (``temperature``) or ``hard-negative``; ``head``: ``linear`` or ``mlp``. Left as ``auto`` / ``None``,
+    text, loss and head are chosen by whether the photos' text is bare tag lists or sentences (the
+    README's "Learning from web data"). ``labels`` adds the concept mAP to the metrics. Settings: the
+    ``[learn]`` table, as for :func:`train_classifier`.
     """
     from photocorpus.learn.semantic import LOSSES, TEXT_SPACES
     from photocorpus.learn.semantic import train_semantic as run_train
 
-    check_choice("text", text, TEXT_SPACES)
-    check_choice("loss", loss, LOSSES)
-    check_choice("head", head, ("linear", "mlp"))
+    check_choice("text", text, ("auto", *TEXT_SPACES))
+    if loss is not None:
+        check_choice("loss", loss, LOSSES)
+    if head is not None:
+        check_choice("head", head, ("linear", "mlp"))
     if not 0 < temperature <= 10:
         raise ParameterError(f"temperature must be in (0, 10], got {temperature!r}")
     label_file = _label_file(labels)

@@ -39,8 +39,18 @@ def featurize(
     ] = None,
     text: Annotated[
         str | None,
-        typer.Option(help="Caption embeddings: minilm, lda, word2vec (+ word2vec-tfidf) or all."),
+        typer.Option(
+            help="Caption embeddings: minilm, minilm-tags (the photos' tag lists), lda, "
+            "word2vec (+ word2vec-tfidf) or all (every caption model but minilm-tags)."
+        ),
     ] = None,
+    tag_pooling: Annotated[
+        str,
+        typer.Option(
+            "--tag-pooling",
+            help="minilm-tags: how a tag list becomes one vector, mean (of per-tag vectors) or joined.",
+        ),
+    ] = "mean",
     weights: Annotated[
         Path | None, typer.Option(help="State dict for vgg19/resnet50 (torchvision key format).")
     ] = None,
@@ -77,10 +87,13 @@ def featurize(
     """Compute features for every fetched photo that lacks them; re-running does only what is left.
 
     Image models also store each photo's top-5 ImageNet labels and ontology categories. --text adds
-    caption embeddings (text.minilm, text.lda, text.word2vec, text.word2vec-tfidf).
+    caption embeddings (text.minilm, text.minilm-tags, text.lda, text.word2vec, text.word2vec-tfidf).
     """
     from photocorpus import api
+    from photocorpus.features.tag_embed import TAG_POOLINGS
+    from photocorpus.params import check_choice
 
+    check_choice("tag_pooling", tag_pooling, TAG_POOLINGS)  # before any image work, not after it
     if model is None and text is None:
         model = "efficientnet-lite0"
     settings = {"batch_size": batch_size, "threads": threads, "backend": backend, "dtype": dtype}
@@ -105,7 +118,9 @@ def featurize(
                 )
         if text is not None and not interrupted:
             text_settings = {k: v for k, v in settings.items() if k in ("threads", "dtype")}
-            embedded = api.embed_captions(c, text, retrain=retrain, progress=not quiet, **text_settings)
+            embedded = api.embed_captions(
+                c, text, retrain=retrain, tag_pooling=tag_pooling, progress=not quiet, **text_settings
+            )
             for tr in embedded.runs:
                 results.append(tr.as_dict())
                 interrupted |= tr.interrupted

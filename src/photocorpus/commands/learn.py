@@ -155,9 +155,26 @@ def train_classifier_cmd(
 @train_app.command("semantic")
 def train_semantic_cmd(
     corpus: CorpusOption = Path("."),
-    text: Annotated[str, typer.Option("--text", help="minilm, lda, word2vec or word2vec-tfidf.")] = "minilm",
-    loss: Annotated[str, typer.Option("--loss", help="cosine, sigmoid-ce (paper) or infonce.")] = "cosine",
-    head: HeadOption = "linear",
+    text: Annotated[
+        str,
+        typer.Option(
+            "--text",
+            help="auto (minilm-tags when the photos' text is mostly bare tag lists, else minilm), "
+            "minilm, minilm-tags, lda, word2vec or word2vec-tfidf.",
+        ),
+    ] = "auto",
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            "--loss",
+            help="cosine, sigmoid-ce (paper), infonce or hard-negative; default by caption kind (README).",
+            show_default=False,
+        ),
+    ] = None,
+    head: Annotated[
+        str | None,
+        typer.Option("--head", help="linear or mlp; default by caption kind (README).", show_default=False),
+    ] = None,
     hidden: HiddenOption = 1024,
     temperature: Annotated[float, typer.Option("--temperature", help="InfoNCE temperature.")] = 0.05,
     name: NameOption = None,

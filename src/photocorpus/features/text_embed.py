@@ -11,6 +11,10 @@ lda             ``text.lda`` (200)           topic distribution of an LDA model 
                                              captions (gensim; seed 002's "LDA" text model)
 word2vec        ``text.word2vec`` (400),     mean, and tf-idf-weighted mean, of word2vec vectors trained
                 ``text.word2vec-tfidf``      on the corpus's captions (seed 002's word2vec models)
+minilm-tags     ``text.minilm-tags`` (384)   the photo's *tag list* (Flickr / MIRFLICKR tags, else
+                                             hashtags) pooled from per-tag MiniLM vectors
+                                             (``tag_pooling``: mean or joined; see
+                                             :mod:`photocorpus.features.tag_embed`)
 ==============  ===========================  ===========================================================
 
 The text of a photo is its *cleaned caption*: the curate stage's (``curation.caption_clean``), when
@@ -45,6 +49,7 @@ import numpy as np
 from photocorpus import feature_store
 from photocorpus.caption_text import curated_caption
 from photocorpus.corpus_files import publish_dir
+from photocorpus.features.tag_embed import DEFAULT_TAG_POOLING, TAG_POOLINGS, TagPooler, photo_tags
 from photocorpus.text_encoders import (
     LdaEncoder,
     MiniLMEncoder,
@@ -59,6 +64,7 @@ if TYPE_CHECKING:
     from photocorpus.progress import ProgressHandle
 
 __all__ = [
+    "TAG_POOLINGS",
     "TEXT_MODELS",
     "TEXT_SETS",
     "LdaEncoder",
@@ -75,6 +81,7 @@ TEXT_SETS: dict[str, tuple[str, ...]] = {
     "minilm": ("text.minilm",),
     "lda": ("text.lda",),
     "word2vec": ("text.word2vec", "text.word2vec-tfidf"),
+    "minilm-tags": ("text.minilm-tags",),
 }
 TEXT_MODELS = (*TEXT_SETS, "word2vec-tfidf", "all")  # word2vec-tfidf is computed with word2vec
 SHARD_ROWS = 8192
@@ -175,9 +182,37 @@ def _dir_sha256(folder: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------- driver
+class _TagListEncoder:
+    """MiniLM over tag lists: the ``minilm-tags`` set's encoder (documents are tag lists, not strings)."""
+
+    def __init__(self, threads: int | None, pooling: str) -> None:
+        self.minilm = MiniLMEncoder(threads)
+        self.pooler = TagPooler(lambda texts: self.minilm.encode(list(texts))["text.minilm"], pooling)
+        # the pooling is part of the model id: rows pooled another way must never mix into one set
+        self.model_id = f"{self.minilm.model_id}+tags-{pooling}"
+        self.params = {**self.minilm.params, "tag_pooling": pooling}
+
+    def encode(self, tag_lists: list[list[str]]) -> dict[str, np.ndarray]:
+        vecs = self.pooler.pool(tag_lists)
+        return {"text.minilm-tags": vecs if len(vecs) else np.zeros((0, 384), dtype=np.float32)}
+
+
+def _documents(corpus: Corpus, kind: str, photo_ids: list[int]) -> list[Any]:
+    """What each photo contributes to text model ``kind``: its tag list, or its cleaned caption."""
+    if kind == "minilm-tags":
+        tags = photo_tags(corpus, photo_ids)
+        return [tags[i] for i in photo_ids]
+    texts = caption_texts(corpus, photo_ids)
+    return [texts[i] for i in photo_ids]
+
+
+def _is_empty(document: Any) -> bool:
+    return not document.strip() if isinstance(document, str) else not document
+
+
 def _expand(model: str) -> list[str]:
     if model == "all":
-        return list(TEXT_SETS)
+        return [m for m in TEXT_SETS if m != "minilm-tags"]
     if model == "word2vec-tfidf":
         return ["word2vec"]
     if model not in TEXT_SETS:
@@ -227,12 +262,18 @@ def embed_captions(
     threads: int | None = None,
     dtype: str | None = None,
     shard_rows: int = SHARD_ROWS,
+    tag_pooling: str = DEFAULT_TAG_POOLING,
     stop: StopFlag | None = None,
     progress: ProgressHandle | None = None,
 ) -> list[TextReport]:
-    """Embed the captions of every fetched photo lacking a row; one report per text model run."""
+    """Embed the captions of every fetched photo lacking a row; one report per text model run.
+
+    ``tag_pooling`` (``minilm-tags`` only): how a tag list becomes one vector, ``mean`` or ``joined``.
+    """
+    if tag_pooling not in TAG_POOLINGS:
+        raise TextEmbedError(f"tag_pooling must be one of {', '.join(TAG_POOLINGS)}, not {tag_pooling!r}")
     return [
-        _embed_one(corpus, kind, retrain, threads, dtype, shard_rows, stop, progress)
+        _embed_one(corpus, kind, retrain, threads, dtype, shard_rows, tag_pooling, stop, progress)
         for kind in _expand(model)
     ]
 
@@ -244,6 +285,7 @@ def _embed_one(
     threads: int | None,
     dtype: str | None,
     shard_rows: int,
+    tag_pooling: str,
     stop: StopFlag | None,
     progress: ProgressHandle | None,
 ) -> TextReport:
@@ -257,6 +299,13 @@ def _embed_one(
         for name in names:
             if feature_store.has_feature_set(corpus, name):
                 remove_feature_set(corpus, name)
+    if kind == "minilm-tags" and feature_store.has_feature_set(corpus, names[0]):
+        pooled = feature_store.open_feature_set(corpus, names[0]).params.get("tag_pooling")
+        if pooled != tag_pooling:  # checked even with nothing to embed: a changed option is never ignored
+            raise TextEmbedError(
+                f"{names[0]} was pooled by {pooled}, not {tag_pooling}; re-run with --retrain to re-embed "
+                f"every photo's tags by {tag_pooling}"
+            )
     fetched = _fetched_photo_ids(corpus)
     have: np.ndarray | None = None
     for name in names:
@@ -278,6 +327,12 @@ def _embed_one(
         from photocorpus.minilm_onnx import ensure_minilm_onnx
 
         ensure_minilm_onnx()
+    elif kind == "minilm-tags":
+        encoder = _TagListEncoder(threads, tag_pooling)
+        model_id, params = encoder.model_id, dict(encoder.params)
+        from photocorpus.minilm_onnx import ensure_minilm_onnx
+
+        ensure_minilm_onnx()  # queries of a minilm-tags model go through the same query encoder
     else:
         encoder, model_id, params = _trained_encoder(corpus, kind, names, fetched, report)
     for name in names:
@@ -288,13 +343,17 @@ def _embed_one(
                     f"{name} was computed by {existing.model_id}, not {model_id}; re-run with --retrain"
                 )
     report.params = params
-    params = {**params, "text": "curate's cleaned caption, else title + caption + hashtags, cleaned"}
+    params = {
+        **params,
+        "text": "the photo's tags, else its hashtags"
+        if kind == "minilm-tags"
+        else "curate's cleaned caption, else title + caption + hashtags, cleaned",
+    }
     have_by_set = {name: _ids_in(corpus, name) for name in names}
     for start in range(0, len(todo), shard_rows):
         chunk = todo[start : start + shard_rows]
-        texts = caption_texts(corpus, chunk.tolist())
-        ordered = [texts[int(i)] for i in chunk]
-        report.empty += sum(1 for t in ordered if not t.strip())
+        ordered = _documents(corpus, kind, [int(i) for i in chunk])
+        report.empty += sum(1 for t in ordered if _is_empty(t))
         vectors = {}
         for sub in range(0, len(chunk), 256):
             part = encoder.encode(ordered[sub : sub + 256])

@@ -13,9 +13,18 @@ map on the train split, early-stopping on val. Three losses:
 * ``cosine``: the paper's other choice, 1 - cos(prediction, caption embedding);
 * ``infonce``: a contrastive loss over the batch (image i should be closer to caption i than to the
   other captions). Photos with identical captions (MIRFlickr's concept lists repeat a lot) are all
-  counted as positives of each other instead of as false negatives.
+  counted as positives of each other instead of as false negatives;
+* ``hard-negative``: a contrastive hinge on the *hardest* negative of the batch, both ways (VSE++,
+  Faghri et al. 2018): ``max(0, margin - cos(i, t_i) + max_j cos(i, t_j))`` plus the same from the
+  caption's side, with identical captions again never counted as negatives. It puts the whole gradient
+  on the confusions that matter for ranking, where InfoNCE spreads it over every caption of the batch.
 
 Retrieval uses the cosine between the unit-length prediction and the unit-length query.
+
+Defaults depend on what the photos' text is (:func:`caption_kind`). Sentence captions (Instagram)
+train on ``text.minilm`` with the cosine loss and a linear head. Tag lists (Flickr, MIRFLICKR) train on
+``text.minilm-tags`` (per-tag MiniLM vectors, pooled) with :data:`TAG_DEFAULTS`: on the shared
+MIRFLICKR photos that lifted concept mAP on held-out photos from 0.56 to TODO (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -50,7 +59,12 @@ if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
     from photocorpus.interrupt import StopFlag
 
-LOSSES = ("sigmoid-ce", "cosine", "infonce")
+LOSSES = ("sigmoid-ce", "cosine", "infonce", "hard-negative")
+HARD_NEGATIVE_MARGIN = 0.2  # VSE++'s margin on cosine similarities
+SENTENCE_DEFAULTS = {"text": "minilm", "loss": "cosine", "head": "linear"}
+TAG_DEFAULTS = {"text": "minilm-tags", "loss": "cosine", "head": "linear"}
+# Captions "are tags" when at least this share of the photos with any text have a bare tag list.
+TAG_CAPTION_SHARE = 0.5
 FORMAT_VERSION = registry.SEMANTIC_FORMAT_VERSION
 SAME_TEXT_COS = 0.9999  # captions this similar count as the same text (InfoNCE positives, R@k hits)
 RETRIEVAL_EVAL_MAX = 2000  # caption -> image recall is measured on at most this many photos per split
@@ -105,7 +119,51 @@ def _loss_fn(model: SemanticModel, temperature: float) -> Any:
         text_to_image = -(target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
         return (image_to_text + text_to_image) / 2
 
+    if model.loss_name == "hard-negative":
+        return hardest_negative_hinge
     return info_nce
+
+
+def hardest_negative_hinge(
+    z: torch.Tensor, y: torch.Tensor, margin: float = HARD_NEGATIVE_MARGIN
+) -> torch.Tensor:
+    """VSE++'s max-violation loss over a batch; rows with the same caption are not negatives."""
+    zn, yn = F.normalize(z, dim=1), F.normalize(y, dim=1)
+    sims = zn @ yn.T
+    positive = sims.diagonal()
+    same = yn @ yn.T > SAME_TEXT_COS
+    negatives = sims.masked_fill(same, -2.0)  # below any cosine: never the hardest
+    image_side = F.relu(margin - positive + negatives.max(dim=1).values)
+    text_side = F.relu(margin - positive + negatives.max(dim=0).values)
+    return (image_side + text_side).mean()
+
+
+def caption_kind(corpus: Corpus) -> str:
+    """``tags`` when the corpus's text is mostly bare tag lists, else ``sentences``.
+
+    A photo's text is a *bare tag list* when it has tags (``photos.tags``) or hashtags but its caption
+    holds no words besides hashtags (the title is not counted: on Flickr it is as often a file name as
+    a sentence). The corpus's text is tags when at least :data:`TAG_CAPTION_SHARE` of the photos with
+    any text (tags, hashtags or caption words) have a bare tag list. Photos without any text do not
+    count either way. MIRFLICKR imports and Flickr harvests of tagged photos without descriptions are
+    tags; Instagram captions, which are sentences with hashtags, are sentences.
+    """
+    from photocorpus.caption_text import caption_description
+
+    with_text = bare = 0
+    rows = corpus.conn.execute("SELECT tags, hashtags, caption FROM photos")
+    for tags, hashtags, caption in rows:
+        has_tags = (tags or "[]").strip() != "[]" or (hashtags or "[]").strip() != "[]"
+        has_words = bool(caption_description(caption))
+        if has_tags or has_words:
+            with_text += 1
+            bare += has_tags and not has_words
+    return "tags" if with_text and bare >= TAG_CAPTION_SHARE * with_text else "sentences"
+
+
+def semantic_defaults(corpus: Corpus) -> dict[str, str]:
+    """The text space, loss and head ``train semantic`` uses when not told: see :func:`caption_kind`."""
+    return dict(TAG_DEFAULTS if caption_kind(corpus) == "tags" else SENTENCE_DEFAULTS)
 
 
 @dataclass
@@ -156,10 +214,10 @@ def _split_metrics(model: SemanticModel, x: np.ndarray, y: np.ndarray) -> dict[s
 
 def train_semantic(
     corpus: Corpus,
-    text: str = "minilm",
+    text: str = "auto",
     *,
-    loss: str = "cosine",
-    head: str = "linear",
+    loss: str | None = None,
+    head: str | None = None,
     hidden: int = 1024,
     dropout: float = 0.2,
     temperature: float = 0.05,
@@ -173,9 +231,16 @@ def train_semantic(
 ) -> SemanticReport:
     """Train, evaluate and save a semantic model; see the module docstring.
 
-    ``labels`` (a concept file such as MIRFLICKR's labels.csv) adds the text -> image concept mAP on
-    val and test to the metrics, each concept name being its own query.
+    ``text="auto"``, ``loss=None`` and ``head=None`` take :func:`semantic_defaults` (by whether the
+    captions are tags or sentences); given values always win. ``labels`` (a concept file such as
+    MIRFLICKR's labels.csv) adds the text -> image concept mAP on val and test to the metrics, each
+    concept name being its own query.
     """
+    kind = caption_kind(corpus) if text == "auto" or loss is None or head is None else None
+    defaults = TAG_DEFAULTS if kind == "tags" else SENTENCE_DEFAULTS
+    text = defaults["text"] if text == "auto" else text
+    loss = loss or defaults["loss"]
+    head = head or defaults["head"]
     if text not in TEXT_SPACES:
         raise LearnError(f"text must be one of {', '.join(TEXT_SPACES)}, not {text!r}")
     if loss not in LOSSES:
@@ -192,7 +257,7 @@ def train_semantic(
     if not feature_store.has_feature_set(corpus, text_name):
         raise LearnError(
             f"no caption embeddings {text_name!r}: run "
-            f"`photocorpus featurize --text {text.split('-')[0]}` first"
+            f"`photocorpus featurize --text {'word2vec' if text == 'word2vec-tfidf' else text}` first"
         )
     text_fs = feature_store.open_feature_set(corpus, text_name)
     ids = common_ids(image_fs, text_fs)
@@ -250,6 +315,7 @@ def train_semantic(
             joint = model.embed(x_all[masks[s]])
             metrics[s]["concepts"] = concept_map_for_embeddings(corpus, labels, ids[masks[s]], joint, encode)
     settings: dict[str, Any] = {
+        "caption_kind": kind,  # None: every choice was given, the data was not consulted
         "text": text,
         "text_features": text_name,
         "image_features": image_fs.name,

@@ -2,7 +2,8 @@
 
 A semantic model regresses one of featurize's caption sets (``text.minilm``, ``text.lda``,
 ``text.word2vec``, ``text.word2vec-tfidf``); a query must land in the same space, so it goes through
-the very encoder that filled the set: the packaged MiniLM, or the LDA / word2vec model featurize
+the very encoder that filled the set: the packaged MiniLM (also for ``text.minilm-tags``, whose
+one-tag caption is the query's own MiniLM vector), or the LDA / word2vec model featurize
 trained on this corpus and saved beside the set (:mod:`photocorpus.features.text_embed`). Encoders are
 loaded once per process; MiniLM runs on onnxruntime (:mod:`photocorpus.minilm_onnx`), so a query
 needs neither torch nor sentence-transformers: loading it costs a few tenths of a second, a short
@@ -27,6 +28,7 @@ TEXT_SPACES: dict[str, str] = {
     "lda": "text.lda",
     "word2vec": "text.word2vec",
     "word2vec-tfidf": "text.word2vec-tfidf",
+    "minilm-tags": "text.minilm-tags",
 }
 
 Encoder = Callable[[Sequence[str]], np.ndarray]
@@ -71,7 +73,9 @@ def minilm_encoder() -> Encoder:
 def query_encoder(corpus: Corpus, space: str) -> Encoder:
     """The encoder of ``space`` for this corpus (trained spaces need featurize's saved model)."""
     name = text_feature_set(space)
-    if space == "minilm":
+    if space in ("minilm", "minilm-tags"):
+        # a query against tag-list targets is embedded as a one-tag caption: with either tag pooling
+        # (mean of unit per-tag vectors, or the joined string) that is MiniLM's vector of the query itself
         return _minilm()
     from photocorpus import feature_store
 
