@@ -22,7 +22,6 @@ The corpus is kept in ``--corpus`` so a second run only trains and scores.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -31,28 +30,24 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data" / "mirflickr25k"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mirflickr_shared as shared
+
+DATA = shared.DATA
 SPLIT = "hash:80/20"
 
 
 def build_corpus(path: Path) -> None:
     from photocorpus import feature_store
     from photocorpus.corpus import Corpus
-    from photocorpus.features.pipeline import featurize_images
-    from photocorpus.importing import import_folder
     from photocorpus.learn.text_space import minilm_encoder
 
-    corpus = Corpus.open(path, create=True)
     started = time.perf_counter()
-    import_folder(corpus, DATA / "images")
-    featurize_images(corpus, "efficientnet-lite0")
-    with open(DATA / "labels.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    names = rows[0][1:]
+    shared.build_corpus(path, ("efficientnet-lite0",))
+    corpus = Corpus.open(path)
+    names, labels = shared.load_concepts()
     text_by_sid = {
-        r[0][2:-4]: " ".join(n for n, v in zip(names, r[1:], strict=True) if v == "1") for r in rows[1:]
+        sid: " ".join(n for n, v in zip(names, row, strict=True) if v) for sid, row in labels.items()
     }
     ids = np.unique(feature_store.open_feature_set(corpus, "efficientnet-lite0").photo_ids())
     have = (

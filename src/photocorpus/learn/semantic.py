@@ -104,7 +104,8 @@ class SemanticModel(nn.Module):
         return np.concatenate(outs).astype(np.float32, copy=False)
 
 
-def _loss_fn(model: SemanticModel, temperature: float) -> Any:
+def semantic_loss(model: SemanticModel, temperature: float) -> Any:
+    """The training loss of ``model``'s loss name, as ``f(prediction, target) -> scalar``."""
     if model.loss_name == "sigmoid-ce":
         return lambda z, t: F.binary_cross_entropy_with_logits(z, t)
     if model.loss_name == "cosine":
@@ -294,7 +295,7 @@ def train_semantic(
         targets = np.clip((y_all - lo) / span, 0.0, 1.0).astype(np.float32)
     result = fit(
         model,
-        _loss_fn(model, temperature),
+        semantic_loss(model, temperature),
         x_all[masks["train"]],
         targets[masks["train"]],
         x_all[masks["val"]],
