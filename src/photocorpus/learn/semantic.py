@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 LOSSES = ("sigmoid-ce", "cosine", "infonce", "hard-negative")
 HARD_NEGATIVE_MARGIN = 0.2  # VSE++'s margin on cosine similarities
 SENTENCE_DEFAULTS = {"text": "minilm", "loss": "cosine", "head": "linear"}
-TAG_DEFAULTS = {"text": "minilm-tags", "loss": "cosine", "head": "linear"}
+TAG_DEFAULTS = {"text": "minilm-tags", "loss": "infonce", "head": "linear"}
 # Captions "are tags" when at least this share of the photos with any text have a bare tag list.
 TAG_CAPTION_SHARE = 0.5
 FORMAT_VERSION = registry.SEMANTIC_FORMAT_VERSION
