@@ -9,6 +9,7 @@ id ``N`` for ``imN.jpg``.
 from __future__ import annotations
 
 import csv
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,7 +80,7 @@ def build_corpus(
             featurize_images(corpus, model)
         if fuse:
             fuse_feature_sets(corpus, ["efficientnet-lite1", "efficientnet-lite2"], LITE_FUSED)
-    print(f"corpus ready at {path} ({time.perf_counter() - started:.0f} s)", flush=True)
+    print(f"corpus ready at {path} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
 
 def photo_ids_by_source(corpus_path: Path) -> dict[str, int]:

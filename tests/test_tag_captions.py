@@ -165,7 +165,8 @@ def test_train_semantic_defaults_to_the_tag_space_for_tagged_photos(
         with pytest.raises(LearnError, match=r"featurize --text minilm\b"):
             train_semantic(corpus, "minilm", split="hash:60/20/20", fit_settings=FAST)
     assert report.settings["caption_kind"] == "tags"
-    assert {k: report.settings[k] for k in ("text", "loss")} == {k: TAG_DEFAULTS[k] for k in ("text", "loss")}
+    chosen = ("text", "loss", "temperature")
+    assert {k: report.settings[k] for k in chosen} == {k: TAG_DEFAULTS[k] for k in chosen}
     assert report.settings["head"]["kind"] == TAG_DEFAULTS["head"]
     assert report.settings["text_features"] == "text.minilm-tags"
 
@@ -185,7 +186,8 @@ def test_sentence_captions_keep_the_sentence_defaults(tmp_path: Path) -> None:
         report = train_semantic(corpus, split="hash:60/20/20", fit_settings=FAST)
     assert report.settings["caption_kind"] == "sentences"
     assert report.settings["text"] == SENTENCE_DEFAULTS["text"] == "minilm"
-    assert report.settings["loss"] == SENTENCE_DEFAULTS["loss"]
+    assert report.settings["loss"] == SENTENCE_DEFAULTS["loss"] == "cosine"
+    assert report.settings["head"]["kind"] == "linear"
 
 
 # -------------------------------------------------------------------------------- determinism, loss

@@ -747,7 +747,7 @@ def train_semantic(
     loss: str | None = None,
     head: str | None = None,
     hidden: int = 1024,
-    temperature: float = 0.05,
+    temperature: float | None = None,
     name: str | None = None,
     labels: PathLike | LabelFile | None = None,
     on_epoch: Callable[[int, float, float], None] | None = None,
@@ -760,10 +760,10 @@ def train_semantic(
 
     ``text``: ``auto``, ``minilm``, ``minilm-tags`` (tag lists), ``lda``, ``word2vec`` or
     ``word2vec-tfidf``; ``loss``: ``cosine``, ``sigmoid-ce`` (the paper's), ``infonce``
-    (``temperature``) or ``hard-negative``; ``head``: ``linear`` or ``mlp``. Left as ``auto`` / ``None``,
-    text, loss and head are chosen by whether the photos' text is bare tag lists or sentences (the
-    README's "Learning from web data"). ``labels`` adds the concept mAP to the metrics. Settings: the
-    ``[learn]`` table, as for :func:`train_classifier`.
+    (``temperature``) or ``hard-negative``; ``head``: ``linear`` or ``mlp``. Left as ``auto`` /
+    ``None``, text, loss, head and temperature are chosen by whether the photos' text is bare tag
+    lists or sentences (the README's "Learn and search"). ``labels`` adds the concept mAP to the
+    metrics. Settings: the ``[learn]`` table, as for :func:`train_classifier`.
     """
     from photocorpus.learn.semantic import LOSSES, TEXT_SPACES
     from photocorpus.learn.semantic import train_semantic as run_train
@@ -773,8 +773,8 @@ def train_semantic(
         check_choice("loss", loss, LOSSES)
     if head is not None:
         check_choice("head", head, ("linear", "mlp"))
-    if not 0 < temperature <= 10:
-        raise ParameterError(f"temperature must be in (0, 10], got {temperature!r}")
+    if temperature is not None:
+        check_range("temperature", temperature, 1e-6, 10)
     label_file = _label_file(labels)
     with (
         _stage("train_semantic", corpus, progress, stop, {"learn": settings}) as (c, flag),

@@ -176,7 +176,12 @@ def train_semantic_cmd(
         typer.Option("--head", help="linear or mlp; default by caption kind (README).", show_default=False),
     ] = None,
     hidden: HiddenOption = 1024,
-    temperature: Annotated[float, typer.Option("--temperature", help="InfoNCE temperature.")] = 0.05,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--temperature", help="InfoNCE temperature; default by caption kind.", show_default=False
+        ),
+    ] = None,
     name: NameOption = None,
     features: FeaturesOption = None,
     split: SplitOption = None,
