@@ -25,7 +25,7 @@ Defaults depend on what the photos' text is (:func:`caption_kind`). Sentence cap
 train on ``text.minilm`` with the cosine loss and a linear head. Tag lists (Flickr, MIRFLICKR) train on
 ``text.minilm-tags`` (per-tag MiniLM vectors, pooled) with :data:`TAG_DEFAULTS`: on the shared
 MIRFLICKR photos that lifted concept mAP on held-out tagged photos from 0.56 to 0.69, and on
-photos without any tags from 0.54 to 0.66 (median of 3 seeds; docs/benchmarks.md, "Learning from web
+photos without any tags from 0.54 to 0.68 (median of 3 seeds; docs/benchmarks.md, "Learning from web
 data").
 """
 
@@ -69,7 +69,8 @@ SENTENCE_DEFAULTS: dict[str, Any] = {
     "head": "linear",
     "temperature": 0.05,
 }
-# InfoNCE's temperature for tags was chosen on the validation photos (0.02-0.3 tried; docs/benchmarks.md)
+# InfoNCE's temperature for tags was chosen on the validation photos (0.02-0.3 tried, 0.1 and 0.2 tie;
+# docs/benchmarks.md)
 TAG_DEFAULTS: dict[str, Any] = {
     "text": "minilm-tags",
     "loss": "infonce",
