@@ -3,11 +3,11 @@
     python benchmarks/linear_probe_mirflickr.py [--corpus DIR] [--folds 5] [--model M1,M2,...]
 
 ``--model`` (default ``efficientnet-lite0,raw-pixels``): comma-separated, any of efficientnet-lite0,
-efficientnet-lite1, efficientnet-lite2,
-efficientnet-lite1+lite2 (the L2-normalised fusion of the two, ``features fuse``) and raw-pixels.
+efficientnet-lite1, efficientnet-lite2, efficientnet-lite1+lite2 (the L2-normalised fusion of the two,
+``features fuse``) and raw-pixels.
 
 Imports the 5,000 shared MIRFLICKR-25K photos (128x128) into a corpus (kept in ``--corpus`` so a
-second run only re-scores), featurizes them with ``efficientnet-lite0`` and ``raw-pixels`` (PCA to
+second run only re-scores), featurizes them with each model (``raw-pixels`` with PCA to
 256 dims: a logistic regression on 67,500 raw dims per photo is impractical on 2 cores, and PCA is
 what one would do anyway), and scores a one-vs-rest logistic regression per concept of
 ``labels.csv`` with K-fold cross-validation (shuffled, seed 0): AP per concept on the pooled
