@@ -471,7 +471,9 @@ def test_first_search_after_train_semantic_needs_no_torch(mir: Corpus, semantic)
     import sys
 
     root = str(mir.root)
-    run_cli("train", "semantic", "--text", "minilm", "-C", root, "--name", "semantic-fresh", "--epochs", "2", "-q")
+    run_cli(
+        "train", "semantic", "--text", "minilm", "-C", root, "--name", "semantic-fresh", "--epochs", "2", "-q"
+    )
     args = ["search", "night", "-m", "semantic-fresh", "-C", root, "--json", "--k", "5"]
     proc = subprocess.run(
         [sys.executable, "-c", IMPORT_PROBE, *args], capture_output=True, text=True, check=True
