@@ -230,7 +230,7 @@ def grow(path: Path, target: int) -> int:
                 old_ids = np.array([m[0] for m in mapping if m[0] in have], dtype=np.int64)
                 if not len(old_ids):
                     continue
-                rows = fs.rows_for(old_ids.tolist())
+                rows = np.asarray(fs.matrix()[fs.rows_for(old_ids.tolist())])
                 new_ids = old_ids + round_no * stride
                 feature_store.append_rows(corpus, name, new_ids, rows, model_id=fs.model_id, dtype=fs.dtype)
             made += len(mapping)

@@ -167,11 +167,22 @@ class Server:
         self._found = threading.Event()
         self._log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "photocorpus", "serve", "-C", str(corpus_dir), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "photocorpus",
+                "serve",
+                "-C",
+                str(corpus_dir),
+                "--port",
+                str(port),
+                "--no-browser",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the URL line must not wait in a pipe buffer
         )
         threading.Thread(target=self._read, daemon=True).start()
 
