@@ -150,6 +150,7 @@ def planned_decisions(photo_ids: list[int], clients: int) -> list[list[dict[str,
 @dataclass
 class Burst:
     acked: dict[str, int] = field(default_factory=dict)  # request_id -> decision id the server answered
+    refused: list[str] = field(default_factory=list)  # answers other than 200 or 503, for the test to fail on
     lock: threading.Lock = field(default_factory=threading.Lock)
     enough: threading.Event = field(default_factory=threading.Event)
 
@@ -164,7 +165,9 @@ def send_until_killed(server: Server, plan: list[dict[str, Any]], burst: Burst) 
                 return  # the server is gone
             if r.status_code == 503:  # busy catalog: not acknowledged, so nothing is owed
                 continue
-            assert r.status_code == 200, f"{body['kind']} refused: {r.status_code} {r.text}"
+            if r.status_code != 200:  # an assert here would end the thread, not the test
+                burst.refused.append(f"{body['kind']}: {r.status_code} {r.text[:200]}")
+                return
             with burst.lock:
                 burst.acked[body["request_id"]] = int(r.json()["decision"]["id"])
                 if len(burst.acked) >= KILL_AFTER_ACKS:
@@ -212,6 +215,7 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged(corpus_dir: Path) -> None:
         server.kill()
         for t in threads:
             t.join(60)
+    assert burst.refused == []
     sent = sum(len(p) for p in plans)
     print(f"killed after {len(burst.acked)} of {sent} decisions were acknowledged")
 
