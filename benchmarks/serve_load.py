@@ -505,6 +505,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    load_at_start = os.getloadavg()  # the host is shared: say how busy it was
     pristine = build(args.work, args.photos)
     run_dir = fresh_copy(pristine, args.work / "run")
     sample = read_sample(run_dir, args.seed)
@@ -570,7 +571,8 @@ def main() -> None:
         "mix": args.mix,
         "curate": not args.no_curate,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "load_before": os.getloadavg(),
+        "load_at_start": load_at_start,
+        "load_at_end": os.getloadavg(),
     }
     print_report(out)
     if args.json:
