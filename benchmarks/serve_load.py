@@ -424,7 +424,9 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
     return float(np.percentile(arr, 50)), float(np.percentile(arr, 95)), float(arr.max())
 
 
-def report(tally: Tally, elapsed: float, curate: dict[str, Any], lost: dict[str, Any], args: Any) -> dict:
+def report(tally: Tally, elapsed: float, curate: dict[str, Any], lost: dict[str, Any]) -> dict[str, Any]:
+    """Per kind: counts, rate, p50/p95/max over every request (failed ones too: a person waited for
+    them) and errors by status; then the missed targets, which decide the exit status."""
     by_kind: dict[str, list[Result]] = defaultdict(list)
     for r in tally.results:
         by_kind[r.kind].append(r)
@@ -559,7 +561,7 @@ def main() -> None:
     verify = subprocess.run(
         [sys.executable, "-m", "photocorpus", "verify", "-C", str(run_dir)], capture_output=True, text=True
     )
-    out = report(tally, elapsed, curate, lost, args)
+    out = report(tally, elapsed, curate, lost)
     out["verify_exit"] = verify.returncode
     if verify.returncode:
         out["misses"].append(f"photocorpus verify exited {verify.returncode}: {verify.stdout[-300:]}")
