@@ -11,10 +11,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from photocorpus.errors import CorpusBusyError, DecisionError, ParameterError, PhotocorpusError
+from photocorpus.serve.catalog_stamps import newest_decision
 from photocorpus.serve.context import context_of, render
+from photocorpus.serve.grid_ids import GRID_TTL_S
 from photocorpus.serve.grid_rows import facet_counts, grid_page
 from photocorpus.serve.photo_details import photo_details
 from photocorpus.serve.photo_filters import FilterError, parse_grid_query, photo_condition
+from photocorpus.serve.stamped_cache import app_cache
 from photocorpus.serve.thumbnails import StoredImage, full_image, thumbnail
 
 RETRY_AFTER_S = 2
@@ -28,17 +31,25 @@ async def healthz(request: Request) -> Response:
 
 async def photos_json(request: Request) -> Response:
     query = parse_grid_query(request.query_params)
-    return JSONResponse(await context_of(request).run(lambda c: grid_page(c, query)))
+    cache = app_cache(request.app.state)
+    return JSONResponse(await context_of(request).run(lambda c: grid_page(c, query, cache)))
 
 
 async def facets_json(request: Request) -> Response:
     """The grid's side counts for a filter, asked by the page after it has shown the photos: at
     100,000 photos they are whole-catalog GROUP BYs (most of a second), so the grid does not wait for
-    them, and each filter's counts are kept for :data:`~photocorpus.serve.context.CACHE_TTL_S`."""
+    them, and each filter's counts are kept until a decision changes them (or for
+    :data:`~photocorpus.serve.grid_ids.GRID_TTL_S`)."""
     ctx = context_of(request)
+    cache = app_cache(request.app.state)
     query = parse_grid_query(request.query_params)
-    key = "facets?" + query.query_string(page=1, sort="id", per_page=60)
-    facets = await ctx.run(lambda c: ctx.cached(key, lambda: facet_counts(c, query)))
+    key = ("facets", tuple(sorted(query.filters.items())))
+
+    def read(c: Any) -> Any:
+        # every facet counts curation's split and duplicate state, which any decision may change
+        return cache.get(key, newest_decision(c), lambda: facet_counts(c, query), GRID_TTL_S)
+
+    facets = await ctx.run(read)
     return JSONResponse(
         {name: [{"value": v, "count": n} for v, n in values] for name, values in facets.items()}
     )

@@ -7,35 +7,42 @@ numbers on one page always agree with each other.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from photocorpus.corpus import Corpus
-from photocorpus.serve.photo_filters import SORTS, GridQuery, photo_condition
+from photocorpus.serve.catalog_stamps import Stamps
+from photocorpus.serve.grid_ids import matching_ids
+from photocorpus.serve.photo_filters import GridQuery, photo_condition
+from photocorpus.serve.stamped_cache import StampedCache
 
 FROM = "FROM photos p LEFT JOIN curation c ON c.photo_id = p.id"
 FACET_LIMIT = 30
 
 
-def grid_page(corpus: Corpus, query: GridQuery) -> dict[str, Any]:
-    """``{"count", "page", "per_page", "photos": [...]}`` for the query (run inside a snapshot)."""
-    condition, values = query.where()
-    count = int(corpus.conn.execute(f"SELECT COUNT(*) FROM photos p WHERE {condition}", values).fetchone()[0])
+def grid_page(corpus: Corpus, query: GridQuery, cache: StampedCache | None = None) -> dict[str, Any]:
+    """``{"count", "page", "per_page", "photos": [...]}`` for the query (run inside a snapshot).
+
+    The count and the page's ids come from :func:`~photocorpus.serve.grid_ids.matching_ids` (kept in
+    ``cache`` per catalog stamp; a fresh cache computes them now); the rows are read by id, so each
+    shows the catalog as it is now."""
+    ids = matching_ids(corpus, query.filters, query.sort, cache or StampedCache(), Stamps(corpus))
     offset = (query.page - 1) * query.per_page
+    page_ids = [int(i) for i in ids[offset : offset + query.per_page]]
     rows = corpus.conn.execute(
         f"""SELECT p.id, p.primary_label, p.title, p.caption, p.source, p.license, p.owner,
                    COALESCE(p.taken_at, p.uploaded_at) AS date, c.split, c.dup_group, c.duplicate_of,
                    c.bot, c.quality_flags, c.exclusion
-            {FROM} WHERE {condition} ORDER BY {SORTS[query.sort]} LIMIT ? OFFSET ?""",
-        [*values, query.per_page, offset],
+            {FROM} WHERE p.id IN (SELECT value FROM json_each(?))""",
+        [json.dumps(page_ids)],
     ).fetchall()
-    photos = [photo_summary(r) for r in rows]
-    return {"count": count, "page": query.page, "per_page": query.per_page, "photos": photos}
+    by_id = {int(r["id"]): r for r in rows}
+    photos = [photo_summary(by_id[i]) for i in page_ids if i in by_id]
+    return {"count": int(ids.size), "page": query.page, "per_page": query.per_page, "photos": photos}
 
 
 def photo_summary(r: Any) -> dict[str, Any]:
     """One grid cell's facts (all user text goes out as JSON strings or autoescaped text)."""
-    import json
-
     return {
         "id": int(r["id"]),
         "label": r["primary_label"],

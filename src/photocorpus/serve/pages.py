@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from photocorpus.serve.api_routes import full_photo
+from photocorpus.serve.catalog_stamps import newest_decision
 from photocorpus.serve.context import context_of, render
 from photocorpus.serve.grid_rows import filter_choices, grid_page
 from photocorpus.serve.photo_details import geo_point
@@ -21,11 +22,18 @@ from photocorpus.serve.photo_filters import SORTS, parse_grid_query
 from photocorpus.serve.review_queues import FLAG_PAGE, duplicate_groups, flagged_photos
 from photocorpus.serve.review_queues import PAGE as QUEUE_PAGE
 from photocorpus.serve.security import cookie_header
+from photocorpus.serve.stamped_cache import app_cache
 
 EXPORT_FORMATS = (
     "parquet", "imagefolder", "instacities", "webdataset", "mirflickr-json", "mirflickr-images",
     "attribution",
 )  # fmt: skip
+# The filter form's choices (stages, reasons, flags, licences...) change only as stages run, and an
+# out-of-date choice selects nothing: kept for minutes whatever decisions are made.
+CHOICES_TTL_S = 300.0
+# The review queues are made again after any decision (every process sees it: the stamp is the
+# newest decision's id); curate's new groups and flags show within this long.
+QUEUE_TTL_S = 30.0
 
 
 async def landing(request: Request) -> Response:
@@ -46,9 +54,11 @@ async def grid(request: Request) -> Response:
     ctx = context_of(request)
     query = parse_grid_query(request.query_params)
 
+    cache = app_cache(request.app.state)
+
     def read(corpus: Any) -> dict[str, Any]:
-        page = grid_page(corpus, query)
-        page["choices"] = ctx.cached("choices", lambda: filter_choices(corpus), ttl_s=300)
+        page = grid_page(corpus, query, cache)
+        page["choices"] = cache.get("choices", (), lambda: filter_choices(corpus), CHOICES_TTL_S)
         return page
 
     page = await ctx.run(read)
@@ -81,9 +91,15 @@ async def review_duplicates(request: Request) -> Response:
         raise HTTPException(400, "order must be largest or uncertain")
     offset = _offset(request)
     ctx = context_of(request)
+    cache = app_cache(request.app.state)
     # the whole ordered queue, kept until the next decision (or 30 s): paging does not recompute it
     whole = await ctx.run(
-        lambda c: ctx.cached(f"duplicates:{order}", lambda: duplicate_groups(c, order, 0, limit=None))
+        lambda c: cache.get(
+            ("duplicates", order),
+            newest_decision(c),
+            lambda: duplicate_groups(c, order, 0, limit=None),
+            QUEUE_TTL_S,
+        )
     )
     queue = {"total": whole["total"], "groups": whole["groups"][offset : offset + QUEUE_PAGE]}
     return render(
@@ -102,8 +118,14 @@ async def review_quality(request: Request) -> Response:
 async def _flag_queue(request: Request, queue_name: str, title: str) -> Response:
     offset = _offset(request)
     ctx = context_of(request)
+    cache = app_cache(request.app.state)
     whole = await ctx.run(
-        lambda c: ctx.cached(f"flags:{queue_name}", lambda: flagged_photos(c, queue_name, 0, limit=None))
+        lambda c: cache.get(
+            ("flags", queue_name),
+            newest_decision(c),
+            lambda: flagged_photos(c, queue_name, 0, limit=None),
+            QUEUE_TTL_S,
+        )
     )
     queue = {"total": whole["total"], "items": whole["items"][offset : offset + FLAG_PAGE]}
     return render(
