@@ -87,21 +87,21 @@ def test_a_decision_from_another_connection_shows_on_the_next_page(reader: Corpu
 
 def test_a_decision_keeps_the_answers_it_cannot_change(reader: Corpus, writer: Corpus) -> None:
     cache = StampedCache()
-    page(reader, cache, source="folder")
-    page(reader, cache, label="brooklyn")
-    page(reader, cache, excluded="1")
+    kept = [{"source": "folder"}, {"label": "brooklyn"}, {"dup": "grouped"}, {"flag": "too_dark"}]
+    for filters in [*kept, {"excluded": "1"}]:
+        page(reader, cache, **filters)
     made = cache.misses
-    page(reader, cache, source="folder")
-    page(reader, cache, label="brooklyn")
-    page(reader, cache, excluded="1")
+    for filters in [*kept, {"excluded": "1"}]:
+        page(reader, cache, **filters)
     assert cache.misses == made, "nothing changed, nothing is made again"
 
     photo = page(reader, cache, label="nyc")["photos"][0]["id"]
     made = cache.misses
+    decisions.add_note(writer, photo, "a note changes no filter but reviewed", reviewer="test")
     exclusion = decisions.exclude_photos(writer, [photo], reviewer="test")
-    page(reader, cache, source="folder")
-    page(reader, cache, label="brooklyn")
-    assert cache.misses == made, "an exclusion changes neither the source nor the labels"
+    for filters in kept:
+        page(reader, cache, **filters)
+    assert cache.misses == made, "an exclusion changes neither the source, the labels, groups nor flags"
     page(reader, cache, excluded="1")
     assert cache.misses == made + 2, "an exclusion changes the excluded term and its page ids"
 

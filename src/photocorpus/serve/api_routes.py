@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from photocorpus.errors import CorpusBusyError, DecisionError, ParameterError, PhotocorpusError
-from photocorpus.serve.catalog_stamps import newest_decision
+from photocorpus.serve.catalog_stamps import Stamps
 from photocorpus.serve.context import context_of, render
 from photocorpus.serve.grid_ids import GRID_TTL_S
 from photocorpus.serve.grid_rows import facet_counts, grid_page
@@ -46,8 +46,9 @@ async def facets_json(request: Request) -> Response:
     key = ("facets", tuple(sorted(query.filters.items())))
 
     def read(c: Any) -> Any:
-        # every facet counts curation's split and duplicate state, which any decision may change
-        return cache.get(key, newest_decision(c), lambda: facet_counts(c, query), GRID_TTL_S)
+        # the facets count labels, splits and duplicate states within the filters
+        stamp = Stamps(c).for_filters([*query.filters, "label", "split", "dup"])
+        return cache.get(key, stamp, lambda: facet_counts(c, query), GRID_TTL_S)
 
     facets = await ctx.run(read)
     return JSONResponse(

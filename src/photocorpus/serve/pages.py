@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from photocorpus.serve.api_routes import full_photo
-from photocorpus.serve.catalog_stamps import newest_decision
+from photocorpus.serve.catalog_stamps import QUEUE_KINDS, Stamps
 from photocorpus.serve.context import context_of, render
 from photocorpus.serve.grid_rows import filter_choices, grid_page
 from photocorpus.serve.photo_details import geo_point
@@ -31,8 +31,8 @@ EXPORT_FORMATS = (
 # The filter form's choices (stages, reasons, flags, licences...) change only as stages run, and an
 # out-of-date choice selects nothing: kept for minutes whatever decisions are made.
 CHOICES_TTL_S = 300.0
-# The review queues are made again after any decision (every process sees it: the stamp is the
-# newest decision's id); curate's new groups and flags show within this long.
+# A review queue is made again after any decision of a kind that changes it (every process sees it:
+# the stamp is read from the catalog); curate's new groups and flags show within this long.
 QUEUE_TTL_S = 30.0
 
 
@@ -92,11 +92,11 @@ async def review_duplicates(request: Request) -> Response:
     offset = _offset(request)
     ctx = context_of(request)
     cache = app_cache(request.app.state)
-    # the whole ordered queue, kept until the next decision (or 30 s): paging does not recompute it
+    # the whole ordered queue, kept until a duplicate decision (or 30 s): paging does not recompute it
     whole = await ctx.run(
         lambda c: cache.get(
             ("duplicates", order),
-            newest_decision(c),
+            Stamps(c).of_kinds(QUEUE_KINDS["duplicates"]),
             lambda: duplicate_groups(c, order, 0, limit=None),
             QUEUE_TTL_S,
         )
@@ -122,7 +122,7 @@ async def _flag_queue(request: Request, queue_name: str, title: str) -> Response
     whole = await ctx.run(
         lambda c: cache.get(
             ("flags", queue_name),
-            newest_decision(c),
+            Stamps(c).of_kinds(QUEUE_KINDS[queue_name]),
             lambda: flagged_photos(c, queue_name, 0, limit=None),
             QUEUE_TTL_S,
         )
