@@ -56,7 +56,14 @@ def reference_ids(corpus: Corpus, filters: dict[str, str], sort: str) -> list[in
 @pytest.mark.parametrize("sort", list(SORTS))
 @pytest.mark.parametrize(
     "filters",
-    [{}, {"label": "nyc"}, {"dup": "grouped", "excluded": "0"}, {"stage": "dedup", "status": "done"}],
+    [
+        {},
+        {"label": "nyc"},
+        {"dup": "grouped", "excluded": "0"},
+        {"dup": "unique", "reviewed": "0", "bot": "0"},
+        {"has_caption": "0"},
+        {"stage": "dedup", "status": "done"},
+    ],
     ids=str,
 )
 def test_pages_list_what_one_plain_query_lists(reader: Corpus, filters: dict, sort: str) -> None:
