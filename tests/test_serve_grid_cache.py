@@ -13,7 +13,7 @@ import pytest
 
 from photocorpus import decisions
 from photocorpus.corpus import Corpus
-from photocorpus.serve.grid_rows import grid_page
+from photocorpus.serve.grid_rows import facet_counts, grid_page
 from photocorpus.serve.photo_filters import SORTS, parse_grid_query, photo_condition
 from photocorpus.serve.stamped_cache import StampedCache
 
@@ -156,3 +156,42 @@ def test_a_value_made_under_another_stamp_is_not_served() -> None:
     assert cache.get("k", 1, lambda: "new", ttl_s=60) == "old"
     assert cache.get("k", 2, lambda: "new", ttl_s=60) == "new"
     assert cache.get("k", 2, lambda: "newer", ttl_s=0) == "newer", "past its time a value is made again"
+
+
+def reference_facets(corpus: Corpus, filters: dict[str, str]) -> dict[str, list[tuple[str, int]]]:
+    """Each facet as a plain GROUP BY over the photos of the other filters."""
+    expressions = {
+        "label": "p.primary_label",
+        "split": "COALESCE(c.split, 'none')",
+        "source": "p.source",
+        "dup": "CASE WHEN c.dup_group IS NULL THEN 'unique' WHEN c.dup_group = p.id THEN 'representative' "
+        "ELSE 'duplicate' END",
+    }
+    out = {}
+    for name, expression in expressions.items():
+        condition, values = photo_condition({k: v for k, v in filters.items() if k != name})
+        rows = corpus.conn.execute(
+            f"SELECT {expression} AS v, COUNT(*) AS n FROM photos p "
+            f"LEFT JOIN curation c ON c.photo_id = p.id WHERE {condition} GROUP BY v ORDER BY n DESC, v",
+            values,
+        )
+        out[name] = [(str(v), int(n)) for v, n in rows]
+    return out
+
+
+@pytest.mark.parametrize("filters", [{}, {"label": "nyc", "split": "train"}, {"dup": "duplicate"}], ids=str)
+def test_facet_counts_are_what_a_group_by_counts_and_follow_a_decision(
+    reader: Corpus, writer: Corpus, filters: dict[str, str]
+) -> None:
+    cache = StampedCache()
+    query = parse_grid_query(filters)
+    assert facet_counts(reader, query, cache) == reference_facets(reader, filters)
+    photo = page(reader, cache, dup="duplicate")["photos"][0]["id"]
+    representative = reader.conn.execute("SELECT duplicate_of FROM curation WHERE photo_id = ?", (photo,))
+    decision = decisions.mark_not_duplicate(writer, photo, int(representative.fetchone()[0]))
+    assert facet_counts(reader, query, cache) == reference_facets(reader, filters)
+    label = decisions.set_label(writer, [photo], "brooklyn", reviewer="test")
+    assert facet_counts(reader, query, cache) == reference_facets(reader, filters)
+    decisions.undo(writer, label.id, reviewer="test")
+    decisions.undo(writer, decision.id, reviewer="test")
+    assert facet_counts(reader, query, cache) == reference_facets(reader, filters)

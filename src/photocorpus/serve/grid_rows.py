@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+
 from photocorpus.corpus import Corpus
 from photocorpus.serve.catalog_stamps import Stamps
-from photocorpus.serve.grid_ids import matching_ids
-from photocorpus.serve.photo_filters import GridQuery, photo_condition
+from photocorpus.serve.grid_ids import GRID_TTL_S, matching_ids
+from photocorpus.serve.photo_filters import GridQuery
 from photocorpus.serve.stamped_cache import StampedCache
 
 FROM = "FROM photos p LEFT JOIN curation c ON c.photo_id = p.id"
@@ -62,28 +64,51 @@ def photo_summary(r: Any) -> dict[str, Any]:
     }
 
 
-def facet_counts(corpus: Corpus, query: GridQuery) -> dict[str, list[tuple[str, int]]]:
+FACETS = {
+    "label": "p.primary_label",
+    "split": "COALESCE(c.split, 'none')",
+    "source": "p.source",
+    "dup": (
+        "CASE WHEN c.dup_group IS NULL THEN 'unique' WHEN c.dup_group = p.id THEN 'representative' "
+        "ELSE 'duplicate' END"
+    ),
+}
+
+
+def facet_values(corpus: Corpus, name: str) -> tuple[np.ndarray, list[str]]:
+    """Every photo's value of one facet: ``(codes, values)``, ``codes[photo_id]`` the index into
+    ``values`` (-1 for no photo), so counting a selection is one ``bincount``."""
+    rows = corpus.conn.execute(f"SELECT p.id, {FACETS[name]} {FROM}").fetchall()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    values, inverse = np.unique(np.array([str(r[1]) for r in rows], dtype=object), return_inverse=True)
+    codes = np.full(int(ids.max(initial=0)) + 1, -1, dtype=np.int64)
+    codes[ids] = inverse
+    return codes, [str(v) for v in values]
+
+
+def facet_counts(
+    corpus: Corpus, query: GridQuery, cache: StampedCache | None = None
+) -> dict[str, list[tuple[str, int]]]:
     """Counts by label, split, source and duplicate state within the current filter (each facet
-    counted without its own filter, so the other choices stay visible, as in Datasette)."""
+    counted without its own filter, so the other choices stay visible, as in Datasette).
+
+    Why arrays and not a GROUP BY per facet: at 100,000 photos the four GROUP BYs cost 150-220 ms,
+    again after every decision. Each facet's value per photo is kept per catalog stamp, the filter's
+    ids come from :func:`~photocorpus.serve.grid_ids.matching_ids`, and a count is a ``bincount``."""
+    cache = cache or StampedCache()
+    stamps = Stamps(corpus)
     out: dict[str, list[tuple[str, int]]] = {}
-    facets = {
-        "label": "p.primary_label",
-        "split": "COALESCE(c.split, 'none')",
-        "source": "p.source",
-        "dup": (
-            "CASE WHEN c.dup_group IS NULL THEN 'unique' WHEN c.dup_group = p.id THEN 'representative' "
-            "ELSE 'duplicate' END"
-        ),
-    }
-    for name, expression in facets.items():
+    for name in FACETS:
+        stamp = stamps.for_filters([name])
+        codes, values = cache.get(
+            ("facet", name), stamp, lambda name=name: facet_values(corpus, name), GRID_TTL_S
+        )
         others = {k: v for k, v in query.filters.items() if k != name}
-        condition, values = photo_condition(others)
-        rows = corpus.conn.execute(
-            f"SELECT {expression} AS v, COUNT(*) AS n {FROM} WHERE {condition} GROUP BY v ORDER BY n DESC, v "
-            f"LIMIT {FACET_LIMIT}",
-            values,
-        ).fetchall()
-        out[name] = [(str(r["v"]), int(r["n"])) for r in rows]
+        ids = matching_ids(corpus, others, "id", cache, stamps)
+        picked = codes[ids[ids < codes.size]]
+        counts = np.bincount(picked[picked >= 0], minlength=len(values))
+        ranked = sorted((-int(n), values[i]) for i, n in enumerate(counts) if n > 0)
+        out[name] = [(value, -negative) for negative, value in ranked[:FACET_LIMIT]]
     return out
 
 
