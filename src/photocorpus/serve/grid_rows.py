@@ -64,26 +64,36 @@ def photo_summary(r: Any) -> dict[str, Any]:
     }
 
 
-FACETS = {
-    "label": "p.primary_label",
-    "split": "COALESCE(c.split, 'none')",
-    "source": "p.source",
+# Each facet's value per photo, read from the narrowest rows that hold it (photos_by_label covers
+# the labels; split and duplicate state are curation's own columns), and its value for a photo
+# without a curation row.
+FACETS: dict[str, tuple[str, str | None]] = {
+    "label": ("SELECT id, primary_label FROM photos", None),
+    "split": ("SELECT photo_id, COALESCE(split, 'none') FROM curation", "none"),
+    "source": ("SELECT id, source FROM photos", None),
     "dup": (
-        "CASE WHEN c.dup_group IS NULL THEN 'unique' WHEN c.dup_group = p.id THEN 'representative' "
-        "ELSE 'duplicate' END"
+        "SELECT photo_id, CASE WHEN dup_group IS NULL THEN 'unique' WHEN dup_group = photo_id "
+        "THEN 'representative' ELSE 'duplicate' END FROM curation",
+        "unique",
     ),
 }
 
 
-def facet_values(corpus: Corpus, name: str) -> tuple[np.ndarray, list[str]]:
+def facet_values(corpus: Corpus, name: str, every: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Every photo's value of one facet: ``(codes, values)``, ``codes[photo_id]`` the index into
-    ``values`` (-1 for no photo), so counting a selection is one ``bincount``."""
-    rows = corpus.conn.execute(f"SELECT p.id, {FACETS[name]} {FROM}").fetchall()
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    values, inverse = np.unique(np.array([str(r[1]) for r in rows], dtype=object), return_inverse=True)
-    codes = np.full(int(ids.max(initial=0)) + 1, -1, dtype=np.int64)
-    codes[ids] = inverse
-    return codes, [str(v) for v in values]
+    ``values`` (-1 for no photo), so counting a selection is one ``bincount``. ``every`` is every
+    photo id (those without a curation row get the facet's default)."""
+    sql, default = FACETS[name]
+    index: dict[str, int] = {}
+    codes = np.full(int(every.max(initial=0)) + 1, -1, dtype=np.int64)
+    if default is not None:
+        codes[every] = index.setdefault(default, 0)
+    pairs = [(r[0], index.setdefault(str(r[1]), len(index))) for r in corpus.conn.execute(sql)]
+    if pairs:
+        ids, found = np.array(pairs, dtype=np.int64).T
+        inside = ids < codes.size  # a photo added since ``every`` was read waits for the next read
+        codes[ids[inside]] = found[inside]
+    return codes, list(index)
 
 
 def facet_counts(
@@ -97,11 +107,12 @@ def facet_counts(
     ids come from :func:`~photocorpus.serve.grid_ids.matching_ids`, and a count is a ``bincount``."""
     cache = cache or StampedCache()
     stamps = Stamps(corpus)
+    every = matching_ids(corpus, {}, "id", cache, stamps)
     out: dict[str, list[tuple[str, int]]] = {}
     for name in FACETS:
         stamp = stamps.for_filters([name])
         codes, values = cache.get(
-            ("facet", name), stamp, lambda name=name: facet_values(corpus, name), GRID_TTL_S
+            ("facet", name), stamp, lambda name=name: facet_values(corpus, name, every), GRID_TTL_S
         )
         others = {k: v for k, v in query.filters.items() if k != name}
         ids = matching_ids(corpus, others, "id", cache, stamps)
