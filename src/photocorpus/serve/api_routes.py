@@ -40,11 +40,7 @@ async def facets_json(request: Request) -> Response:
     ctx = context_of(request)
     cache = app_cache(request.app.state)
     query = parse_grid_query(request.query_params)
-
-    def read(c: Any) -> Any:
-        return facet_counts(c, query, cache)
-
-    facets = await ctx.run(read)
+    facets = await ctx.run(lambda c: facet_counts(c, query, cache))
     return JSONResponse(
         {name: [{"value": v, "count": n} for v, n in values] for name, values in facets.items()}
     )
