@@ -54,9 +54,17 @@ def filter_terms(filters: Mapping[str, str]) -> list[dict[str, str]]:
     return terms
 
 
+def compact(ids: np.ndarray) -> np.ndarray:
+    """``ids`` as 32-bit integers when they fit (always, for ids an import numbered): a kept id list
+    of the whole corpus is then 400 KB, and the cache holds up to 256 of them."""
+    if ids.size and (int(ids.max()) >= 2**31 or int(ids.min()) < -(2**31)):
+        return ids
+    return ids.astype(np.int32)
+
+
 def _ids(corpus: Corpus, sql: str, values: list[object]) -> np.ndarray:
     cursor = corpus.conn.execute(sql, values)
-    return np.fromiter((r[0] for r in cursor), dtype=np.int64)
+    return compact(np.fromiter((r[0] for r in cursor), dtype=np.int64))
 
 
 def ordered_ids(corpus: Corpus, sort: str) -> np.ndarray:
