@@ -91,6 +91,17 @@ def group_members(server: RunningServer) -> dict[int, list[int]]:
     return {g: sorted(m) for g, m in groups.items()}
 
 
+def reloaded(element: Any) -> bool:
+    """True once ``element`` belongs to a page the browser has since replaced (a reload happened)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    return False
+
+
 def test_filter_open_more_like_this_split_confirm_relabel_then_curate_keeps_them(
     browser: Any, server: RunningServer
 ) -> None:
@@ -139,12 +150,18 @@ def test_filter_open_more_like_this_split_confirm_relabel_then_curate_keeps_them
         By.CSS_SELECTOR, f'#pc-dup-group .pc-member[data-id="{split_members[1]}"] small'
     )
     member.click()
+    page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "pc-split-selected").click()
     wait_for(lambda: len(decisions(server, before)) == 1, what="the split decision")
+    # the page reloads itself once the decision is answered: let it, or that reload may land after
+    # (and undo) the next navigation
+    wait_for(lambda: reloaded(page), what="the photo page to reload after the split")
     # confirm another group
     browser.get(f"{server.url}/photo/{confirm_members[0]}")
+    page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "pc-confirm-group").click()
     wait_for(lambda: len(decisions(server, before)) == 2, what="the confirm decision")
+    wait_for(lambda: reloaded(page), what="the photo page to reload after the confirm")
     # correct a label
     relabelled = confirm_members[0]
     browser.get(f"{server.url}/photo/{relabelled}")
