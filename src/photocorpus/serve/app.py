@@ -4,7 +4,9 @@ templates and the shared :class:`~photocorpus.serve.context.ServeContext`."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -47,10 +49,22 @@ def templates() -> jinja2.Environment:
     )
 
 
+def _warm_neighbours(ctx: ServeContext) -> None:
+    """Load the "more like this" index while the server starts (on a large corpus built once, ~10 s,
+    then saved): photo pages asked meanwhile wait for this load instead of starting their own."""
+    try:
+        ctx.neighbours.warm(ctx.catalog.corpus())  # no snapshot: a build must not pin a read transaction
+    except Exception as exc:  # the photo page meets the same error and answers it; do not stop the server
+        logging.getLogger(__name__).warning("could not load the 'more like this' index: %s", exc)
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    ctx = app.state.ctx
+    warm = threading.Thread(target=_warm_neighbours, args=(ctx,), name="warm-neighbours", daemon=True)
+    warm.start()
     yield
-    app.state.ctx.catalog.close()
+    ctx.catalog.close()
 
 
 def create_app(

@@ -100,6 +100,13 @@ class NeighbourIndex:
                 return name
         return names[0] if names else None
 
+    def warm(self, corpus: Corpus) -> None:
+        """Load (or build, the first time on a large set) the default set's index now, so that the
+        first photo page does not wait for it: the server calls this in a thread as it starts."""
+        name = self.default_set(corpus)
+        if name is not None:
+            self._load(corpus, name)
+
     def _load(self, corpus: Corpus, name: str) -> _Exact | _Indexed:
         fs = feature_store.open_feature_set(corpus, name)
         with self._lock:  # one thread loads or builds; the others wait for it rather than repeat it
@@ -118,15 +125,18 @@ class NeighbourIndex:
     def _indexed(self, corpus: Corpus, fs: feature_store.FeatureSet) -> _Indexed:
         import faiss
 
-        from photocorpus.learn.index import ensure_index
+        from photocorpus.learn.index import build_index, ensure_index
         from photocorpus.learn.search import feature_index_source
 
-        index, _action = ensure_index(
-            neighbour_index_folder(corpus, fs.name),
-            feature_index_source(corpus, fs.name),
-            setting="ivf",
-            seed=corpus.settings.learn.seed,
-        )
+        source = feature_index_source(corpus, fs.name)
+        seed = corpus.settings.learn.seed
+        try:
+            index, _action = ensure_index(
+                neighbour_index_folder(corpus, fs.name), source, setting="ivf", seed=seed
+            )
+        except OSError:  # a corpus we may read but not write: build it for this process only
+            ids = np.unique(source.photo_ids())
+            index = build_index(source.embed(ids), ids, kind="ivf", seed=seed)
         ids = fs.photo_ids()
         order = np.argsort(ids, kind="stable")
         return _Indexed(
