@@ -22,15 +22,29 @@ def serve(
     ] = None,
     reviewer: Annotated[str | None, typer.Option(help="Name recorded on your decisions.")] = None,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Server processes (default: 2 on a machine with 2 cores or more, else 1).", min=1),
+    ] = None,
 ) -> None:
     """Browse, search and correct the corpus in a web browser (prints the URL with its token)."""
+    import os
+
     import uvicorn
 
     from photocorpus.serve.app import create_app
+    from photocorpus.serve.export_jobs import new_server_id
     from photocorpus.serve.security import new_token
+    from photocorpus.serve.worker_processes import SETTINGS_ENV, default_worker_count, settings_for_workers
+    from photocorpus.worker_counts import capped_workers
 
     secret = token or new_token()
-    application = create_app(corpus, token=secret, reviewer=reviewer, host=host, port=port)
+    processes = capped_workers(workers or default_worker_count(), "--workers")
+    settings = {
+        "token": secret, "reviewer": reviewer, "host": host, "port": port, "server_id": new_server_id(),
+    }  # fmt: skip
+    # built here even with several workers: a bad folder or reviewer fails before anything starts
+    application = create_app(corpus, **settings)  # type: ignore[arg-type]
     shown = "localhost" if host in ("127.0.0.1", "localhost") else host
     url = f"http://{shown if ':' not in shown else f'[{shown}]'}:{port}/?token={secret}"
     typer.echo(f"photocorpus serve: {url}")
@@ -39,4 +53,15 @@ def serve(
         import webbrowser
 
         webbrowser.open(url)
-    uvicorn.run(application, host=host, port=port, log_level="warning", workers=1)
+    if processes == 1:
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+        return
+    os.environ[SETTINGS_ENV] = settings_for_workers(corpus_path=str(Path(corpus).absolute()), **settings)
+    uvicorn.run(
+        "photocorpus.serve.worker_processes:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="warning",
+        workers=processes,
+    )

@@ -75,18 +75,20 @@ def create_app(
     host: str = "127.0.0.1",
     port: int = 8765,
     busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    server_id: str | None = None,
 ) -> Starlette:
     """The web app of one corpus. ``token`` guards writes (and every request when ``host`` is not a
     loopback address); ``reviewer`` is recorded on decisions that do not name one; ``host`` and
     ``port`` are where uvicorn binds it (the Host-header check and the cookie names use them);
-    ``busy_timeout_ms``: how long a write waits for another writer's lock before answering 503."""
+    ``busy_timeout_ms``: how long a write waits for another writer's lock before answering 503;
+    ``server_id``: shared by the worker processes of one server (their export jobs), new if None."""
     catalog = CatalogConnections(corpus_path, busy_timeout_ms)
     ctx = ServeContext(
         catalog=catalog,
         policy=AccessPolicy(token=token, host=host, port=port),
         templates=templates(),
         reviewer=check_reviewer(reviewer),
-        jobs=ExportJobs(Path(catalog.root)),
+        jobs=ExportJobs(Path(catalog.root), server_id),
     )
     routes = [
         Route("/", pages.landing),

@@ -21,6 +21,7 @@ Two ways to answer, picked by the set's size:
 
 from __future__ import annotations
 
+import fcntl
 import math
 import threading
 from dataclasses import dataclass
@@ -130,10 +131,13 @@ class NeighbourIndex:
 
         source = feature_index_source(corpus, fs.name)
         seed = corpus.settings.learn.seed
+        folder = neighbour_index_folder(corpus, fs.name)
         try:
-            index, _action = ensure_index(
-                neighbour_index_folder(corpus, fs.name), source, setting="ivf", seed=seed
-            )
+            folder.mkdir(parents=True, exist_ok=True)
+            # one builder at a time: the other workers of the server wait, then load what it saved
+            with open(folder / "build.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                index, _action = ensure_index(folder, source, setting="ivf", seed=seed)
         except OSError:  # a corpus we may read but not write: build it for this process only
             ids = np.unique(source.photo_ids())
             index = build_index(source.embed(ids), ids, kind="ivf", seed=seed)
