@@ -85,10 +85,14 @@ def decision_json(decision: Any) -> dict[str, Any]:
     return out
 
 
-def _image_response(image: StoredImage | None, photo_id: int, max_age: int) -> Response:
+def _image_response(image: StoredImage | None, photo_id: int, max_age: int, request: Request) -> Response:
     if image is None:
         raise HTTPException(404, f"photo {photo_id} has no readable image")
     headers = {"Cache-Control": f"private, max-age={max_age}"}
+    if image.etag is not None:
+        headers["ETag"] = image.etag
+        if image.matches(request.headers.get("if-none-match")):
+            return Response(status_code=304, headers=headers)
     if image.path is not None:
         return FileResponse(image.path, media_type=image.media_type, headers=headers)
     return Response(image.data, media_type=image.media_type, headers=headers)
@@ -97,13 +101,13 @@ def _image_response(image: StoredImage | None, photo_id: int, max_age: int) -> R
 async def image_thumb(request: Request) -> Response:
     photo_id = request.path_params["photo_id"]
     image = await context_of(request).run(lambda c: thumbnail(c, photo_id))
-    return _image_response(image, photo_id, 3600)
+    return _image_response(image, photo_id, 3600, request)
 
 
 async def image_full(request: Request) -> Response:
     photo_id = request.path_params["photo_id"]
     image = await context_of(request).run(lambda c: full_image(c, photo_id))
-    return _image_response(image, photo_id, 3600)
+    return _image_response(image, photo_id, 3600, request)
 
 
 async def json_body(request: Request) -> dict[str, Any]:
