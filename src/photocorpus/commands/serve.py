@@ -24,7 +24,11 @@ def serve(
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
     workers: Annotated[
         int | None,
-        typer.Option(help="Server processes (default: 2 on a machine with 2 cores or more, else 1).", min=1),
+        typer.Option(
+            help="Server processes (default: 2 on a machine with 2 cores or more, else 1).",
+            min=1,
+            envvar="PHOTOCORPUS_SERVE_WORKERS",
+        ),
     ] = None,
 ) -> None:
     """Browse, search and correct the corpus in a web browser (prints the URL with its token)."""
