@@ -25,7 +25,7 @@ def serve(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Server processes (default: 2 on a machine with 2 cores or more, else 1).",
+            help="Server processes; they share the token, jobs and decisions (see docs/serve.md).",
             min=1,
             envvar="PHOTOCORPUS_SERVE_WORKERS",
         ),
@@ -39,11 +39,11 @@ def serve(
     from photocorpus.serve.app import create_app
     from photocorpus.serve.export_jobs import new_server_id
     from photocorpus.serve.security import new_token
-    from photocorpus.serve.worker_processes import SETTINGS_ENV, default_worker_count, settings_for_workers
+    from photocorpus.serve.worker_processes import DEFAULT_WORKERS, SETTINGS_ENV, settings_for_workers
     from photocorpus.worker_counts import capped_workers
 
     secret = token or new_token()
-    processes = capped_workers(workers or default_worker_count(), "--workers")
+    processes = capped_workers(workers or DEFAULT_WORKERS, "--workers")
     settings = {
         "token": secret, "reviewer": reviewer, "host": host, "port": port, "server_id": new_server_id(),
     }  # fmt: skip

@@ -1,8 +1,8 @@
 """``photocorpus serve --workers N``: N uvicorn worker processes behind one port.
 
 Why processes: the app's Python work (templates, row dicts, JSON) holds the GIL, so one process uses
-at most one core however many threads it has; on a 2-core machine a second worker nearly doubles
-what the server completes under load.
+at most one core however many threads it has. Whether a second worker pays depends on the load: it
+helps when Python work dominates, not while SQLite does (see :data:`DEFAULT_WORKERS`).
 
 What keeps N processes one server:
 
@@ -29,16 +29,12 @@ import signal
 import sys
 from typing import Any
 
-from photocorpus.worker_counts import default_workers
-
 SETTINGS_ENV = "PHOTOCORPUS_SERVE_SETTINGS"
-DEFAULT_MAX_WORKERS = 2  # beyond two, workers mostly contend for SQLite and memory on small machines
+# One by default: measured on the 100,000-photo load benchmark (2 shared cores, 50 clients), two
+# workers completed fewer requests than one (the grid's cost is SQLite, which already runs outside
+# the GIL in the thread pool, and each worker recomputes its own cached counts after every decision).
+DEFAULT_WORKERS = 1
 PR_SET_PDEATHSIG = 1
-
-
-def default_worker_count() -> int:
-    """Two workers where there are two cores or more, else one."""
-    return min(DEFAULT_MAX_WORKERS, default_workers())
 
 
 def settings_for_workers(**settings: Any) -> str:
