@@ -108,6 +108,7 @@ class Tally:
     unacked_request_ids: list[str] = field(default_factory=list)
     retries_503: int = 0
     warmup: dict[str, Result] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds in the measured window, by who
 
 
 def log(msg: str) -> None:
@@ -365,6 +366,38 @@ class Client:
         await self.http.aclose()
 
 
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, reaped children included) of a process and its live descendants,
+    from /proc (Linux; 0.0 elsewhere). Why: on a small host the server shares the cores with the
+    clients and curate, and the report should say who used them during the window."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = sum(int(f) for f in fields[11:15]) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(child for child, parent in parents.items() if parent == current)
+    return total
+
+
+def host_busy_s() -> float:
+    """CPU seconds every core of the host spent busy so far (/proc/stat; 0.0 elsewhere)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
+
 async def drive(
     server: Server, sample: Sample, args: argparse.Namespace, on_start: Any
 ) -> tuple[Tally, float]:
@@ -384,8 +417,14 @@ async def drive(
     weights = [float(mix[k]) for k in kinds]
     on_start()
     started = time.monotonic()
+    cpu_before = (process_tree_cpu_s(server.proc.pid), time.process_time(), host_busy_s())
     await asyncio.gather(*(c.run(kinds, weights, started + args.seconds, args.think_s) for c in clients))
     elapsed = time.monotonic() - started
+    tally.cpu_s = {
+        "server": process_tree_cpu_s(server.proc.pid) - cpu_before[0],
+        "clients": time.process_time() - cpu_before[1],
+        "host": host_busy_s() - cpu_before[2],
+    }
     await asyncio.gather(*(c.close() for c in clients))
     return tally, elapsed
 
@@ -466,6 +505,7 @@ def report(tally: Tally, elapsed: float, curate: dict[str, Any], lost: dict[str,
         "warmup_ms": {k: round(r.ms) for k, r in tally.warmup.items()},
         "warmup_status": {k: r.status for k, r in tally.warmup.items()},
         "curate": curate,
+        "cpu_s": {k: round(v, 1) for k, v in tally.cpu_s.items()},
         "decisions": lost,
         "misses": misses,
     }
@@ -486,6 +526,15 @@ def print_report(out: dict[str, Any]) -> None:
     )
     print(f"warm-up (first request of each kind, ms): {out['warmup_ms']}")
     print(f"503 retries: {out['retries_503']}; curate during the run: {out['curate']}")
+    cpu, window = out["cpu_s"], out["elapsed_s"]
+    if cpu.get("host"):
+        print(
+            f"CPU during the window ({window:.0f} s, {os.cpu_count()} cores = "
+            f"{window * (os.cpu_count() or 1):.0f}"
+            f" core-s): host busy {cpu['host']:.0f} core-s; server {cpu['server']:.0f}, clients "
+            f"{cpu['clients']:.0f}, everything else (curate, other jobs) "
+            f"{cpu['host'] - cpu['server'] - cpu['clients']:.0f}"
+        )
     print(f"decisions: {out['decisions']}")
     for kind, v in out["kinds"].items():
         for sample in v["error_samples"]:
