@@ -315,6 +315,76 @@ def test_pc_search_keeps_its_searcher_and_answers_through_the_callers_corpus(
     assert len(built) == 2
 
 
+def _fused_reference(mir: Corpus, query: str, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """(photo ids, fused scores) best first, computed without the fusion code: every photo scored by
+    the reloaded model and by the bridge, each standardised over all photos, then blended."""
+    from photocorpus.learn.bridge import ImageNetBridge
+
+    fs = feature_store.open_feature_set(mir, "efficientnet-lite0")
+    ids = np.unique(fs.photo_ids())
+    terms = parse_query(query)
+    model = load_semantic(mir, "semantic-minilm")
+    sem = (model.embed(feature_rows(fs, ids)) @ query_vector(terms, minilm_encoder())).astype(np.float64)
+    bridge = ImageNetBridge(mir, "efficientnet-lite0.logits", encode=minilm_encoder())
+    br = bridge.score_ids(terms, ids).astype(np.float64)
+    fused = (1 - weight) * (sem - sem.mean()) / sem.std() + weight * (br - br.mean()) / br.std()
+    order = np.lexsort((ids, -fused))
+    return ids[order], fused[order]
+
+
+@pytest.mark.parametrize("index_kind", ["flat", "hnsw"])
+def test_bridge_weight_ranks_by_the_fused_z_scores(
+    mir: Corpus,
+    semantic,  # type: ignore[no-untyped-def]
+    index_kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import photocorpus.learn.score_fusion as score_fusion
+
+    # flat: every photo scored; hnsw: candidates from both sides, widened until the bound proves the
+    # top-k (a small first candidate list makes the 300-photo corpus need the bound and the widening)
+    monkeypatch.setattr(score_fusion, "CANDIDATES_MIN", 5)
+    searcher = Searcher(mir, model="semantic-minilm", index_kind=index_kind)
+    for query, weight in (("night", 0.3), ("dog -people", 0.6)):
+        want_ids, want_scores = _fused_reference(mir, query, weight)
+        hits = searcher.search_text(query, k=10, bridge_weight=weight)
+        assert [h.photo_id for h in hits] == want_ids[:10].tolist(), (query, weight)
+        np.testing.assert_allclose([h.score for h in hits], want_scores[:10], atol=1e-4)
+        assert hits[0].method == f"semantic:semantic-minilm+bridge:efficientnet-lite0.logits@{weight:g}"
+    # the fusion at weight 0 ranks exactly as the semantic index does
+    fusion = searcher.fusion()
+    terms = parse_query("night")
+    q = query_vector(terms, searcher.encode)
+    _, fused_ids = fusion.top(q, fusion.bridge.weights(terms), 0.0, 15)
+    _, index_ids = searcher.index.search(q[None, :], 15)  # type: ignore[union-attr]
+    assert fused_ids.tolist() == index_ids[0].tolist()
+    plain = [h.photo_id for h in searcher.search_text("night", k=15)]
+    assert [h.photo_id for h in searcher.search_text("night", k=15, bridge_weight=0)] == plain
+    assert searcher.fusion() is fusion  # the moments are computed once per searcher
+
+
+def test_bridge_weight_is_validated_early_and_reaches_the_cli(mir: Corpus, semantic) -> None:  # type: ignore[no-untyped-def]
+    import photocorpus as pc
+    from photocorpus.errors import ParameterError
+
+    for bad in (1.0, -0.1, 2, "0.2"):
+        with pytest.raises(ParameterError, match="bridge_weight"):
+            pc.search(mir, "night", bridge_weight=bad)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="text queries only"):
+        pc.search(mir, image=shared_data("mirflickr25k/images") / "im1.jpg", bridge_weight=0.2)
+    results = pc.search(mir, "night", k=5, bridge_weight=0.2)
+    assert results.method.endswith("+bridge:efficientnet-lite0.logits@0.2")
+    from typer.testing import CliRunner
+
+    from photocorpus.cli import app
+
+    out = CliRunner().invoke(
+        app, ["search", "night", "--k", "5", "--bridge-weight", "0.2", "--json", "-C", str(mir.root)]
+    )
+    assert out.exit_code == 0, out.output
+    assert [h["photo_id"] for h in json.loads(out.stdout)] == [h.photo_id for h in results.hits]
+
+
 def test_bridge_search_works_without_a_model_and_beats_chance(mir: Corpus, labels_csv: Path) -> None:
     searcher = Searcher(mir, method="bridge")
     assert searcher.method == "bridge:efficientnet-lite0.logits"

@@ -804,6 +804,7 @@ def search(
     method: str = "auto",
     index: str | None = None,
     rebuild_index: bool = False,
+    bridge_weight: float = 0.0,
 ) -> SearchResults:
     """The ``k`` photos that best match a text ``query`` (``"beach +sunset -people"``) or an example
     ``image`` file, best first. Shows thumbnails in Jupyter; ``.to_frame()`` gives a DataFrame.
@@ -812,8 +813,14 @@ def search(
     bridge), ``semantic`` or ``bridge``; ``model`` names a semantic model. ``index``: ``auto``,
     ``flat``, ``ivf`` or ``hnsw`` (default: the ``[learn]`` setting). Search is a query, not a stage:
     it takes no ``progress`` or ``stop``.
+
+    ``bridge_weight`` (0 <= w < 1; 0, the default, is off): rank a text query by
+    ``(1 - w) z(semantic) + w z(bridge)``, the semantic model's score blended with the caption-free
+    ImageNet bridge's, each standardised over the corpus's photos. On MIRFLICKR w = 0.1-0.2 (chosen
+    on labelled validation photos) helped photos without captions most (docs/search.md).
     """
     from photocorpus.api_results import SearchResults
+    from photocorpus.learn.score_fusion import check_bridge_weight
     from photocorpus.learn.search import METHODS as SEARCH_METHODS
     from photocorpus.learn.search import Searcher, shared_searcher
 
@@ -821,6 +828,9 @@ def search(
         raise ParameterError("give a text query or an image file (one of query, image; not both)")
     check_range("k", k, 1, 10_000)
     check_choice("method", method, SEARCH_METHODS)
+    check_bridge_weight(bridge_weight)
+    if bridge_weight and image is not None:
+        raise ParameterError("bridge_weight applies to text queries only; leave it 0 with image=")
     if index is not None:
         check_choice("index", index, ("auto", "flat", "ivf", "hnsw"))
     with _opened(corpus) as c:
@@ -831,7 +841,7 @@ def search(
             else Searcher(c, model=model, method=method, index_kind=index, rebuild_index=rebuild_index)
         )
         hits = (
-            searcher.search_text(query, k, corpus=c)
+            searcher.search_text(query, k, corpus=c, bridge_weight=bridge_weight)
             if query is not None
             else searcher.search_image(image, k, corpus=c)  # type: ignore[arg-type]
         )
@@ -841,7 +851,7 @@ def search(
             hits=hits,
             query=query,
             image=None if image is None else str(image),
-            method=searcher.method,
+            method=searcher.method_for(bridge_weight) if query is not None else searcher.method,
             explanation=searcher.explain(query) if query is not None and searcher.uses_bridge else "",
             locations=locations,
         )

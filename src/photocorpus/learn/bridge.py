@@ -213,7 +213,10 @@ class ImageNetBridge:
 
     def score_ids(self, terms: Sequence[QueryTerm], photo_ids: np.ndarray) -> np.ndarray:
         """Scores of the given photos (NaN for photos without logits)."""
-        w = self.weights(terms)
+        return self.scores_for(self.weights(terms), photo_ids)
+
+    def scores_for(self, w: np.ndarray, photo_ids: np.ndarray) -> np.ndarray:
+        """Scores of the given photos for class weights ``w`` (NaN for photos without logits)."""
         pos = np.searchsorted(self.cache.ids, photo_ids)
         pos = np.clip(pos, 0, max(len(self.cache.ids) - 1, 0))
         found = (self.cache.ids[pos] == photo_ids) if len(self.cache.ids) else np.zeros(len(photo_ids), bool)

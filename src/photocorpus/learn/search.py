@@ -3,8 +3,10 @@
 ``search_text(corpus, "snow ski", k=20)`` returns :class:`Hit` rows, best first. It uses the newest
 semantic model (or the one named) through its faiss index, kept up to date incrementally; a corpus
 without a semantic model (no captions: a plain folder, an instaloader dump) is searched through the
-ImageNet-label bridge (:mod:`photocorpus.learn.bridge`). ``search_image`` embeds an example photo the
-same way, or, without a semantic model, searches the raw image features by cosine similarity.
+ImageNet-label bridge (:mod:`photocorpus.learn.bridge`). ``bridge_weight=w`` blends a semantic
+model's score with the bridge's (:mod:`photocorpus.learn.score_fusion`). ``search_image`` embeds an
+example photo the same way, or, without a semantic model, searches the raw image features by cosine
+similarity.
 
 A :class:`Searcher` keeps the index, the text encoder and the model loaded between queries (the
 report and the benchmark ask many); ``search_text`` reuses one per corpus and model in-process.
@@ -27,11 +29,13 @@ from photocorpus.learn import registry
 from photocorpus.learn.dataset import LearnError, feature_rows, photo_meta
 from photocorpus.learn.image_file_features import image_file_features
 from photocorpus.learn.query import describe_query, parse_query, query_vector
+from photocorpus.learn.score_fusion import check_bridge_weight
 
 if TYPE_CHECKING:
     from photocorpus.corpus import Corpus
     from photocorpus.learn.bridge import ImageNetBridge
     from photocorpus.learn.index import PhotoIndex
+    from photocorpus.learn.score_fusion import BridgeFusion
     from photocorpus.learn.semantic_handle import SemanticHandle
 
 METHODS = ("auto", "semantic", "bridge")
@@ -51,7 +55,7 @@ class Hit:
     label: str
     caption: str
     path: str | None
-    method: str  # semantic:<model>, bridge:<logits set> or features:<feature set>
+    method: str  # semantic:<model>, bridge:<logits set>, features:<feature set>, or fused (see method_for)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +129,7 @@ class Searcher:
         self.semantic: SemanticHandle | None = None
         self.index: PhotoIndex | None = None
         self._bridge: ImageNetBridge | None = None
+        self._fusion: BridgeFusion | None = None
         self._encode: Any = None
         self.index_action = ""
         self._lock = threading.Lock()
@@ -190,26 +195,66 @@ class Searcher:
     def query_vector(self, query: str) -> np.ndarray:
         return query_vector(parse_query(query), self.encode)
 
-    def search_text(self, query: str, k: int = 20, *, corpus: Corpus | None = None) -> list[Hit]:
+    def fusion(self, corpus: Corpus | None = None) -> BridgeFusion:
+        """The semantic index and the bridge with their score moments, built on the first fused query
+        and kept: the moments are a pass over every photo's vector, too slow to repeat per query."""
+        if self._fusion is None:
+            from photocorpus.learn.bridge import ImageNetBridge
+            from photocorpus.learn.score_fusion import BridgeFusion
+            from photocorpus.learn.text_space import minilm_encoder
+
+            assert self.semantic is not None and self.index is not None
+            # the bridge's class vectors are MiniLM's, whatever text space the model learnt
+            logits = self.fusion_logits(corpus)
+            bridge = ImageNetBridge(corpus or self.corpus, logits, encode=minilm_encoder())
+            self._fusion = BridgeFusion(self.index, bridge)
+        return self._fusion
+
+    def fusion_logits(self, corpus: Corpus | None = None) -> str:
+        """The logits set fused with the semantic score: the model's own backbone's, else Lite0's."""
+        from photocorpus.learn.bridge import DEFAULT_LOGITS
+
+        assert self.semantic is not None
+        own = f"{self.semantic.info['image_features']}.logits"
+        return own if feature_store.has_feature_set(corpus or self.corpus, own) else DEFAULT_LOGITS
+
+    def method_for(self, bridge_weight: float = 0.0) -> str:
+        """What ranked a text query: ``semantic:<model>+bridge:<logits set>@<w>`` when fused."""
+        if bridge_weight and not self.uses_bridge:
+            return f"{self.method}+bridge:{self.fusion_logits()}@{bridge_weight:g}"
+        return self.method
+
+    def search_text(
+        self, query: str, k: int = 20, *, corpus: Corpus | None = None, bridge_weight: float = 0.0
+    ) -> list[Hit]:
         """The ``k`` best photos for ``query`` (see :mod:`photocorpus.learn.query` for the syntax).
 
         ``corpus``: the caller's open connection to the same corpus, for the hits' catalog rows. A
         searcher kept between requests (:func:`shared_searcher`) answers each caller through its own
         connection, so a server thread never reads through another thread's (maybe closed) one.
+
+        ``bridge_weight`` (0 <= w < 1, 0 = off): rank a semantic model's photos by
+        ``(1 - w) z(semantic) + w z(bridge)`` (:mod:`photocorpus.learn.score_fusion`); the scores are
+        then that fused z-score. Without a semantic model the bridge alone ranks, whatever ``w``.
         """
         k = _check_k(k)
+        bridge_weight = check_bridge_weight(bridge_weight)
         terms = parse_query(query)
         with self._lock:
             self.load_text_parts(corpus)
             if self.bridge is not None:
                 scores, ids = self.bridge.top(terms, k)
+            elif bridge_weight:
+                fusion = self.fusion(corpus)
+                q = query_vector(terms, self.encode)
+                scores, ids = fusion.top(q, fusion.bridge.weights(terms), bridge_weight, k)
             else:
                 assert self.index is not None
                 q = query_vector(terms, self.encode)
                 s, i = self.index.search(q[None, :], k)
                 keep = i[0] >= 0
                 scores, ids = s[0][keep], i[0][keep]
-        return self._hits(scores, ids, corpus=corpus)
+        return self._hits(scores, ids, method=self.method_for(bridge_weight), corpus=corpus)
 
     def explain(self, query: str) -> str:
         """One line on how the query was understood (for the bridge: its closest ImageNet classes)."""
@@ -332,10 +377,18 @@ def shared_searcher(corpus: Corpus, model: str | None = None, method: str = "aut
 
 
 def search_text(
-    corpus: Corpus, query: str, k: int = 20, *, model: str | None = None, method: str = "auto"
+    corpus: Corpus,
+    query: str,
+    k: int = 20,
+    *,
+    model: str | None = None,
+    method: str = "auto",
+    bridge_weight: float = 0.0,
 ) -> list[Hit]:
     """Text search: the ``k`` best photos for ``query``, best first (see the module docstring)."""
-    return shared_searcher(corpus, model, method).search_text(query, k, corpus=corpus)
+    return shared_searcher(corpus, model, method).search_text(
+        query, k, corpus=corpus, bridge_weight=bridge_weight
+    )
 
 
 def search_image(
