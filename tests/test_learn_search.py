@@ -247,6 +247,60 @@ def test_finetuned_classifier_trains_saves_and_reloads(tmp_path: Path, labels_cs
     small_corpus.close()
 
 
+def test_finetuned_semantic_model_trains_reloads_and_searches(tmp_path: Path, labels_csv: Path) -> None:
+    # a small corpus of its own: fine-tuning reads every photo through the network once
+    images = shared_data("mirflickr25k/images")
+    rows = list(csv.reader(labels_csv.read_text(encoding="utf-8").splitlines()))
+    header, body = rows[0], rows[1:41]
+    (tmp_path / "src").mkdir()
+    for row in body:
+        (tmp_path / "src" / row[0]).write_bytes((images / row[0]).read_bytes())
+    corpus = Corpus.create(tmp_path / "c")
+    import_folder(corpus, tmp_path / "src")
+    featurize_images(corpus, "efficientnet-lite0", workers=1)
+    origins = {
+        pid: Path(origin).name for pid, origin in corpus.conn.execute("SELECT photo_id, origin FROM files")
+    }
+    texts = {r[0]: " ".join(n for n, v in zip(header[1:], r[1:], strict=True) if v == "1") for r in body}
+    ids = np.array(sorted(origins), dtype=np.int64)
+    vectors = minilm_encoder()([texts[origins[int(i)]] or "nothing" for i in ids])
+    feature_store.append_rows(corpus, "text.minilm", ids, vectors, model_id="concept names")
+    small = FitSettings(epochs=3, patience=3, batch_size=16, learning_rate=1e-3, seed=0)
+    report = train_semantic(
+        corpus, "minilm", loss="infonce", head="linear", temperature=0.1, name="ft-sem",
+        split="hash:50/20/30", fit_settings=small, finetune_blocks=1,
+    )  # fmt: skip
+    assert report.settings["finetune"]["blocks"] == 1 and report.metrics["test"]["n"] > 0
+    # every photo with a file was embedded through the tuned network and stored with the model
+    folder = corpus.root / report.path
+    stored_ids, stored = np.load(folder / "photo_ids.npy"), np.load(folder / "embeddings.npy")
+    assert sorted(stored_ids.tolist()) == ids.tolist() and stored.shape == (len(ids), 384)
+    np.testing.assert_allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-5)
+    # reloaded, the network gives the trained module's outputs on image files
+    files = [images / body[0][0], images / body[1][0]]
+    from photocorpus.image_preprocess import preprocess_batch
+    from photocorpus.learn.finetune import load_base, trunk
+
+    base, _ = load_base()
+    with torch.inference_mode():
+        x = trunk(base, 1, torch.from_numpy(preprocess_batch([str(f) for f in files]).pixels))
+    before = report.model.embed(x.numpy().astype(np.float16))  # type: ignore[union-attr]
+    after, ok = load_semantic(corpus, "ft-sem").embed_files(files)
+    assert ok.all() and np.array_equal(before, after)
+    # text search ranks the stored tuned vectors, never the untuned stored features
+    query = "people"
+    hits = search_text(corpus, query, k=10, model="ft-sem")
+    scores = stored @ query_vector(parse_query(query), minilm_encoder())
+    want = stored_ids[np.lexsort((stored_ids, -scores))][:10]
+    assert [h.photo_id for h in hits] == want.tolist()
+    np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1][:10], atol=1e-5)
+    # an example image runs through the tuned network: a corpus photo's own file finds it first
+    searcher = Searcher(corpus, model="ft-sem")
+    first = searcher.search_image(files[0], k=3)
+    assert origins[first[0].photo_id] == files[0].name and first[0].score > 0.999
+    corpus.close()
+
+
 # ------------------------------------------------------------------------------------------ search
 def test_text_search_ranks_concept_photos_first(mir: Corpus, semantic, labels_csv: Path) -> None:  # type: ignore[no-untyped-def]
     lf = read_label_file(labels_csv)

@@ -750,6 +750,7 @@ def train_semantic(
     temperature: float | None = None,
     name: str | None = None,
     labels: PathLike | LabelFile | None = None,
+    finetune_blocks: int = 0,
     on_epoch: Callable[[int, float, float], None] | None = None,
     progress: Progress = False,
     stop: StopFlag | None = None,
@@ -763,7 +764,9 @@ def train_semantic(
     (``temperature``) or ``hard-negative``; ``head``: ``linear`` or ``mlp``. Left as ``auto`` /
     ``None``, text, loss, head and temperature are chosen by whether the photos' text is bare tag
     lists or sentences (the README's "Learn and search"). ``labels`` adds the concept mAP to the
-    metrics. Settings: the ``[learn]`` table, as for :func:`train_classifier`.
+    metrics. ``finetune_blocks`` (0-5) also trains the last N EfficientNet-Lite0 blocks on the
+    image files, and stores every photo's tuned embedding with the model for search. Settings: the
+    ``[learn]`` table, as for :func:`train_classifier`.
     """
     from photocorpus.learn.semantic import LOSSES, TEXT_SPACES
     from photocorpus.learn.semantic import train_semantic as run_train
@@ -775,14 +778,17 @@ def train_semantic(
         check_choice("head", head, ("linear", "mlp"))
     if temperature is not None:
         check_range("temperature", temperature, 1e-6, 10)
+    check_range("finetune_blocks", finetune_blocks, 0, 5)
     label_file = _label_file(labels)
     with (
         _stage("train_semantic", corpus, progress, stop, {"learn": settings}) as (c, flag),
+        progress_phase(progress if finetune_blocks else False, "reading images") as reading,
         _on_epoch(progress, c.settings.learn.epochs, on_epoch) as each,
     ):
         report = run_train(
             c, text, loss=loss, head=head, hidden=hidden, temperature=temperature, name=name,
-            labels=label_file, on_epoch=each, stop=flag,
+            labels=label_file, finetune_blocks=finetune_blocks, on_epoch=each, progress=reading,
+            stop=flag,
         )  # fmt: skip
         if not report.interrupted:
             # The search index now, while torch and the weights are loaded anyway: the first search

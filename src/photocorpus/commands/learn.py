@@ -182,6 +182,15 @@ def train_semantic_cmd(
             "--temperature", help="InfoNCE temperature; default by caption kind.", show_default=False
         ),
     ] = None,
+    finetune_blocks: Annotated[
+        int,
+        typer.Option(
+            "--finetune-blocks",
+            min=0,
+            max=5,
+            help="Also train the last N EfficientNet-Lite0 blocks (reads the image files; slower).",
+        ),
+    ] = 0,
     name: NameOption = None,
     features: FeaturesOption = None,
     split: SplitOption = None,
@@ -201,6 +210,7 @@ def train_semantic_cmd(
     with open_corpus(corpus) as c:
         report = train_semantic(
             c, text, loss=loss, head=head, hidden=hidden, temperature=temperature, name=name, labels=labels,
+            finetune_blocks=finetune_blocks,
             on_epoch=_print_epochs(quiet or as_json), progress=not (quiet or as_json), **settings,
         )  # fmt: skip
     _print_metrics(report, as_json)

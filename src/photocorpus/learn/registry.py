@@ -34,6 +34,10 @@ KINDS = ("classifier", "semantic")
 # A saved semantic model's format (model.json's "format"; older folders must be retrained). Kept here,
 # torch-free, so that search can read a model's description without importing learn/semantic.py.
 SEMANTIC_FORMAT_VERSION = 1
+# A semantic model that fine-tuned the CNN stores its photos' vectors beside its weights (search
+# cannot compute them from the stored features): sorted photo ids and their rows.
+PHOTO_IDS_FILE = "photo_ids.npy"
+EMBEDDINGS_FILE = "embeddings.npy"
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,19 @@ def _signature(fs: feature_store.FeatureSet) -> str:
 
 
 def semantic_index_source(corpus: Corpus, model: SemanticHandle) -> Any:
-    """An :class:`~photocorpus.learn.index.IndexSource` embedding the model's image features."""
+    """An :class:`~photocorpus.learn.index.IndexSource` embedding the model's image features (a
+    fine-tuned model: the photo vectors it stored at training time, as its features are not its input)."""
     from photocorpus.learn.index import IndexSource
+
+    if model.finetuned:
+        return IndexSource(
+            name=f"semantic:{model.entry.name}",
+            fingerprint=model.fingerprint,
+            dims=int(model.info["head"]["out_dim"]),
+            photo_ids=lambda: model.stored[0],
+            embed=model.stored_embeddings,
+            signature=lambda: f"stored:{model.fingerprint}",  # fixed at training time
+        )
 
     fs_name = model.info["image_features"]
 
@@ -278,8 +289,11 @@ class Searcher:
         ids = np.asarray(photo_ids, dtype=np.int64)
         key = hashlib.sha1(ids.tobytes()).hexdigest()
         if self._joint_cache is None or self._joint_cache[0] != key:  # evaluation asks many queries
-            fs = feature_store.open_feature_set(self.corpus, self.semantic.info["image_features"])
-            self._joint_cache = (key, self.semantic.embed(feature_rows(fs, ids)))
+            if self.semantic.finetuned:
+                self._joint_cache = (key, self.semantic.stored_embeddings(ids))
+            else:
+                fs = feature_store.open_feature_set(self.corpus, self.semantic.info["image_features"])
+                self._joint_cache = (key, self.semantic.embed(feature_rows(fs, ids)))
         return self._joint_cache[1] @ query_vector(terms, self.encode)
 
     # ---------------------------------------------------------------------------------------- image
@@ -293,9 +307,16 @@ class Searcher:
         fs_name = (
             self.semantic.info["image_features"] if self.semantic else corpus.settings.learn.image_features
         )
-        features = image_file_features(Path(image), fs_name, corpus=corpus)
+        if self.semantic is not None and self.semantic.finetuned:
+            # the tuned network runs on the file itself: its input is not a stored feature set
+            q, ok = self.semantic.loaded.embed_files([Path(image)])
+            if not ok.all():
+                raise LearnError(f"cannot read {Path(image).name!r} as an image; give a JPEG or PNG file")
+            features = None
+        else:
+            features = image_file_features(Path(image), fs_name, corpus=corpus)
         if self.semantic is not None and self.index is not None:
-            q = self.semantic.embed(features[None, :])
+            q = q if features is None else self.semantic.embed(features[None, :])
             index = self.index
             method = self.method
         else:
@@ -308,6 +329,7 @@ class Searcher:
                 exact_max=corpus.settings.learn.exact_search_max,
                 seed=corpus.settings.learn.seed,
             )
+            assert features is not None
             q = (features / max(float(np.linalg.norm(features)), 1e-12))[None, :].astype(np.float32)
             method = f"features:{fs_name}"
         s, i = index.search(q, k)

@@ -21,6 +21,14 @@ map on the train split, early-stopping on val. Three losses:
 
 Retrieval uses the cosine between the unit-length prediction and the unit-length query.
 
+``finetune_blocks=N`` also trains the last N blocks of EfficientNet-Lite0 (:mod:`photocorpus.learn.finetune`:
+the frozen trunk runs once per photo, the tail and head train on its activations). The stored
+features are then not the model's input, so training also embeds every photo with a file through the
+tuned network and saves those vectors with the model (``photo_ids.npy``, ``embeddings.npy``): search
+indexes them and never re-runs the CNN on corpus photos; only an example image (``search --image``)
+goes through the network. Photos added after training are not searchable with such a model until it
+is trained again.
+
 Defaults depend on what the photos' text is (:func:`caption_kind`). Sentence captions (Instagram)
 train on ``text.minilm`` with the cosine loss and a linear head. Tag lists (Flickr, MIRFLICKR) train on
 ``text.minilm-tags`` (per-tag MiniLM vectors, pooled) with :data:`TAG_DEFAULTS`: on the shared
@@ -34,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +60,7 @@ from photocorpus.learn.dataset import (
     common_ids,
     feature_rows,
     open_image_features,
+    photo_meta,
 )
 from photocorpus.learn.heads import FeatureHead, FitResult, FitSettings, fit, predict_batched
 from photocorpus.learn.splits import assign_splits, resolve_spec
@@ -58,7 +68,9 @@ from photocorpus.learn.text_space import TEXT_SPACES, text_feature_set
 from photocorpus.notebook import HtmlReport
 
 if TYPE_CHECKING:
+    from photocorpus.backbones.efficientnet_lite import EfficientNetLite0
     from photocorpus.corpus import Corpus
+    from photocorpus.corpus_files import ImageLocation
     from photocorpus.interrupt import StopFlag
 
 LOSSES = ("sigmoid-ce", "cosine", "infonce", "hard-negative")
@@ -116,6 +128,21 @@ class SemanticModel(nn.Module):
         if not outs:
             return np.zeros((0, int(self.lo.shape[0])), dtype=np.float32)
         return np.concatenate(outs).astype(np.float32, copy=False)
+
+
+class FinetunedSemanticModel(SemanticModel):
+    """The last ``blocks`` blocks of Lite0 (with its head conv and pooling) before the head: its input
+    is the frozen trunk's activations (:func:`photocorpus.learn.finetune.trunk`), not stored features.
+    The base network itself is not a submodule: only the tail is trained and saved."""
+
+    def __init__(self, head_spec: dict[str, Any], loss: str, base: EfficientNetLite0, blocks: int) -> None:
+        from photocorpus.learn.finetune import TailNet
+
+        super().__init__(head_spec, loss)
+        self.tail = TailNet(base, blocks, self.head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(x)
 
 
 def semantic_loss(model: SemanticModel, temperature: float) -> Any:
@@ -242,7 +269,9 @@ def train_semantic(
     split: str | None = None,
     fit_settings: FitSettings | None = None,
     labels: LabelFile | None = None,
+    finetune_blocks: int = 0,
     on_epoch: Any = None,
+    progress: Callable[[int], None] | None = None,
     stop: StopFlag | None = None,
 ) -> SemanticReport:
     """Train, evaluate and save a semantic model; see the module docstring.
@@ -250,7 +279,8 @@ def train_semantic(
     ``text="auto"``, ``loss=None``, ``head=None`` and ``temperature=None`` take
     :func:`semantic_defaults` (by whether the captions are tags or sentences); given values always
     win. ``labels`` (a concept file such as MIRFLICKR's labels.csv) adds the text -> image concept mAP
-    on val and test to the metrics, each concept name being its own query.
+    on val and test to the metrics, each concept name being its own query. ``finetune_blocks``: see
+    the module docstring (``progress`` counts the images read for it).
     """
     chosen = text != "auto" and None not in (loss, head, temperature)
     kind = None if chosen else caption_kind(corpus)
@@ -283,6 +313,23 @@ def train_semantic(
     has_text = np.linalg.norm(y_all, axis=1) > 1e-9
     ids, y_all = ids[has_text], y_all[has_text]
     spec = resolve_spec(corpus, split or cfg.splits)
+    finetune_info: dict[str, Any] | None = None
+    if finetune_blocks:
+        from photocorpus.learn.finetune import MAX_BLOCKS, load_base, trunk_activations
+
+        if not 1 <= finetune_blocks <= MAX_BLOCKS:
+            raise LearnError(f"finetune_blocks must be between 0 and {MAX_BLOCKS}, got {finetune_blocks}")
+        base, digest = load_base()
+        every = np.unique(image_fs.photo_ids())  # every photo search ranks, captioned or not
+        meta = photo_meta(corpus, every.tolist())
+        with_file = np.flatnonzero([p is not None for p in meta.paths])
+        locations = corpus.image_locations([meta.paths[i] for i in with_file])  # type: ignore[misc]
+        acts, ok, _errors = trunk_activations(base, finetune_blocks, locations, progress=progress, stop=stop)
+        every = every[with_file][ok]  # unreadable files are left out, as featurize left them
+        keep = np.isin(ids, every)
+        ids, y_all = ids[keep], y_all[keep]
+        x_all = acts[np.searchsorted(every, ids)]
+        finetune_info = {"blocks": finetune_blocks, "weights_sha256": digest, "base": "efficientnet-lite0"}
     splits = assign_splits(corpus, ids, spec)
     masks = {s: splits == s for s in ("train", "val", "test")}
     if masks["train"].sum() < 2 or masks["val"].sum() < 1:
@@ -291,18 +338,25 @@ def train_semantic(
             f"val={int(masks['val'].sum())} (split {spec.describe()}); "
             "featurize more photos or change --split"
         )
-    x_all = feature_rows(image_fs, ids)
-
     torch.manual_seed(settings_fit.seed)
     head_spec = {
         "kind": head,
-        "in_dim": image_fs.dims,
+        "in_dim": 1280 if finetune_blocks else image_fs.dims,
         "out_dim": text_fs.dims,
         "hidden": hidden,
         "dropout": dropout,
     }
-    model = SemanticModel(head_spec, loss)
-    model.head.fit_standardiser(x_all[masks["train"]])
+    params = None
+    if finetune_blocks:
+        from photocorpus.learn.finetune import param_groups, pooled_features
+
+        model: SemanticModel = FinetunedSemanticModel(head_spec, loss, base, finetune_blocks)
+        model.head.fit_standardiser(pooled_features(model.tail, x_all[masks["train"]]))  # type: ignore[arg-type]
+        params = param_groups(model.tail, settings_fit.learning_rate)  # type: ignore[arg-type]
+    else:
+        x_all = feature_rows(image_fs, ids)
+        model = SemanticModel(head_spec, loss)
+        model.head.fit_standardiser(x_all[masks["train"]])
     targets = y_all
     if loss == "sigmoid-ce":
         lo = y_all[masks["train"]].min(axis=0)
@@ -318,6 +372,7 @@ def train_semantic(
         x_all[masks["val"]],
         targets[masks["val"]],
         settings_fit,
+        params=params,
         on_epoch=on_epoch,
         stop=stop,
     )
@@ -344,10 +399,16 @@ def train_semantic(
         "fit": settings_fit.__dict__,
         "text_model_id": text_fs.model_id,
         "image_model_id": image_fs.model_id,
+        "finetune": finetune_info,
     }
+    # a fine-tuned model's photo embeddings, for search (see the module docstring)
+    stored = (every, model.embed(acts, batch_size=256)) if finetune_blocks else None
 
     def write(folder: Path) -> None:
         torch.save(model.state_dict(), folder / "model.pt")
+        if stored is not None:
+            np.save(folder / registry.PHOTO_IDS_FILE, stored[0].astype(np.int64))
+            np.save(folder / registry.EMBEDDINGS_FILE, stored[1].astype(np.float32))
         info = {
             "format": FORMAT_VERSION,
             "kind": "semantic",
@@ -372,11 +433,13 @@ def train_semantic(
 
 @dataclass
 class LoadedSemantic:
-    """A semantic model read back from the corpus, ready to embed image features."""
+    """A semantic model read back from the corpus, ready to embed image features (or, fine-tuned,
+    trunk activations: :meth:`embed_files` runs the whole network on image files)."""
 
     entry: registry.ModelEntry
     info: dict[str, Any]
     model: SemanticModel
+    base: EfficientNetLite0 | None = None  # the frozen trunk of a fine-tuned model
 
     @property
     def text_space(self) -> str:
@@ -389,6 +452,16 @@ class LoadedSemantic:
     def embed(self, features: np.ndarray) -> np.ndarray:
         return self.model.embed(features)
 
+    def embed_files(self, paths: list[Path | ImageLocation]) -> tuple[np.ndarray, np.ndarray]:
+        """Joint-space vectors of the readable image files through the fine-tuned network, and a mask
+        of which were read."""
+        from photocorpus.learn.finetune import trunk_activations
+
+        if self.base is None:
+            raise LearnError(f"model {self.entry.name!r} is not fine-tuned: embed its image features")
+        acts, ok, _errors = trunk_activations(self.base, int(self.info["finetune"]["blocks"]), paths)
+        return self.embed(acts), ok
+
 
 def load_semantic(corpus: Corpus, name: str | None = None) -> LoadedSemantic:
     """Load a semantic model by name, or the newest one."""
@@ -400,10 +473,24 @@ def load_semantic(corpus: Corpus, name: str | None = None) -> LoadedSemantic:
     else:
         entry = registry.get_model(corpus, name)
     info, state = registry.load_saved(corpus, entry, "semantic", FORMAT_VERSION)
-    model = SemanticModel(info["head"], info["loss"])
+    base = None
+    if info.get("finetune"):
+        from photocorpus.learn.finetune import load_base
+
+        base, digest = load_base()
+        if digest != info["finetune"]["weights_sha256"]:
+            raise LearnError(
+                "the packaged EfficientNet-Lite0 weights changed since this semantic model was "
+                f"fine-tuned; train {entry.name!r} again"
+            )
+        model: SemanticModel = FinetunedSemanticModel(
+            info["head"], info["loss"], base, int(info["finetune"]["blocks"])
+        )
+    else:
+        model = SemanticModel(info["head"], info["loss"])
     model.load_state_dict(state, strict=True)
     model.eval()
-    return LoadedSemantic(entry=entry, info=info, model=model)
+    return LoadedSemantic(entry=entry, info=info, model=model, base=base)
 
 
 def file_sha256(path: Path) -> str:

@@ -50,6 +50,33 @@ class SemanticHandle:
         """Unit-length joint-space vectors for rows of image features (see ``SemanticModel.embed``)."""
         return self.loaded.embed(features)
 
+    @property
+    def finetuned(self) -> bool:
+        """Whether the model tuned the CNN's last blocks: its photo vectors are stored with it."""
+        return bool(self.info.get("finetune"))
+
+    @functools.cached_property
+    def stored(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted photo ids, joint-space vectors) a fine-tuned model saved for every photo with a file."""
+        import numpy as np
+
+        folder = self.entry.folder(self.corpus)
+        ids = np.load(folder / registry.PHOTO_IDS_FILE)
+        vectors = np.load(folder / registry.EMBEDDINGS_FILE, mmap_mode="r")
+        order = np.argsort(ids, kind="stable")
+        return ids[order], np.asarray(vectors)[order]
+
+    def stored_embeddings(self, photo_ids: np.ndarray) -> np.ndarray:
+        """A fine-tuned model's stored vectors of ``photo_ids`` (zero rows for photos it has none of)."""
+        import numpy as np
+
+        ids, vectors = self.stored
+        pos = np.clip(np.searchsorted(ids, photo_ids), 0, max(len(ids) - 1, 0))
+        found = ids[pos] == photo_ids if len(ids) else np.zeros(len(photo_ids), bool)
+        out = np.zeros((len(photo_ids), vectors.shape[1]), dtype=np.float32)
+        out[found] = vectors[pos[found]]
+        return out
+
 
 def open_semantic(corpus: Corpus, name: str | None = None) -> SemanticHandle:
     """The semantic model named, or the newest one, without loading its weights.
