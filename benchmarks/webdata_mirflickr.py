@@ -20,6 +20,11 @@ The InstaCities1M paper's MIRFlickr experiment (Gomez et al., ECCV-W 2018), on w
   the train photos' mean and spread); ``w`` in {0, 0.1, ..., 1} chosen on the validation photos (part of
   the train split), never on test.
 
+``... ft<N>`` variants also fine-tune the last N blocks of EfficientNet-Lite0 with the head, as
+``train semantic --finetune-blocks N`` does (:mod:`photocorpus.learn.finetune`: the frozen trunk is run
+once per photo on the image files, the tail learns at a tenth of the head's rate, batch-norm statistics
+frozen).
+
 Variants: the target of a photo is its tags ``joined`` into one string for MiniLM, the ``mean`` of the
 per-tag MiniLM vectors, or a ``tfidf``-weighted mean (idf over the train photos' tags; measured here,
 not shipped); losses ``cosine`` and ``sigmoid-ce`` (the paper's), ``infonce`` (contrastive), and
@@ -58,7 +63,8 @@ LOGITS = {
     "fused": "efficientnet-lite2.logits",
 }
 FUSION_WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
-# name -> (features, target, loss, head[, InfoNCE temperature, default 0.05]); the first measurements decided
+# name -> (features, target, loss, head[, InfoNCE temperature, default 0.05[, fine-tuned Lite0 blocks]]); the
+# first measurements decided
 # which to carry on (docs/benchmarks.md); t0.1 was chosen by val mAP among 0.02, 0.05, 0.1, 0.2, 0.3
 VARIANTS: dict[str, tuple[Any, ...]] = {
     "lite0 joined cosine linear": ("lite0", "joined", "cosine", "linear"),  # the default before issue #20
@@ -78,6 +84,8 @@ VARIANTS: dict[str, tuple[Any, ...]] = {
     "lite0 mean infonce linear t0.3": ("lite0", "mean", "infonce", "linear", 0.3),
     "lite2 mean infonce linear t0.1": ("lite2", "mean", "infonce", "linear", 0.1),
     "fused mean infonce linear t0.1": ("fused", "mean", "infonce", "linear", 0.1),
+    "lite0 mean infonce linear t0.1 ft1": ("lite0", "mean", "infonce", "linear", 0.1, 1),
+    "lite0 mean infonce linear t0.1 ft2": ("lite0", "mean", "infonce", "linear", 0.1, 2),
 }
 PAPER = {"InstaCities1M captions (paper)": 0.756, "MIRFlickr tags (paper)": 0.883}
 
@@ -123,6 +131,23 @@ class Data:
         queries = np.asarray(self.encode(self.concepts), dtype=np.float32)
         self.queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
         self._bridge: dict[str, np.ndarray] = {}
+        self._activations: dict[int, np.ndarray] = {}
+
+    def activations(self, blocks: int) -> np.ndarray:
+        """Every photo's frozen-trunk activations (the fine-tuned tail's input), computed once."""
+        if blocks not in self._activations:
+            from photocorpus.corpus import Corpus
+            from photocorpus.learn.dataset import photo_meta
+            from photocorpus.learn.finetune import load_base, trunk_activations
+
+            base, _ = load_base()
+            with Corpus.open(self.corpus_dir) as corpus:
+                meta = photo_meta(corpus, self.ids.tolist())
+                locations = corpus.image_locations(meta.paths)  # type: ignore[arg-type]
+                acts, ok, errors = trunk_activations(base, blocks, locations)
+            assert ok.all(), errors
+            self._activations[blocks] = acts
+        return self._activations[blocks]
 
     def _tfidf_targets(self, tag_lists: list[list[str]]) -> np.ndarray:
         """idf-weighted mean of per-tag vectors; idf from the train+val photos only (never test)."""
@@ -177,16 +202,26 @@ def run_variant(data: Data, variant: tuple[Any, ...], seed: int) -> dict[str, An
     import torch
 
     from photocorpus.learn.heads import FitSettings, fit
-    from photocorpus.learn.semantic import SemanticModel, semantic_loss
+    from photocorpus.learn.semantic import FinetunedSemanticModel, SemanticModel, semantic_loss
 
     feature_key, target_kind, loss, head = variant[:4]
     temperature = variant[4] if len(variant) > 4 else 0.05
+    blocks = variant[5] if len(variant) > 5 else 0
     x, y = data.features[feature_key], data.targets[target_kind]
     train, val = data.parts["train"], data.parts["val"]
     torch.manual_seed(seed)
     spec = {"kind": head, "in_dim": x.shape[1], "out_dim": y.shape[1], "hidden": 1024, "dropout": 0.2}
-    model = SemanticModel(spec, loss)
-    model.head.fit_standardiser(x[train])
+    params = None
+    if blocks:  # as train_semantic(finetune_blocks=blocks)
+        from photocorpus.learn.finetune import load_base, param_groups, pooled_features
+
+        x = data.activations(blocks)
+        model: SemanticModel = FinetunedSemanticModel({**spec, "in_dim": 1280}, loss, load_base()[0], blocks)
+        model.head.fit_standardiser(pooled_features(model.tail, x[train]))  # type: ignore[arg-type]
+        params = param_groups(model.tail, 1e-3)  # type: ignore[arg-type]
+    else:
+        model = SemanticModel(spec, loss)
+        model.head.fit_standardiser(x[train])
     target = y
     if loss == "sigmoid-ce":  # as train_semantic: targets scaled to [0, 1] with the train photos' range
         lo = y[train].min(axis=0)
@@ -196,8 +231,8 @@ def run_variant(data: Data, variant: tuple[Any, ...], seed: int) -> dict[str, An
         target = np.clip((y - lo) / span, 0.0, 1.0).astype(np.float32)
     settings = FitSettings(200, 10, 256, 1e-3, 1e-4, seed)  # the [learn] defaults
     loss_fn = semantic_loss(model, temperature)
-    result = fit(model, loss_fn, x[train], target[train], x[val], target[val], settings)
-    semantic = model.embed(x) @ data.queries.T
+    result = fit(model, loss_fn, x[train], target[train], x[val], target[val], settings, params=params)
+    semantic = model.embed(x, batch_size=256) @ data.queries.T
     bridge = data.bridge_scores(feature_key)
     z_sem, z_bridge = standardised(semantic, semantic[train]), standardised(bridge, bridge[train])
     val_maps = [np.mean(data.concept_aps((1 - w) * z_sem + w * z_bridge, "val")) for w in FUSION_WEIGHTS]
@@ -257,9 +292,9 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     if not args.no_build:
         source = shared.staged_with_tags(args.corpus.parent / "mirflickr-with-tags")
-        shared.build_corpus(
-            args.corpus, ("efficientnet-lite0", "efficientnet-lite2"), fuse=True, source=source
-        )
+        keys = {VARIANTS[n][0] for n in names}
+        models = ("efficientnet-lite0", "efficientnet-lite2") if keys - {"lite0"} else ("efficientnet-lite0",)
+        shared.build_corpus(args.corpus, models, fuse="fused" in keys, source=source)
     data = Data(args.corpus, {VARIANTS[n][0] for n in names})
     print({p: int(m.sum()) for p, m in data.parts.items()}, flush=True)
     results: dict[str, list[dict[str, Any]]] = {}

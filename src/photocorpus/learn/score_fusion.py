@@ -158,7 +158,11 @@ class BridgeFusion:
         self.flat: tuple[np.ndarray, np.ndarray] | None = None
         if index.info.kind == "flat":
             self.flat = flat_vectors(index)
-            self.semantic_moments = moments([self.flat[1]], index.info.dims)
+            vectors = self.flat[1]
+            self.semantic_moments = moments(
+                (vectors[s : s + MOMENT_CHUNK] for s in range(0, len(vectors), MOMENT_CHUNK)),
+                index.info.dims,
+            )
         else:
             ids = index.ids
             self.semantic_moments = moments(
