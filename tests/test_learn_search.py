@@ -298,6 +298,11 @@ def test_finetuned_semantic_model_trains_reloads_and_searches(tmp_path: Path, la
     searcher = Searcher(corpus, model="ft-sem")
     first = searcher.search_image(files[0], k=3)
     assert origins[first[0].photo_id] == files[0].name and first[0].score > 0.999
+    import photocorpus as pc
+    from photocorpus.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="finetune_blocks"):
+        pc.train_semantic(corpus, finetune_blocks=6)
     corpus.close()
 
 
