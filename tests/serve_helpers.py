@@ -12,11 +12,13 @@ The server: the real app on uvicorn in a thread, on 127.0.0.1 and a free port.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import socket
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -91,8 +93,18 @@ def build_corpus(base: Path, images: Path) -> Path:
 
 
 def copy_corpus(built: Path, dest: Path) -> Path:
-    """A private copy of the built corpus (its catalog, images and features) for one test module."""
-    shutil.copytree(built, dest, symlinks=True)
+    """A private copy of the built corpus (its catalog, images and features) for one test module.
+
+    The catalog goes through SQLite's backup API, not a file copy: a consistent snapshot even while
+    another module still has the built catalog open (its -wal/-shm files may vanish mid-copy when
+    that connection closes).
+    """
+    shutil.copytree(built, dest, symlinks=True, ignore=shutil.ignore_patterns("catalog.sqlite*"))
+    with (
+        contextlib.closing(sqlite3.connect(built / "catalog.sqlite")) as source,
+        contextlib.closing(sqlite3.connect(dest / "catalog.sqlite")) as target,
+    ):
+        source.backup(target)
     return dest
 
 

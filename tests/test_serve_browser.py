@@ -91,6 +91,17 @@ def group_members(server: RunningServer) -> dict[int, list[int]]:
     return {g: sorted(m) for g, m in groups.items()}
 
 
+def text_of(browser: Any, element_id: str) -> str | None:
+    """The element's text, or None while the page is between documents (a reload in flight)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return str(browser.find_element(By.ID, element_id).text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
 def reloaded(element: Any) -> bool:
     """True once ``element`` belongs to a page the browser has since replaced (a reload happened)."""
     from selenium.common.exceptions import StaleElementReferenceException
@@ -168,12 +179,11 @@ def test_filter_open_more_like_this_split_confirm_relabel_then_curate_keeps_them
     field = browser.find_element(By.ID, "pc-new-label")
     field.clear()
     field.send_keys("queens")
+    page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "pc-set-label").click()
     wait_for(lambda: len(decisions(server, before)) == 3, what="the label decision")
-    wait_for(
-        lambda: browser.find_element(By.ID, "pc-label").text == "queens",
-        what="the page to show the new label",
-    )
+    wait_for(lambda: reloaded(page), what="the photo page to reload after the label")
+    wait_for(lambda: text_of(browser, "pc-label") == "queens", what="the page to show the new label")
     kinds = [row[1] for row in decisions(server, before)]
     assert kinds == ["split_group", "confirm_group", "set_label"]
     history = browser.find_elements(By.CSS_SELECTOR, "#pc-history li")

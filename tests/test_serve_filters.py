@@ -5,6 +5,7 @@ of migration 10 and the id-set form of photocorpus.serve.photo_filters keep 100,
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,11 +51,16 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory, instany_images: Path) -> sqlite3.Connection:
-    from tests.serve_helpers import build_corpus
+def catalog(tmp_path_factory: pytest.TempPathFactory, instany_images: Path) -> Iterator[sqlite3.Connection]:
+    from tests.serve_helpers import build_corpus, copy_corpus
 
-    root = build_corpus(tmp_path_factory.mktemp("serve-built"), instany_images)
-    return sqlite3.connect(root / "catalog.sqlite")
+    built = build_corpus(tmp_path_factory.mktemp("serve-built"), instany_images)
+    root = copy_corpus(built, tmp_path_factory.mktemp("serve-filters") / "corpus")
+    # read-only, on its own copy, closed at the module's end: closing the last connection of a WAL
+    # catalog removes its -wal/-shm files, which must never happen while another module copies it
+    conn = sqlite3.connect(f"file:{root / 'catalog.sqlite'}?mode=ro", uri=True)
+    yield conn
+    conn.close()
 
 
 @pytest.mark.parametrize(("filters", "reference"), CASES, ids=[str(c[0]) for c in CASES])
