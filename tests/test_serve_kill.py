@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,18 +41,13 @@ import pytest
 from photocorpus.corpus import Corpus
 from photocorpus.decisions import overrides
 from tests.conftest import run_cli
+from tests.serve_helpers import free_port
 
 PHOTOS = 24
 CLIENTS = 4
 KILL_AFTER_ACKS = 10
 START_TIMEOUT_S = 60.0
 LABELS = ("street", "food", "skyline")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -72,7 +66,7 @@ class Server:
 
 
 def start_server(corpus_dir: Path) -> Server:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -77,13 +77,6 @@ class ServeContext:
             self._cache[key] = (now, stamp, value)
         return value
 
-    def forget_cached(self) -> None:
-        """After a decision this worker made: its cached values go at once (the stamp check in
-        :meth:`cached` covers decisions made elsewhere)."""
-        with self._cache_lock:
-            for key in [k for k in self._cache if not k.startswith("keep:")]:
-                del self._cache[key]
-
 
 def context_of(request: Request) -> ServeContext:
     return request.app.state.ctx  # type: ignore[no-any-return]

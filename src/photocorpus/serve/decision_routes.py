@@ -121,7 +121,6 @@ async def decisions_json(request: Request) -> Response:
         return call(corpus, **who)
 
     decision = await ctx.run(write, snapshot=False)
-    ctx.forget_cached()
     return JSONResponse({"decision": decision_json(decision)})
 
 
@@ -133,7 +132,6 @@ async def undo_json(request: Request) -> Response:
     who = _who(request, body)
     decision_id = request.path_params["decision_id"]
     decision = await ctx.run(lambda c: decisions.undo(c, decision_id, **who), snapshot=False)
-    ctx.forget_cached()
     return JSONResponse({"decision": decision_json(decision)})
 
 
