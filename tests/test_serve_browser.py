@@ -93,22 +93,22 @@ def group_members(server: RunningServer) -> dict[int, list[int]]:
 
 def text_of(browser: Any, element_id: str) -> str | None:
     """The element's text, or None while the page is between documents (a reload in flight)."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
 
     try:
         return str(browser.find_element(By.ID, element_id).text)
-    except (NoSuchElementException, StaleElementReferenceException):
+    except WebDriverException:  # not there yet, stale, or "node does not belong to the document"
         return None
 
 
 def reloaded(element: Any) -> bool:
     """True once ``element`` belongs to a page the browser has since replaced (a reload happened)."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
 
     try:
         element.is_enabled()
-    except StaleElementReferenceException:
+    except WebDriverException:  # stale, or mid-reload "node does not belong to the document"
         return True
     return False
 
